@@ -1,0 +1,170 @@
+"""Typed configuration decoded strictly from TOML; secret references are resolved here and only here.
+
+A secret field accepts ``{env = "NAME"}`` or ``{file = "/run/secrets/x"}`` (or, for throwaway
+demos, a plain string). Unknown keys and wrong types are errors that name the file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from poller.errors import ConfigError
+from poller.privacy import PersonalDataPolicy
+from poller.secrets import Secret
+from poller.vendors import VENDORS
+from poller.vendors.base import AccountConfig
+
+
+class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    url: str = "nats://127.0.0.1:4222"
+    stream: str = "AICC"
+    subject_prefix: str = "aicc"
+    state_bucket: str = "aicc_poller_state"
+    #: JetStream de-duplication window; a poller restarted within it never doubles an event
+    duplicate_window: float = 900.0
+    replicas: int = 1
+    max_age_days: float = 7.0
+    user: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+    creds_file: str | None = None
+    ack_timeout: float = 5.0
+
+
+class PrivacyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    personal_data: PersonalDataPolicy = PersonalDataPolicy.MASK
+    hash_salt: Secret | None = None
+
+
+class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = 9464
+
+
+class LoggingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    level: str = "INFO"
+    format: str = "json"
+
+
+class ShardConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    index: int = 0
+    count: int = 1
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    nats: NatsConfig = NatsConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    http: HttpConfig = HttpConfig()
+    logging: LoggingConfig = LoggingConfig()
+    shard: ShardConfig = ShardConfig()
+    #: SIGTERM drain: in-flight publishes and commits get this long before we give up
+    shutdown_grace: float = 10.0
+    sources: list[AccountConfig] = []
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _resolve_secret(obj: Any, env: Mapping[str, str], base: Path) -> Secret:
+    if isinstance(obj, str):
+        return Secret(obj, "inline")
+    if isinstance(obj, dict) and len(obj) == 1:
+        ((kind, ref),) = obj.items()
+        if kind == "env" and isinstance(ref, str) and _ENV_NAME.match(ref):
+            if ref not in env:
+                raise ValueError(f"environment variable {ref} is not set")
+            return Secret(env[ref], f"env {ref}")
+        if kind == "file" and isinstance(ref, str):
+            path = (base / ref) if not os.path.isabs(ref) else Path(ref)
+            try:
+                return Secret(path.read_text().strip(), f"file {ref}")
+            except OSError as exc:
+                raise ValueError(f"cannot read secret file {ref}: {exc.strerror}") from exc
+    raise ValueError('expected {env = "NAME"} or {file = "path"}')
+
+
+def _convert(obj: Any, type_: Any, file: str, prefix: str, env: Mapping[str, str], base: Path) -> Any:
+    def dec_hook(t: type, value: Any) -> Any:
+        if t is Secret:
+            return _resolve_secret(value, env, base)
+        raise NotImplementedError
+
+    try:
+        return msgspec.convert(obj, type_, dec_hook=dec_hook, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_located(file, prefix, str(exc))) from None
+
+
+def _located(file: str, prefix: str, message: str) -> str:
+    """msgspec's 'Expected `int`, got `str` - at `$.x.y`' → '<file>: <prefix>.x.y: Expected ...'."""
+    match = re.search(r" - at `\$(.*)`$", message)
+    field = match.group(1) if match else ""
+    message = message[: match.start()] if match else message
+    if prefix and field and not field.startswith("["):
+        field = "." + field.lstrip(".")
+    field = (prefix + field).lstrip(".")
+    return f"{file}: {field}: {message}" if field else f"{file}: {message}"
+
+
+def parse_config(
+    data: Mapping[str, Any], *, path: str = "<config>", env: Mapping[str, str] | None = None
+) -> Config:
+    env = os.environ if env is None else env
+    base = Path(path).parent if path and not path.startswith("<") else Path.cwd()
+    data = dict(data)
+    raw_sources = data.pop("sources", [])
+    top = _convert(data, Config, path, "", env, base)
+    if not isinstance(raw_sources, list):
+        raise ConfigError(f"{path}: sources: expected an array of tables ([[sources]])")
+    sources: list[AccountConfig] = []
+    seen: set[tuple[str, str]] = set()
+    for i, entry in enumerate(raw_sources):
+        where = f"{path}: sources[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table")
+        vendor = entry.get("vendor")
+        if vendor not in VENDORS:
+            raise ConfigError(
+                f"{where}.vendor: unknown vendor {vendor!r}; known: {', '.join(sorted(VENDORS))}"
+            )
+        account = _convert(entry, VENDORS[vendor].account_config, path, f"sources[{i}]", env, base)
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", account.account):
+            raise ConfigError(
+                f"{where}.account: use 1-64 of A-Z a-z 0-9 _ - (it becomes a NATS subject token)"
+            )
+        if (vendor, account.account) in seen:
+            raise ConfigError(f"{where}.account: {vendor}/{account.account} is configured twice")
+        seen.add((vendor, account.account))
+        for api, limit in account.rate_limits.items():
+            if api not in VENDORS[vendor].apis:
+                raise ConfigError(
+                    f"{where}.rate_limits.{api}: unknown API; known: {', '.join(VENDORS[vendor].apis)}"
+                )
+            if limit < 1:
+                raise ConfigError(f"{where}.rate_limits.{api}: must be at least 1")
+        sources.append(account)
+    if not 0 <= top.shard.index < top.shard.count:
+        raise ConfigError(f"{path}: shard.index: must be in 0..shard.count-1")
+    config: Config = msgspec.structs.replace(top, sources=sources)
+    return config
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: not valid TOML: {exc}") from None
+    return parse_config(data, path=name, env=env)

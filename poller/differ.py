@@ -1,0 +1,256 @@
+"""Committed snapshot + new observation → events + next snapshot. Pure: no I/O, no clock reads.
+
+Event ids are deterministic: a hash of the source, the entity, its change counter ``seq`` and the
+new value. Re-deriving a change after a crash yields the same id (JetStream drops the copy); a new
+change of the same entity, even back to an old value, yields a new one; and if the vendor moved on
+while we were down (A→B published, then A→C derived), the value in the hash keeps the two apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import msgspec
+
+from poller.model import CallSnapshot, EntitySnapshot, Observation
+from poller.privacy import Privacy
+from poller.state import EntityState, Health, SourceState
+from schemas import (
+    CallFinished,
+    DegradeReason,
+    EntityKind,
+    EventBase,
+    JobStatusChanged,
+    SourceDegraded,
+    SourceRecovered,
+    Status,
+    TaskAppeared,
+    TaskProgress,
+    TaskState,
+    TaskStatusChanged,
+    TaskVanished,
+)
+
+VANISHED = "vanished"
+
+
+def event_id(*parts: object) -> str:
+    return hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+
+
+class SourceId(msgspec.Struct, frozen=True, kw_only=True):
+    vendor: str
+    account: str
+    scope: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.vendor}.{self.account}" + (f".{self.scope}" if self.scope else "")
+
+
+class Diff(msgspec.Struct, kw_only=True):
+    events: list[EventBase]
+    state: SourceState
+    changed: set[str]
+
+
+def _status(state: str, raw: str) -> Status:
+    return Status(state=TaskState(state), raw=raw)
+
+
+def _call_event(
+    source: SourceId, call: CallSnapshot, privacy: Privacy, now: datetime, *identity: object
+) -> CallFinished:
+    return CallFinished(
+        event_id=event_id(source.key, "call-finished", call.call_id, *identity),
+        vendor=source.vendor,
+        account=source.account,
+        observed_at=now,
+        call_id=call.call_id,
+        task_id=call.task_id,
+        outcome=call.outcome,
+        raw_outcome=call.raw_outcome,
+        failure_reason=call.failure_reason,
+        callee_number=privacy.phone(call.callee_number),
+        callee_name=privacy.name(call.callee_name),
+        duration_seconds=call.duration_seconds,
+        started_at=call.started_at,
+        ended_at=call.ended_at,
+        detail=call.detail,
+    )
+
+
+def diff(
+    source: SourceId, previous: SourceState, observation: Observation, now: datetime, privacy: Privacy
+) -> Diff:
+    entities = dict(previous.entities)
+    events: list[EventBase] = []
+    changed: set[str] = set()
+    vendor, account, key = source.vendor, source.account, source.key
+    seen: set[str] = set()
+
+    for snap in observation.entities:
+        seen.add(snap.id)
+        old = entities.get(snap.id)
+        if old is not None and old.state != VANISHED:
+            status_changed = old.raw != snap.raw_state
+            progress_changed = snap.completed is not None and (
+                old.completed != snap.completed or old.total != snap.total
+            )
+            if not (status_changed or progress_changed):
+                if old.name != snap.name or old.parent != snap.parent_id:
+                    entities[snap.id] = _remember(snap, old.seq)
+                    changed.add(snap.id)
+                continue
+            seq = old.seq + 1
+            if status_changed:
+                status_event = JobStatusChanged if snap.kind is EntityKind.JOB else TaskStatusChanged
+                events.append(
+                    status_event(
+                        event_id=event_id(key, "status", snap.id, seq, snap.raw_state),
+                        vendor=vendor,
+                        account=account,
+                        observed_at=now,
+                        kind=snap.kind,
+                        entity_id=snap.id,
+                        parent_id=snap.parent_id,
+                        name=snap.name,
+                        seq=seq,
+                        previous=_status(old.state, old.raw),
+                        current=Status(state=snap.state, raw=snap.raw_state),
+                    )
+                )
+                if (
+                    snap.call is not None
+                    and snap.state.terminal
+                    and not TaskState(old.state).terminal
+                ):
+                    events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
+            if progress_changed:
+                assert snap.completed is not None
+                events.append(
+                    TaskProgress(
+                        event_id=event_id(key, "progress", snap.id, seq, snap.completed, snap.total),
+                        vendor=vendor,
+                        account=account,
+                        observed_at=now,
+                        kind=snap.kind,
+                        entity_id=snap.id,
+                        parent_id=snap.parent_id,
+                        name=snap.name,
+                        seq=seq,
+                        previous_completed=old.completed,
+                        completed=snap.completed,
+                        total=snap.total,
+                        by_state=snap.by_state,
+                    )
+                )
+        else:
+            seq = (old.seq if old else 0) + 1
+            events.append(
+                TaskAppeared(
+                    event_id=event_id(key, "appeared", snap.id, seq, snap.raw_state),
+                    vendor=vendor,
+                    account=account,
+                    observed_at=now,
+                    kind=snap.kind,
+                    entity_id=snap.id,
+                    parent_id=snap.parent_id,
+                    name=snap.name,
+                    seq=seq,
+                    current=Status(state=snap.state, raw=snap.raw_state),
+                    completed=snap.completed,
+                    total=snap.total,
+                )
+            )
+            if snap.call is not None and snap.state.terminal:
+                events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
+        entities[snap.id] = _remember(snap, seq)
+        changed.add(snap.id)
+
+    if observation.complete:
+        for entity_id, old in previous.entities.items():
+            if entity_id in seen or old.state == VANISHED:
+                continue
+            seq = old.seq + 1
+            events.append(
+                TaskVanished(
+                    event_id=event_id(key, "vanished", entity_id, seq),
+                    vendor=vendor,
+                    account=account,
+                    observed_at=now,
+                    kind=EntityKind(old.kind),
+                    entity_id=entity_id,
+                    parent_id=old.parent,
+                    name=old.name,
+                    seq=seq,
+                    previous=_status(old.state, old.raw),
+                )
+            )
+            # a tombstone keeps the counter, so a task that comes back gets fresh event ids
+            entities[entity_id] = EntityState(kind=old.kind, state=VANISHED, raw="", seq=seq)
+            changed.add(entity_id)
+
+    for call in observation.calls:
+        events.append(_call_event(source, call, privacy, now, call.ended_at or "", call.raw_outcome))
+
+    cursors = dict(previous.cursors)
+    cursors.update(observation.cursors)
+    return Diff(
+        events=events,
+        state=SourceState(entities=entities, cursors=cursors, health=previous.health),
+        changed=changed,
+    )
+
+
+def _remember(snap: EntitySnapshot, seq: int) -> EntityState:
+    return EntityState(
+        kind=snap.kind.value,
+        state=snap.state.value,
+        raw=snap.raw_state,
+        seq=seq,
+        completed=snap.completed,
+        total=snap.total,
+        parent=snap.parent_id,
+        name=snap.name,
+    )
+
+
+def health_transition(
+    source: SourceId,
+    health: Health,
+    failure: tuple[str, str, str] | None,
+    now: datetime,
+) -> tuple[Health, list[EventBase]]:
+    """One ``source-degraded`` when an episode starts, one ``source-recovered`` when it ends.
+
+    ``failure`` is (api, reason, detail) of a failed poll cycle, or None for a good one.
+    """
+    ts = now.timestamp()
+    if failure is not None and not health.degraded:
+        api, reason, detail = failure
+        episode = health.episode + 1
+        event = SourceDegraded(
+            event_id=event_id(source.key, "degraded", episode),
+            api=api,
+            reason=DegradeReason(reason),
+            detail=detail,
+            episode=episode,
+            vendor=source.vendor,
+            account=source.account,
+            observed_at=now,
+        )
+        return Health(episode=episode, degraded=True, api=api, reason=reason, since=ts), [event]
+    if failure is None and health.degraded:
+        event_r = SourceRecovered(
+            event_id=event_id(source.key, "recovered", health.episode),
+            api=health.api,
+            episode=health.episode,
+            degraded_seconds=round(max(0.0, ts - health.since), 3),
+            vendor=source.vendor,
+            account=source.account,
+            observed_at=now,
+        )
+        return Health(episode=health.episode, degraded=False), [event_r]
+    return health, []

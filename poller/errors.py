@@ -1,0 +1,62 @@
+"""Classified failures of a vendor API call: what the scheduler and health tracking act on."""
+
+from __future__ import annotations
+
+from schemas import DegradeReason
+
+
+class SourceError(Exception):
+    """A poll step failed; ``reason`` says how, ``retryable`` whether backing off can help."""
+
+    reason: DegradeReason = DegradeReason.SERVER_ERROR
+    retryable: bool = True
+
+    def __init__(self, detail: str, *, api: str = "", retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.api = api
+        self.retry_after = retry_after
+
+
+class Throttled(SourceError):
+    reason = DegradeReason.THROTTLED
+
+
+class AuthFailed(SourceError):
+    reason = DegradeReason.AUTH_FAILED
+    retryable = False
+
+
+class Unreachable(SourceError):
+    reason = DegradeReason.UNREACHABLE
+
+
+class TimedOut(SourceError):
+    reason = DegradeReason.TIMEOUT
+
+
+class ServerError(SourceError):
+    reason = DegradeReason.SERVER_ERROR
+
+
+class BadResponse(SourceError):
+    """The answer did not decode or broke the vendor's own contract: nothing from it is trusted."""
+
+    reason = DegradeReason.BAD_RESPONSE
+
+
+class ClientError(SourceError):
+    """The vendor rejected our request as invalid; retrying the same request will not help soon."""
+
+    reason = DegradeReason.CLIENT_ERROR
+    retryable = False
+
+
+class TokenExpired(AuthFailed):
+    """The bearer token is no longer valid: refresh it and retry once."""
+
+    retryable = True
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; the message names the file and the field."""

@@ -1,0 +1,88 @@
+"""Prometheus metrics. One registry per service instance, so several can live in one process (tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "aicc_vendor_requests", "Vendor API requests by outcome", ["vendor", "api", "outcome"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "aicc_vendor_request_seconds",
+            "Vendor API request duration",
+            ["vendor", "api"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.throttled = Counter(
+            "aicc_vendor_throttled", "Throttling answers from vendors", ["vendor", "api"], registry=r
+        )
+        self.limiter_in_window = Gauge(
+            "aicc_ratelimit_in_window",
+            "Requests started in the current one-second window",
+            ["vendor", "api", "credential"],
+            registry=r,
+        )
+        self.limiter_limit = Gauge(
+            "aicc_ratelimit_limit",
+            "Effective request limit per second",
+            ["vendor", "api", "credential"],
+            registry=r,
+        )
+        self.poll_cycle_seconds = Histogram(
+            "aicc_poll_cycle_seconds",
+            "Duration of one poll cycle of one source",
+            ["vendor"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.poll_cycles = Counter(
+            "aicc_poll_cycles", "Poll cycles by result", ["vendor", "account", "result"], registry=r
+        )
+        self.detection_lag = Histogram(
+            "aicc_detection_lag_seconds",
+            "Poll cycle start to event acked (upper bound of detection lag)",
+            ["vendor"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.events = Counter("aicc_events", "Events published", ["vendor", "type"], registry=r)
+        self.publish_seconds = Histogram(
+            "aicc_publish_seconds", "Publish to JetStream ack", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.publish_failures = Counter(
+            "aicc_publish_failures", "Publishes not acked (retried with the same id)", registry=r
+        )
+        self.commit_lag = Gauge(
+            "aicc_state_commit_lag_seconds",
+            "Seconds since the source's state was last committed",
+            ["vendor", "account", "scope"],
+            registry=r,
+        )
+        self.commits = Counter("aicc_state_commits", "State commits", ["vendor", "result"], registry=r)
+        self.entities = Gauge(
+            "aicc_entities_tracked", "Entities in committed state", ["vendor", "account", "scope"], registry=r
+        )
+        self.source_degraded = Gauge(
+            "aicc_source_degraded",
+            "1 while a source is in a degraded episode",
+            ["vendor", "account", "scope"],
+            registry=r,
+        )
+        self.nats_connected = Gauge("aicc_nats_connected", "1 while connected to NATS", registry=r)
+        self.degradations = Counter(
+            "aicc_degradations", "Failed poll cycles by reason", ["vendor", "reason"], registry=r
+        )
+
+    def observe_request(self, vendor: str, api: str, outcome: str, seconds: float) -> None:
+        self.requests.labels(vendor, api, outcome).inc()
+        self.request_seconds.labels(vendor, api).observe(seconds)
+        if outcome == "throttled":
+            self.throttled.labels(vendor, api).inc()

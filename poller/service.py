@@ -1,0 +1,331 @@
+"""Wires the steps together under one anyio task group.
+
+Each source runs its own loop (bulkhead): poll → diff → publish (every event acked) → commit. A
+source that hangs or fails delays nobody else; one that fails backs off with jitter and reports one
+``source-degraded`` per episode. On stop, polling is cancelled at once while publishes and commits
+already under way get ``shutdown_grace`` seconds to finish (shielded from the cancellation).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import anyio
+import msgspec
+import nats
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from poller.config import Config
+from poller.differ import SourceId, diff, health_transition
+from poller.errors import SourceError
+from poller.ops.metrics import Metrics
+from poller.privacy import Privacy
+from poller.publisher import Publisher
+from poller.ratelimit import LimiterRegistry
+from poller.sharding import owns
+from poller.state import SourceState, StateStore, kv_key_token
+from poller.vendors import VENDORS
+from poller.vendors.base import AdapterContext, Source
+from schemas.events import EventBase, event_type
+
+log = logging.getLogger("poller.service")
+T = TypeVar("T")
+ExtraTask = Callable[["Service"], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class SourceStatus:
+    """What readiness and operators need to know about one source."""
+
+    source: Source
+    key: str
+    last_success: float | None = None
+    last_commit: float | None = None
+    degraded: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+class Service:
+    def __init__(
+        self, config: Config, *, metrics: Metrics | None = None, nats_options: dict[str, Any] | None = None
+    ):
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.limiters = LimiterRegistry()
+        self.privacy = Privacy(
+            config.privacy.personal_data,
+            config.privacy.hash_salt.reveal() if config.privacy.hash_salt else "",
+        )
+        self.statuses: dict[str, SourceStatus] = {}
+        self.nats_connected = False
+        self.infrastructure_ready = False
+        self.stopping = anyio.Event()
+        self.started = anyio.Event()
+        self._nats_options = nats_options or {}
+        self._poll_scopes: set[anyio.CancelScope] = set()
+        self._drain_scopes: set[anyio.CancelScope] = set()
+        self._nc: Any = None
+        self.publisher: Publisher | None = None
+        self.store: StateStore | None = None
+
+    # -- NATS ---------------------------------------------------------------------------------
+    async def _connect(self) -> Any:
+        cfg = self.config.nats
+
+        async def disconnected() -> None:
+            self.nats_connected = False
+            self.metrics.nats_connected.set(0)
+            if not self.stopping.is_set():
+                log.warning("NATS disconnected")
+
+        async def reconnected() -> None:
+            self.nats_connected = True
+            self.metrics.nats_connected.set(1)
+            log.info("NATS reconnected")
+
+        async def error(exc: Exception) -> None:
+            log.warning("NATS client error", extra={"error": f"{type(exc).__name__}: {exc}"[:200]})
+
+        options: dict[str, Any] = {
+            "servers": [cfg.url],
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 1,
+            "connect_timeout": 5,
+            "allow_reconnect": True,
+            "disconnected_cb": disconnected,
+            "reconnected_cb": reconnected,
+            "error_cb": error,
+            "name": "aicc-poller",
+        }
+        if cfg.user:
+            options["user"] = cfg.user
+        if cfg.password:
+            options["password"] = cfg.password.reveal()
+        if cfg.token:
+            options["token"] = cfg.token.reveal()
+        if cfg.creds_file:
+            options["user_credentials"] = cfg.creds_file
+        options.update(self._nats_options)
+        while True:
+            try:
+                nc = await nats.connect(**options)
+                break
+            except Exception as exc:
+                log.warning("cannot connect to NATS yet", extra={"error": f"{type(exc).__name__}"})
+                await anyio.sleep(1.0)
+        self.nats_connected = True
+        self.metrics.nats_connected.set(1)
+        return nc
+
+    async def _ensure_infrastructure(self, js: Any) -> Any:
+        cfg = self.config.nats
+        stream = StreamConfig(
+            name=cfg.stream,
+            subjects=[f"{cfg.subject_prefix}.>"],
+            storage=StorageType.FILE,
+            duplicate_window=cfg.duplicate_window,
+            max_age=cfg.max_age_days * 86400,
+            num_replicas=cfg.replicas,
+        )
+        try:
+            await js.add_stream(stream)
+        except BadRequestError as exc:
+            if getattr(exc, "err_code", None) != 10058:
+                raise
+            await js.update_stream(stream)
+        try:
+            kv = await js.key_value(cfg.state_bucket)
+        except Exception:
+            kv = await js.create_key_value(
+                bucket=cfg.state_bucket,
+                history=1,
+                replicas=cfg.replicas,
+                description="aicc-poller committed snapshots and cursors",
+            )
+        return kv
+
+    # -- the per-source loop ----------------------------------------------------------------------
+    async def _retry_nats(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """NATS is down: keep trying with backoff; the caller's state does not advance meanwhile."""
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                attempt += 1
+                delay = min(5.0, 0.2 * 2**attempt) * (0.5 + random.random())
+                log.warning(
+                    f"{what} failed, retrying", extra={"error": type(exc).__name__, "attempt": attempt}
+                )
+                await anyio.sleep(delay)
+
+    async def _run_source(self, status: SourceStatus) -> None:
+        source = status.source
+        sid = SourceId(vendor=source.vendor, account=source.account, scope=source.scope)
+        labels = (source.vendor, source.account, source.scope)
+        assert self.store is not None
+        store = self.store
+        state: SourceState = await self._retry_nats("state load", lambda: store.load(status.key))
+        self.metrics.entities.labels(*labels).set(len(state.entities))
+        failures = 0
+        while not self.stopping.is_set():
+            cycle_started = time.monotonic()
+            failure: tuple[str, str, str] | None = None
+            observation = None
+            with anyio.CancelScope() as scope:
+                self._poll_scopes.add(scope)
+                try:
+                    observation = await source.observe(state)
+                except SourceError as exc:
+                    failure = (exc.api, exc.reason.value, exc.detail[:300])
+                finally:
+                    self._poll_scopes.discard(scope)
+            if scope.cancelled_caught:
+                break
+            self.metrics.poll_cycle_seconds.labels(source.vendor).observe(time.monotonic() - cycle_started)
+            now = datetime.now(UTC)
+            health, health_events = health_transition(sid, state.health, failure, now)
+            if observation is not None:
+                d = diff(sid, state, observation, now, self.privacy)
+                events: list[EventBase] = health_events + d.events
+                new_state = msgspec.structs.replace(d.state, health=health)
+                changed: set[str] | None = d.changed
+            else:
+                events = health_events
+                new_state = msgspec.structs.replace(state, health=health)
+                changed = set()
+            if events or changed or new_state.cursors != state.cursors:
+                await self._publish_and_commit(status, events, new_state, changed, cycle_started)
+            state = new_state
+            status.degraded = health.degraded
+            self.metrics.source_degraded.labels(*labels).set(1 if health.degraded else 0)
+            self.metrics.entities.labels(*labels).set(len(state.entities))
+            if failure is None:
+                failures = 0
+                status.last_success = time.monotonic()
+                self.metrics.poll_cycles.labels(source.vendor, source.account, "ok").inc()
+                delay = max(0.0, source.poll_interval - (time.monotonic() - cycle_started))
+            else:
+                failures += 1
+                self.metrics.poll_cycles.labels(source.vendor, source.account, "failed").inc()
+                self.metrics.degradations.labels(source.vendor, failure[1]).inc()
+                log.warning(
+                    "poll cycle failed",
+                    extra={
+                        "vendor": source.vendor,
+                        "account": source.account,
+                        "api": failure[0],
+                        "reason": failure[1],
+                        "detail": failure[2],
+                    },
+                )
+                delay = min(60.0, max(source.poll_interval, 1.0) * 2 ** min(failures - 1, 6))
+                delay *= 0.5 + random.random()
+            with anyio.move_on_after(delay):
+                await self.stopping.wait()
+
+    async def _publish_and_commit(
+        self,
+        status: SourceStatus,
+        events: list[EventBase],
+        state: SourceState,
+        changed: set[str] | None,
+        cycle_started: float,
+    ) -> None:
+        """Shielded: a stop request lets this finish (within the grace period) rather than cut it."""
+        assert self.store is not None and self.publisher is not None
+        store, publisher = self.store, self.publisher
+        source = status.source
+        with anyio.CancelScope(shield=True) as drain:
+            self._drain_scopes.add(drain)
+            try:
+                if events:
+                    await publisher.publish(events)
+                    lag = time.monotonic() - cycle_started
+                    for event in events:
+                        self.metrics.events.labels(source.vendor, event_type(event)).inc()
+                        self.metrics.detection_lag.labels(source.vendor).observe(lag)
+                await self._retry_nats("state commit", lambda: store.commit(status.key, state, changed))
+                status.last_commit = time.monotonic()
+                self.metrics.commits.labels(source.vendor, "ok").inc()
+            finally:
+                self._drain_scopes.discard(drain)
+        if drain.cancelled_caught:
+            log.warning(
+                "shutdown grace ran out before publish and commit finished; a restart re-derives them",
+                extra={"vendor": source.vendor, "account": source.account},
+            )
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def build_sources(self, ctx: AdapterContext) -> list[Source]:
+        sources: list[Source] = []
+        shard = self.config.shard
+        for account in self.config.sources:
+            if not account.enabled or not owns(account.vendor, account.account, shard.index, shard.count):
+                continue
+            sources.extend(VENDORS[account.vendor].sources(account, ctx))
+        return sources
+
+    async def _enforce_grace(self) -> None:
+        await self.stopping.wait()
+        await anyio.sleep(self.config.shutdown_grace)
+        for scope in list(self._drain_scopes):
+            scope.cancel()
+
+    def stop(self) -> None:
+        """Stop scheduling: cancel polls in flight; publishes and commits under way finish."""
+        self.stopping.set()
+        for scope in list(self._poll_scopes):
+            scope.cancel()
+
+    async def run(self, extra_tasks: list[ExtraTask] | None = None) -> None:
+        self._nc = await self._connect()
+        try:
+            js = self._nc.jetstream(timeout=self.config.nats.ack_timeout)
+            kv = await self._retry_nats("stream and bucket set-up", lambda: self._ensure_infrastructure(js))
+            self.infrastructure_ready = True
+            self.store = StateStore(kv)
+            self.publisher = Publisher(
+                js,
+                subject_prefix=self.config.nats.subject_prefix,
+                ack_timeout=self.config.nats.ack_timeout,
+                on_published=lambda _e, seconds: self.metrics.publish_seconds.observe(seconds),
+                on_failure=lambda _why: self.metrics.publish_failures.inc(),
+            )
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=64)
+            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+                ctx = AdapterContext(
+                    http=http, limiters=self.limiters, observe_request=self.metrics.observe_request
+                )
+                sources = self.build_sources(ctx)
+                for source in sources:
+                    key = SourceId(vendor=source.vendor, account=source.account, scope=source.scope).key
+                    self.statuses[key] = SourceStatus(source=source, key=_kv_key(key))
+                log.info("poller started", extra={"sources": len(sources)})
+                self.started.set()
+                async with anyio.create_task_group() as helpers:
+                    for task in extra_tasks or []:
+                        helpers.start_soon(task, self)
+                    helpers.start_soon(self._enforce_grace)
+                    async with anyio.create_task_group() as loops:
+                        for status in self.statuses.values():
+                            loops.start_soon(self._run_source, status)
+                        await self.stopping.wait()
+                    helpers.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self._nc.drain() if self._nc.is_connected else await self._nc.close()
+            log.info("poller stopped")
+
+
+def _kv_key(source_key: str) -> str:
+    return ".".join(kv_key_token(token) for token in source_key.split("."))

@@ -1,0 +1,254 @@
+"""The harness every vendor simulator shares.
+
+A simulator is an aiohttp.web application that speaks one vendor's real protocol. This module gives
+each of them the same machinery: an independent log of request arrival times (what tests and the
+benchmark read to prove the poller's rate limiting), sliding-window limit enforcement with the
+vendor's own throttling answer, switchable faults, and a seeded clock-free evolution of the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from aiohttp import web
+
+
+class Fault(StrEnum):
+    SERVER_ERROR = "server_error"  # the vendor's 5xx / internal-error answer
+    HANG = "hang"  # accept the request, never answer
+    DROP = "drop"  # close the connection without an answer
+    MALFORMED = "malformed"  # 200 with a body that is not JSON
+    TRUNCATED = "truncated"  # 200 with the real body cut in half
+    THROTTLE = "throttle"  # the vendor's throttling answer
+    AUTH = "auth"  # the vendor's auth-failure answer
+    SCHEMA_DRIFT = "schema_drift"  # 200, valid JSON, fields of the wrong type
+
+
+@dataclass
+class FaultPlan:
+    fault: Fault
+    #: how many requests it hits; None = until cleared
+    remaining: int | None = None
+    api: str | None = None
+
+
+@dataclass
+class RequestRecord:
+    at: float
+    api: str
+    credential: str
+    status: int
+    outcome: str
+
+
+@dataclass
+class RequestLog:
+    records: list[RequestRecord] = field(default_factory=list)
+
+    def add(self, record: RequestRecord) -> None:
+        self.records.append(record)
+
+    def times(self, api: str | None = None, credential: str | None = None) -> list[float]:
+        return [
+            r.at
+            for r in self.records
+            if (api is None or r.api == api) and (credential is None or r.credential == credential)
+        ]
+
+    def count(self, outcome: str | None = None, api: str | None = None) -> int:
+        return sum(
+            1
+            for r in self.records
+            if (outcome is None or r.outcome == outcome) and (api is None or r.api == api)
+        )
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """The most arrivals found in any sliding window of ``window`` seconds."""
+    ordered = sorted(times)
+    best = 0
+    lo = 0
+    for hi, t in enumerate(ordered):
+        while t - ordered[lo] >= window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+class SlidingWindowGate:
+    """Server-side enforcement: admits at most ``limit`` accepted requests in any one-second window."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+
+    def admit(self, key: tuple[str, str], limit: int, now: float) -> bool:
+        window = self._seen[key]
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        if len(window) >= limit:
+            return False
+        window.append(now)
+        return True
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Simulator:
+    """Base of every vendor simulator. Subclasses add routes and the vendor's answers."""
+
+    vendor: str = ""
+
+    def __init__(self, *, seed: int = 0, rate_limits: dict[str, int] | None = None) -> None:
+        self.rng = random.Random(seed)
+        self.rate_limits: dict[str, int] = dict(rate_limits or {})
+        self.log = RequestLog()
+        self.faults: list[FaultPlan] = []
+        self.gate = SlidingWindowGate()
+        self.app = web.Application(middlewares=[self._middleware])
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.host = "127.0.0.1"
+        self._hung: list[asyncio.Future[None]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        server: Any = site._server
+        sockets = server.sockets if server is not None else []
+        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def stop(self) -> None:
+        for future in self._hung:
+            if not future.done():
+                future.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- faults ----------------------------------------------------------------------------
+    def inject(self, fault: Fault, *, remaining: int | None = None, api: str | None = None) -> None:
+        self.faults.append(FaultPlan(fault, remaining, api))
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+        for future in self._hung:
+            if not future.done():
+                future.cancel()
+        self._hung.clear()
+
+    def _take_fault(self, api: str) -> Fault | None:
+        for plan in self.faults:
+            if plan.api is not None and plan.api != api:
+                continue
+            if plan.remaining is not None:
+                if plan.remaining <= 0:
+                    continue
+                plan.remaining -= 1
+            return plan.fault
+        return None
+
+    # -- what subclasses provide ----------------------------------------------------------------
+    def api_of(self, request: web.Request) -> str:
+        """The vendor API a request addresses (for logs, limits and fault targeting)."""
+        return request.path
+
+    async def authenticate(self, request: web.Request, body: bytes) -> str | web.StreamResponse:
+        """Return the credential id, or the vendor's auth-failure answer."""
+        return ""
+
+    def limit_key(self, api: str, credential: str) -> tuple[str, str]:
+        """Which requests share one limit; per credential by default (AICCS: API-wide)."""
+        return (api, credential)
+
+    def error_answer(self, kind: Fault, api: str) -> web.StreamResponse:
+        raise NotImplementedError
+
+    def drift(self, body: bytes) -> bytes:
+        """A schema-drifted version of a good answer (fields of the wrong type)."""
+        return _drift_numbers(body)
+
+    # -- the pipeline every request goes through ---------------------------------------------
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        now = time.monotonic()
+        api = self.api_of(request)
+        body = await request.read()
+        auth = await self.authenticate(request, body)
+        if not isinstance(auth, str):
+            self.log.add(RequestRecord(now, api, "?", auth.status, "auth_failed"))
+            return auth
+        credential = auth
+        fault = self._take_fault(api)
+        limit = self.rate_limits.get(api)
+        if fault is Fault.THROTTLE or (
+            limit is not None and not self.gate.admit(self.limit_key(api, credential), limit, now)
+        ):
+            answer = self.error_answer(Fault.THROTTLE, api)
+            self.log.add(RequestRecord(now, api, credential, answer.status, "throttled"))
+            return answer
+        self.log.add(RequestRecord(now, api, credential, 0, fault.value if fault else "ok"))
+        if fault is Fault.HANG:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._hung.append(future)
+            with contextlib.suppress(asyncio.CancelledError):
+                await future
+            raise web.HTTPServiceUnavailable()
+        if fault is Fault.DROP:
+            if request.transport is not None:
+                request.transport.close()
+            raise web.HTTPServiceUnavailable()
+        if fault in (Fault.SERVER_ERROR, Fault.AUTH):
+            return self.error_answer(fault, api)
+        response = await handler(request)
+        if fault in (Fault.MALFORMED, Fault.TRUNCATED, Fault.SCHEMA_DRIFT) and isinstance(
+            response, web.Response
+        ):
+            original = response.body if isinstance(response.body, bytes) else b""
+            if fault is Fault.MALFORMED:
+                mangled = b"<html><body>502 Bad Gateway</body></html>"
+            elif fault is Fault.TRUNCATED:
+                mangled = original[: len(original) // 2]
+            else:
+                mangled = self.drift(original)
+            return web.Response(body=mangled, status=200, content_type="application/json")
+        return response
+
+
+def _drift_numbers(body: bytes) -> bytes:
+    """Turn every JSON list into an object: valid JSON, wrong shape for every list-bearing model."""
+    return body.replace(b"[", b'{"drift":[').replace(b"]", b"]}")
+
+
+def json_response(payload: bytes, status: int = 200, content_type: str = "application/json") -> web.Response:
+    """A JSON answer with exactly the Content-Type given (the Tencent SDK is strict about it)."""
+    response = web.Response(body=payload, status=status)
+    response.headers["Content-Type"] = content_type
+    return response

@@ -1,0 +1,147 @@
+"""Committed per-source state in a JetStream KV bucket.
+
+A source's entity map can be large (100k jobs), bigger than one KV value may be, so it is split into
+chunks by a stable hash of the entity id. Chunks are written first and the small ``meta`` record
+(cursors, health, which chunk generation is live) last: a crash between the two leaves the old meta
+pointing at the old generation's chunks, or the new meta at complete new chunks. Re-deriving events
+from an older committed state gives the same event ids, which JetStream de-duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from nats.js.errors import KeyNotFoundError
+
+CHUNK_TARGET_BYTES = 256 * 1024
+ENTITY_BYTES_ESTIMATE = 96
+
+
+class EntityState(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """What the differ remembers of one entity. Kept tiny: there can be millions."""
+
+    kind: str
+    state: str
+    raw: str
+    seq: int
+    completed: int | None = None
+    total: int | None = None
+    parent: str | None = None
+    name: str | None = None
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    """Degradation episodes, committed so one outage gives one event, also across restarts."""
+
+    episode: int = 0
+    degraded: bool = False
+    api: str = ""
+    reason: str = ""
+    since: float = 0.0
+
+
+class Meta(msgspec.Struct, kw_only=True):
+    generation: int = 0
+    chunks: int = 1
+    cursors: dict[str, int] = {}
+    health: Health = Health()
+
+
+class SourceState(msgspec.Struct, kw_only=True):
+    entities: dict[str, EntityState] = {}
+    cursors: dict[str, int] = {}
+    health: Health = Health()
+
+
+_KEY_TOKEN = re.compile(r"[^-_a-zA-Z0-9]")
+
+
+def kv_key_token(text: str) -> str:
+    """A KV-safe token for ``text``; a hash suffix keeps two different unsafe names apart."""
+    safe = _KEY_TOKEN.sub("_", text)
+    if safe == text and text:
+        return text
+    return f"{safe}_{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def chunk_of(entity_id: str, chunks: int) -> int:
+    return zlib.crc32(entity_id.encode()) % chunks
+
+
+def chunks_needed(entity_count: int) -> int:
+    n = 1
+    while n * CHUNK_TARGET_BYTES < entity_count * ENTITY_BYTES_ESTIMATE:
+        n *= 2
+    return n
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_chunk = msgspec.msgpack.Decoder(dict[str, EntityState]).decode
+_decode_meta = msgspec.msgpack.Decoder(Meta).decode
+
+
+class StateStore:
+    """Loads and commits :class:`SourceState` records; one instance per poller process."""
+
+    def __init__(self, kv: Any) -> None:
+        self._kv = kv
+        self._meta: dict[str, Meta] = {}
+
+    async def _get(self, key: str) -> bytes | None:
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:
+            return None
+        value = entry.value
+        return bytes(value) if value is not None else None
+
+    async def load(self, source_key: str) -> SourceState:
+        raw_meta = await self._get(f"{source_key}.meta")
+        meta = _decode_meta(raw_meta) if raw_meta else Meta()
+        entities: dict[str, EntityState] = {}
+        if raw_meta:
+            for chunk in range(meta.chunks):
+                raw = await self._get(f"{source_key}.g{meta.generation}.{chunk}")
+                if raw:
+                    entities.update(_decode_chunk(raw))
+        self._meta[source_key] = meta
+        return SourceState(entities=entities, cursors=dict(meta.cursors), health=meta.health)
+
+    async def commit(self, source_key: str, state: SourceState, changed: Iterable[str] | None) -> None:
+        """Persist ``state``; ``changed`` names the entities whose chunk must be rewritten (None: all)."""
+        old = self._meta.get(source_key) or Meta()
+        needed = chunks_needed(len(state.entities))
+        relayout = needed > old.chunks or changed is None or source_key not in self._meta
+        meta = Meta(
+            generation=old.generation + 1 if relayout else old.generation,
+            chunks=max(needed, old.chunks) if not relayout else needed,
+            cursors=dict(state.cursors),
+            health=state.health,
+        )
+        if relayout:
+            dirty = set(range(meta.chunks))
+        else:
+            assert changed is not None
+            dirty = {chunk_of(entity_id, meta.chunks) for entity_id in changed}
+        if dirty:
+            buckets: dict[int, dict[str, EntityState]] = {c: {} for c in dirty}
+            for entity_id, entity in state.entities.items():
+                chunk = chunk_of(entity_id, meta.chunks)
+                if chunk in buckets:
+                    buckets[chunk][entity_id] = entity
+            for chunk, content in buckets.items():
+                await self._kv.put(f"{source_key}.g{meta.generation}.{chunk}", _encode(content))
+        if dirty or meta.cursors != old.cursors or meta.health != old.health or relayout:
+            await self._kv.put(f"{source_key}.meta", _encode(meta))
+        if relayout and source_key in self._meta:
+            for chunk in range(old.chunks):
+                # a stale chunk of an old generation is harmless garbage if its purge fails
+                with contextlib.suppress(Exception):
+                    await self._kv.purge(f"{source_key}.g{old.generation}.{chunk}")
+        self._meta[source_key] = meta

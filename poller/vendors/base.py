@@ -1,0 +1,192 @@
+"""What every vendor module provides, and the HTTP step they share.
+
+A vendor module defines an account config Struct, a :class:`Source` subclass per pollable unit and
+one :class:`Vendor` record; ``poller/vendors/__init__.py`` lists the records. The adapter's own
+job is sign → request → page → decode → normalize; rate limiting, timeouts, transport-fault
+classification and retries live here so that all five behave alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+import anyio
+import msgspec
+
+from poller.errors import (
+    BadResponse,
+    ServerError,
+    SourceError,
+    Throttled,
+    TimedOut,
+    TokenExpired,
+    Unreachable,
+)
+from poller.model import Observation
+from poller.ratelimit import LimiterRegistry, SlidingWindowLimiter
+from poller.state import SourceState
+
+log = logging.getLogger("poller.vendors")
+
+
+class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Fields every vendor account shares. Vendor modules subclass this with their own."""
+
+    vendor: str
+    account: str
+    poll_interval: float = 2.0
+    #: per-API request limits overriding the vendor's documented defaults
+    rate_limits: dict[str, int] = {}
+    request_timeout: float = 10.0
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+RequestObserver = Callable[[str, str, str, float], None]
+"""(vendor, api, outcome, seconds) for each HTTP attempt: feeds metrics."""
+
+
+@dataclass
+class AdapterContext:
+    http: aiohttp.ClientSession
+    limiters: LimiterRegistry
+    observe_request: RequestObserver | None = None
+    retries: int = 3
+    backoff_base: float = 0.2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Source(ABC):
+    """One unit of polling with its own committed state (an account, or a job group of one)."""
+
+    vendor: ClassVar[str]
+
+    def __init__(self, config: AccountConfig, ctx: AdapterContext, scope: str = "") -> None:
+        self.config = config
+        self.ctx = ctx
+        self.account = config.account
+        self.scope = scope
+
+    @property
+    def poll_interval(self) -> float:
+        return self.config.poll_interval
+
+    @abstractmethod
+    async def observe(self, committed: SourceState) -> Observation:
+        """Poll the vendor once; raise :class:`SourceError` if the picture is not trustworthy."""
+
+    @property
+    def apis(self) -> Sequence[str]:
+        return ()
+
+    def limiter(self, api: str, credential: str, default_limit: int) -> SlidingWindowLimiter:
+        limit = self.config.rate_limits.get(api, default_limit)
+        return self.ctx.limiters.get(self.vendor, api, credential, limit)
+
+    async def send(
+        self,
+        api: str,
+        limiter: SlidingWindowLimiter,
+        method: str,
+        url: str,
+        *,
+        classify: Callable[[Response], None],
+        prepare: Callable[[], Awaitable[tuple[Mapping[str, str], bytes | None]]],
+        params: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send with rate limit, timeout and retries; ``prepare`` signs afresh for every attempt.
+
+        ``prepare`` is awaited per attempt, so a token can be refreshed after an expired-token answer.
+        ``classify`` raises a :class:`SourceError` subclass for a vendor error answer. Throttling
+        slows the whole API down (every worker sharing ``limiter``); retryable errors back off with
+        jitter; after the last attempt the error propagates and the poll cycle fails as a whole.
+        """
+        attempts = self.ctx.retries + 1
+        for attempt in range(attempts):
+            await limiter.acquire()
+            started = anyio.current_time()
+            try:
+                answer = await self._attempt(api, method, url, prepare, params)
+                classify(answer)
+            except SourceError as error:
+                self._observed(api, _outcome(error), started)
+                if isinstance(error, Throttled):
+                    limiter.throttled(error.retry_after)
+                error.api = error.api or api
+                if not error.retryable or attempt == attempts - 1:
+                    raise
+                if not isinstance(error, Throttled):
+                    delay = self.ctx.backoff_base * 2**attempt
+                    await anyio.sleep(delay * (0.5 + random.random()))
+                continue
+            self._observed(api, "ok", started)
+            return answer
+        raise AssertionError("unreachable")
+
+    async def _attempt(
+        self,
+        api: str,
+        method: str,
+        url: str,
+        prepare: Callable[[], Awaitable[tuple[Mapping[str, str], bytes | None]]],
+        params: Mapping[str, str] | None,
+    ) -> Response:
+        """One HTTP exchange; transport faults become classified :class:`SourceError`s."""
+        try:
+            headers, body = await prepare()
+            with anyio.fail_after(self.config.request_timeout):
+                async with self.ctx.http.request(
+                    method, url, headers=headers, data=body, params=params, allow_redirects=False
+                ) as resp:
+                    return Response(resp.status, dict(resp.headers), await resp.read())
+        except TimeoutError as exc:
+            raise TimedOut(f"no answer within {self.config.request_timeout}s", api=api) from exc
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+            raise Unreachable(f"connection dropped: {type(exc).__name__}", api=api) from exc
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise Unreachable(f"cannot connect: {type(exc).__name__}", api=api) from exc
+
+    def _observed(self, api: str, outcome: str, started: float) -> None:
+        if self.ctx.observe_request is not None:
+            self.ctx.observe_request(self.vendor, api, outcome, anyio.current_time() - started)
+
+
+def _outcome(error: SourceError) -> str:
+    return "token_expired" if isinstance(error, TokenExpired) else error.reason.value
+
+
+def decode_or_bad(decoder: msgspec.json.Decoder[Any], body: bytes, api: str) -> Any:
+    """Decode a vendor body; anything that does not fit the wire model is a BadResponse."""
+    try:
+        return decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BadResponse(f"undecodable answer: {exc}", api=api) from exc
+
+
+def server_status(resp: Response, api: str) -> None:
+    """The HTTP-level part of classification shared by every vendor."""
+    if resp.status >= 500:
+        raise ServerError(f"HTTP {resp.status}", api=api)
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """One registry line: how to read an account's config and which sources it yields."""
+
+    name: str
+    account_config: type[AccountConfig]
+    sources: Callable[[Any, AdapterContext], list[Source]]
+    apis: Mapping[str, int]
+    doc: str = ""

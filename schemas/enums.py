@@ -1,0 +1,63 @@
+"""Vendor-neutral vocabularies. Every event also carries the vendor's raw value beside these."""
+
+from enum import StrEnum
+
+
+class TaskState(StrEnum):
+    """Normalized lifecycle of a task, job or job group."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    PAUSED = "paused"
+    PAUSED_BY_SYSTEM = "paused_by_system"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    CANCELLED_BY_SYSTEM = "cancelled_by_system"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {TaskState.COMPLETED, TaskState.CANCELLED, TaskState.CANCELLED_BY_SYSTEM, TaskState.FAILED}
+)
+
+
+class CallOutcome(StrEnum):
+    """Normalized result of one finished call (BYRobot finishStatus, OutboundBot FailureReason)."""
+
+    ANSWERED = "answered"
+    REJECTED = "rejected"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    POWERED_OFF = "powered_off"
+    INVALID_NUMBER = "invalid_number"
+    SUSPENDED_LINE = "suspended_line"
+    CALLER_NUMBER_UNAVAILABLE = "caller_number_unavailable"
+    CALLER_IN_ARREARS = "caller_in_arrears"
+    MISSED = "missed"
+    CALL_LOSS = "call_loss"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class EntityKind(StrEnum):
+    TASK = "task"
+    JOB = "job"
+    JOB_GROUP = "job_group"
+
+
+class DegradeReason(StrEnum):
+    """Why a source is degraded; alerting routes on this."""
+
+    THROTTLED = "throttled"
+    AUTH_FAILED = "auth_failed"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    SERVER_ERROR = "server_error"
+    BAD_RESPONSE = "bad_response"
+    CLIENT_ERROR = "client_error"
