@@ -14,7 +14,7 @@ from poller.config import parse_config
 from poller.natsserver import NatsServer
 from poller.render import describe
 from poller.service import Service
-from poller.simulators.registry import DEMOS, DemoSetup
+from poller.simulators.registry import demo_setups
 from schemas import Event
 
 
@@ -31,7 +31,8 @@ async def print_events(nats_url: str, subject: str, out: Any = sys.stdout) -> No
 
 async def run_demo(seed: int = 7, evolve_every: float = 2.0, duration: float | None = None) -> int:
     with NatsServer() as server:
-        setups: list[DemoSetup] = [make(seed) for make in DEMOS.values()]
+        named = demo_setups(seed)
+        setups = list(named.values())
         sources: list[dict[str, Any]] = []
         for setup in setups:
             await setup.simulator.start()
@@ -46,7 +47,7 @@ async def run_demo(seed: int = 7, evolve_every: float = 2.0, duration: float | N
             path="<demo>",
         )
         print(f"demo: nats-server at {server.url} (JetStream, temporary store)", flush=True)
-        for name, setup in zip(DEMOS, setups, strict=True):
+        for name, setup in named.items():
             print(f"demo: {name} simulator at {setup.simulator.url}", flush=True)
         print("demo: events follow; Ctrl-C stops everything\n", flush=True)
         service = Service(config)

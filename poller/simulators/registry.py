@@ -1,13 +1,19 @@
-"""Demo wiring of each simulator: a running simulator, the config that points the poller at it, and
-a step that moves its world forward. One entry per vendor, next to the vendor registry."""
+"""Demo wiring of each simulator, one line per vendor in ``_MODULES``.
+
+Each simulator module provides ``demo_setup(seed) -> DemoSetup``: a simulator, the ``[[sources]]``
+entries that point the poller at it, and a step that moves its world forward.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 from poller.simulators.base import Simulator
+
+_MODULES = ("tencent_ccc",)
 
 
 @dataclass
@@ -19,35 +25,10 @@ class DemoSetup:
     evolve: Callable[[], None]
 
 
-def _tencent(seed: int) -> DemoSetup:
-    from poller.simulators.tencent_ccc import TencentCccSimulator
-
-    sim = TencentCccSimulator(credentials={"AKIDdemo": "demo-secret-key"}, seed=seed)
-    for app in (1400000001, 1400000002):
-        for _ in range(3):
-            sim.add_task(app)
-
-    def sources(url: str) -> list[dict[str, Any]]:
-        return [
-            {
-                "vendor": "tencent-ccc",
-                "account": "demo",
-                "secret_id": "AKIDdemo",
-                "secret_key": "demo-secret-key",
-                "sdk_app_ids": [1400000001, 1400000002],
-                "endpoint": url,
-                "poll_interval": 1.0,
-            }
-        ]
-
-    def evolve() -> None:
-        sim.evolve()
-        if sim.rng.random() < 0.1:
-            sim.add_task(1400000001)
-
-    return DemoSetup(sim, sources, evolve)
-
-
-DEMOS: dict[str, Callable[[int], DemoSetup]] = {
-    "tencent-ccc": _tencent,
-}
+def demo_setups(seed: int) -> dict[str, DemoSetup]:
+    out: dict[str, DemoSetup] = {}
+    for name in _MODULES:
+        module = import_module(f"poller.simulators.{name}")
+        setup: DemoSetup = module.demo_setup(seed)
+        out[setup.simulator.vendor] = setup
+    return out

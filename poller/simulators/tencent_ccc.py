@@ -6,6 +6,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
@@ -13,6 +14,9 @@ from aiohttp import web
 from poller.simulators.base import Fault, Simulator, json_response
 from poller.vendors.tencent_ccc import LIST_API, SERVICE, tc3_signature, tc3_string_to_sign
 from schemas.vendors.tencent_ccc import AutoCalloutTaskInfo, DescribeAutoCalloutTasksRequest
+
+if TYPE_CHECKING:
+    from poller.simulators.registry import DemoSetup
 
 _AUTH = re.compile(
     r"^TC3-HMAC-SHA256 Credential=(?P<id>[^/]+)/(?P<date>\d{4}-\d{2}-\d{2})/(?P<service>[^/]+)/tc3_request,"
@@ -174,3 +178,33 @@ class TencentCccSimulator(Simulator):
             {"Response": {"TotalCount": len(ordered), "Tasks": page, "RequestId": str(uuid.uuid4())}}
         )
         return json_response(body)
+
+
+def demo_setup(seed: int) -> DemoSetup:
+    from poller.simulators.registry import DemoSetup
+
+    sim = TencentCccSimulator(credentials={"AKIDdemo": "demo-secret-key"}, seed=seed)
+    apps = (1400000001, 1400000002)
+    for app in apps:
+        for _ in range(3):
+            sim.add_task(app)
+
+    def sources(url: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "vendor": "tencent-ccc",
+                "account": "demo",
+                "secret_id": "AKIDdemo",
+                "secret_key": "demo-secret-key",
+                "sdk_app_ids": list(apps),
+                "endpoint": url,
+                "poll_interval": 1.0,
+            }
+        ]
+
+    def evolve() -> None:
+        sim.evolve()
+        if sim.rng.random() < 0.1:
+            sim.add_task(apps[0])
+
+    return DemoSetup(sim, sources, evolve)

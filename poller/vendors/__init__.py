@@ -1,8 +1,17 @@
-"""The vendor registry: adding a vendor is one module in this package and one line here."""
+"""The vendor registry: adding a vendor is one module in this package and one line in ``_MODULES``."""
 
 from __future__ import annotations
 
-from poller.vendors.base import Vendor
-from poller.vendors.tencent_ccc import VENDOR_SPEC as TENCENT_CCC
+from importlib import import_module
 
-VENDORS: dict[str, Vendor] = {spec.name: spec for spec in (TENCENT_CCC,)}
+from poller.vendors.base import Vendor
+
+_MODULES = ("tencent_ccc",)
+
+
+def _load() -> dict[str, Vendor]:
+    specs = [import_module(f"poller.vendors.{name}").VENDOR_SPEC for name in _MODULES]
+    return {spec.name: spec for spec in specs}
+
+
+VENDORS: dict[str, Vendor] = _load()
