@@ -13,7 +13,9 @@ from typing import Any
 
 from poller.simulators.base import Simulator
 
-_MODULES = ("tencent_ccc",)
+_MODULES = (
+    "tencent_ccc",
+)
 
 
 @dataclass

@@ -6,7 +6,9 @@ from importlib import import_module
 
 from poller.vendors.base import Vendor
 
-_MODULES = ("tencent_ccc",)
+_MODULES = (
+    "tencent_ccc",
+)
 
 
 def _load() -> dict[str, Vendor]:
