@@ -105,6 +105,10 @@ def diff(
                 continue
             seq = old.seq + 1
             if status_changed:
+                # the call goes out before the status change: once the status is in the stream,
+                # replay treats the change as published, so the call must already be there
+                if snap.call is not None and snap.state.terminal and not TaskState(old.state).terminal:
+                    events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
                 status_event = JobStatusChanged if snap.kind is EntityKind.JOB else TaskStatusChanged
                 events.append(
                     status_event(
@@ -121,12 +125,6 @@ def diff(
                         current=Status(state=snap.state, raw=snap.raw_state),
                     )
                 )
-                if (
-                    snap.call is not None
-                    and snap.state.terminal
-                    and not TaskState(old.state).terminal
-                ):
-                    events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
             if progress_changed:
                 assert snap.completed is not None
                 events.append(
@@ -148,6 +146,8 @@ def diff(
                 )
         else:
             seq = (old.seq if old else 0) + 1
+            if snap.call is not None and snap.state.terminal:
+                events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
             events.append(
                 TaskAppeared(
                     event_id=event_id(key, "appeared", snap.id, seq, snap.raw_state),
@@ -164,8 +164,6 @@ def diff(
                     total=snap.total,
                 )
             )
-            if snap.call is not None and snap.state.terminal:
-                events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
         entities[snap.id] = _remember(snap, seq)
         changed.add(snap.id)
 
@@ -199,7 +197,9 @@ def diff(
     cursors.update(observation.cursors)
     return Diff(
         events=events,
-        state=SourceState(entities=entities, cursors=cursors, health=previous.health),
+        state=SourceState(
+            entities=entities, cursors=cursors, health=previous.health, stream_seq=previous.stream_seq
+        ),
         changed=changed,
     )
 

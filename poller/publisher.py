@@ -23,6 +23,9 @@ from schemas.events import EventBase, event_type
 
 log = logging.getLogger("poller.publisher")
 
+#: which source's state an event belongs to; replay after a crash filters on it
+SOURCE_HEADER = "Aicc-Source"
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -62,16 +65,25 @@ class Publisher:
         self._on_published = on_published
         self._on_failure = on_failure
 
-    async def publish(self, events: Sequence[EventBase]) -> None:
-        """Publish all ``events``; retry failures with backoff until every one is acked."""
+    async def publish(self, events: Sequence[EventBase], source_key: str = "") -> int:
+        """Publish all ``events`` in order; retry failures until every one is acked.
+
+        Returns the highest stream sequence acked, which the state commit records: on restart the
+        stream after it is replayed into the loaded state (see poller/replay.py).
+        """
         pending = list(events)
         attempt = 0
+        highest = 0
         while pending:
             failed: list[EventBase] = []
             for start in range(0, len(pending), self.window):
-                failed.extend(await self._publish_window(pending[start : start + self.window]))
+                window_failed, window_highest = await self._publish_window(
+                    pending[start : start + self.window], source_key
+                )
+                failed.extend(window_failed)
+                highest = max(highest, window_highest)
             if not failed:
-                return
+                return highest
             attempt += 1
             self.stats.retries += len(failed)
             delay = min(10.0, 0.2 * 2 ** min(attempt, 6)) * (0.5 + random.random())
@@ -82,8 +94,11 @@ class Publisher:
             pending = failed
             await anyio.sleep(delay)
 
-    async def _publish_window(self, batch: Sequence[EventBase]) -> list[EventBase]:
+    async def _publish_window(
+        self, batch: Sequence[EventBase], source_key: str
+    ) -> tuple[list[EventBase], int]:
         started = time.monotonic()
+        highest = 0
         futures: list[tuple[EventBase, asyncio.Future[Any] | None]] = []
         failed: list[EventBase] = []
         for event in batch:
@@ -91,7 +106,7 @@ class Publisher:
                 future = await self._js.publish_async(
                     subject_for(self.prefix, event),
                     self._encode(event),
-                    headers={"Nats-Msg-Id": event.event_id},
+                    headers={"Nats-Msg-Id": event.event_id, SOURCE_HEADER: source_key},
                 )
             except Exception as exc:
                 self._failed(f"{type(exc).__name__}: {exc}")
@@ -114,13 +129,14 @@ class Publisher:
                 failed.append(event)
                 continue
             ack = future.result()
+            highest = max(highest, ack.seq)
             if ack.duplicate:
                 self.stats.duplicates += 1
             else:
                 self.stats.published += 1
             if self._on_published is not None:
                 self._on_published(event, time.monotonic() - started)
-        return failed
+        return failed, highest
 
     def _failed(self, why: str) -> None:
         self.stats.failures += 1

@@ -28,8 +28,9 @@ from poller.differ import SourceId, diff, health_transition
 from poller.errors import SourceError
 from poller.ops.metrics import Metrics
 from poller.privacy import Privacy
-from poller.publisher import Publisher
+from poller.publisher import Publisher, subject_token
 from poller.ratelimit import LimiterRegistry
+from poller.replay import replay
 from poller.sharding import owns
 from poller.state import SourceState, StateStore, kv_key_token
 from poller.vendors import VENDORS
@@ -73,6 +74,7 @@ class Service:
         self._poll_scopes: set[anyio.CancelScope] = set()
         self._drain_scopes: set[anyio.CancelScope] = set()
         self._nc: Any = None
+        self._js: Any = None
         self.publisher: Publisher | None = None
         self.store: StateStore | None = None
 
@@ -174,6 +176,9 @@ class Service:
         assert self.store is not None
         store = self.store
         state: SourceState = await self._retry_nats("state load", lambda: store.load(status.key))
+        cfg = self.config.nats
+        subjects = f"{cfg.subject_prefix}.{subject_token(source.vendor)}.{subject_token(source.account)}.>"
+        await self._retry_nats("replay", lambda: replay(self._js, cfg.stream, subjects, status.key, state))
         self.metrics.entities.labels(*labels).set(len(state.entities))
         failures = 0
         while not self.stopping.is_set():
@@ -248,7 +253,8 @@ class Service:
             self._drain_scopes.add(drain)
             try:
                 if events:
-                    await publisher.publish(events)
+                    highest = await publisher.publish(events, status.key)
+                    state.stream_seq = max(state.stream_seq, highest)
                     lag = time.monotonic() - cycle_started
                     for event in events:
                         self.metrics.events.labels(source.vendor, event_type(event)).inc()
@@ -289,7 +295,7 @@ class Service:
     async def run(self, extra_tasks: list[ExtraTask] | None = None) -> None:
         self._nc = await self._connect()
         try:
-            js = self._nc.jetstream(timeout=self.config.nats.ack_timeout)
+            js = self._js = self._nc.jetstream(timeout=self.config.nats.ack_timeout)
             kv = await self._retry_nats("stream and bucket set-up", lambda: self._ensure_infrastructure(js))
             self.infrastructure_ready = True
             self.store = StateStore(kv)

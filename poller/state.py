@@ -48,6 +48,8 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
 
 class Meta(msgspec.Struct, kw_only=True):
     generation: int = 0
+    #: the highest stream sequence whose event this state already reflects
+    stream_seq: int = 0
     chunks: int = 1
     cursors: dict[str, int] = {}
     health: Health = Health()
@@ -57,6 +59,7 @@ class SourceState(msgspec.Struct, kw_only=True):
     entities: dict[str, EntityState] = {}
     cursors: dict[str, int] = {}
     health: Health = Health()
+    stream_seq: int = 0
 
 
 _KEY_TOKEN = re.compile(r"[^-_a-zA-Z0-9]")
@@ -111,7 +114,9 @@ class StateStore:
                 if raw:
                     entities.update(_decode_chunk(raw))
         self._meta[source_key] = meta
-        return SourceState(entities=entities, cursors=dict(meta.cursors), health=meta.health)
+        return SourceState(
+            entities=entities, cursors=dict(meta.cursors), health=meta.health, stream_seq=meta.stream_seq
+        )
 
     async def commit(self, source_key: str, state: SourceState, changed: Iterable[str] | None) -> None:
         """Persist ``state``; ``changed`` names the entities whose chunk must be rewritten (None: all)."""
@@ -123,6 +128,7 @@ class StateStore:
             chunks=max(needed, old.chunks) if not relayout else needed,
             cursors=dict(state.cursors),
             health=state.health,
+            stream_seq=state.stream_seq,
         )
         if relayout:
             dirty = set(range(meta.chunks))
@@ -137,7 +143,16 @@ class StateStore:
                     buckets[chunk][entity_id] = entity
             for chunk, content in buckets.items():
                 await self._kv.put(f"{source_key}.g{meta.generation}.{chunk}", _encode(content))
-        if dirty or meta.cursors != old.cursors or meta.health != old.health or relayout:
+        if (
+            dirty
+            or relayout
+            or (meta.cursors, meta.health, meta.stream_seq)
+            != (
+                old.cursors,
+                old.health,
+                old.stream_seq,
+            )
+        ):
             await self._kv.put(f"{source_key}.meta", _encode(meta))
         if relayout and source_key in self._meta:
             for chunk in range(old.chunks):
