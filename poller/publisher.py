@@ -93,6 +93,7 @@ class Publisher:
             )
             pending = failed
             await anyio.sleep(delay)
+        return highest
 
     async def _publish_window(
         self, batch: Sequence[EventBase], source_key: str
