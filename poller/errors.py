@@ -60,3 +60,22 @@ class TokenExpired(AuthFailed):
 
 class ConfigError(Exception):
     """Configuration is invalid; the message names the file and the field."""
+
+
+class InternalError(SourceError):
+    reason = DegradeReason.INTERNAL_ERROR
+
+
+def as_source_error(exc: BaseException) -> SourceError | None:
+    """The error that explains a failed poll: concurrent page fetches raise exception groups."""
+    if isinstance(exc, SourceError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found = [as_source_error(inner) for inner in exc.exceptions]
+        errors = [e for e in found if e is not None]
+        # prefer a vendor-side explanation over our own bug, and the first one seen
+        vendor_side = [e for e in errors if not isinstance(e, InternalError)]
+        return (vendor_side or errors or [None])[0]
+    if isinstance(exc, Exception):
+        return InternalError(f"{type(exc).__name__} in the adapter")
+    return None

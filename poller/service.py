@@ -25,7 +25,7 @@ from nats.js.errors import BadRequestError
 
 from poller.config import Config
 from poller.differ import SourceId, diff, health_transition
-from poller.errors import SourceError
+from poller.errors import InternalError, as_source_error
 from poller.ops.metrics import Metrics
 from poller.privacy import Privacy
 from poller.publisher import Publisher, subject_token
@@ -189,8 +189,13 @@ class Service:
                 self._poll_scopes.add(scope)
                 try:
                     observation = await source.observe(state)
-                except SourceError as exc:
-                    failure = (exc.api, exc.reason.value, exc.detail[:300])
+                except Exception as exc:  # noqa: BLE001 - a source never takes the service down
+                    error = as_source_error(exc)
+                    if error is None:
+                        raise
+                    if isinstance(error, InternalError):
+                        log.exception("adapter failed unexpectedly", extra={"vendor": source.vendor})
+                    failure = (error.api or "?", error.reason.value, error.detail[:300])
                 finally:
                     self._poll_scopes.discard(scope)
             if scope.cancelled_caught:
@@ -232,7 +237,7 @@ class Service:
                         "detail": failure[2],
                     },
                 )
-                delay = min(60.0, max(source.poll_interval, 1.0) * 2 ** min(failures - 1, 6))
+                delay = min(60.0, source.config.failure_backoff * 2 ** min(failures - 1, 6))
                 delay *= 0.5 + random.random()
             with anyio.move_on_after(delay):
                 await self.stopping.wait()

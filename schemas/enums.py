@@ -61,3 +61,5 @@ class DegradeReason(StrEnum):
     SERVER_ERROR = "server_error"
     BAD_RESPONSE = "bad_response"
     CLIENT_ERROR = "client_error"
+    #: a bug of the poller's own while handling this source (logged with a traceback)
+    INTERNAL_ERROR = "internal_error"

@@ -23,6 +23,8 @@ def tencent_source(sim: TencentCccSimulator, apps: list[int], **extra: object) -
         "endpoint": sim.url,
         "poll_interval": 0.05,
         "page_size": 3,
+        "retries": 1,
+        "failure_backoff": 0.2,
         **extra,
     }
 

@@ -38,6 +38,8 @@ class FaultPlan:
     #: how many requests it hits; None = until cleared
     remaining: int | None = None
     api: str | None = None
+    #: requests let through untouched before the fault starts (e.g. fail only later pages)
+    after: int = 0
 
 
 @dataclass
@@ -154,8 +156,10 @@ class Simulator:
         await self.stop()
 
     # -- faults ----------------------------------------------------------------------------
-    def inject(self, fault: Fault, *, remaining: int | None = None, api: str | None = None) -> None:
-        self.faults.append(FaultPlan(fault, remaining, api))
+    def inject(
+        self, fault: Fault, *, remaining: int | None = None, api: str | None = None, after: int = 0
+    ) -> None:
+        self.faults.append(FaultPlan(fault, remaining, api, after))
 
     def clear_faults(self) -> None:
         self.faults.clear()
@@ -167,6 +171,9 @@ class Simulator:
     def _take_fault(self, api: str) -> Fault | None:
         for plan in self.faults:
             if plan.api is not None and plan.api != api:
+                continue
+            if plan.after > 0:
+                plan.after -= 1
                 continue
             if plan.remaining is not None:
                 if plan.remaining <= 0:

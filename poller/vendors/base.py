@@ -44,6 +44,10 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: per-API request limits overriding the vendor's documented defaults
     rate_limits: dict[str, int] = {}
     request_timeout: float = 10.0
+    #: attempts after the first for one request (5xx, timeouts, resets, throttling) before the cycle fails
+    retries: int = 3
+    #: first delay after a failed cycle; doubles per failure up to 60 s, with jitter
+    failure_backoff: float = 1.0
     enabled: bool = True
 
 
@@ -63,7 +67,6 @@ class AdapterContext:
     http: aiohttp.ClientSession
     limiters: LimiterRegistry
     observe_request: RequestObserver | None = None
-    retries: int = 3
     backoff_base: float = 0.2
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -113,7 +116,7 @@ class Source(ABC):
         slows the whole API down (every worker sharing ``limiter``); retryable errors back off with
         jitter; after the last attempt the error propagates and the poll cycle fails as a whole.
         """
-        attempts = self.ctx.retries + 1
+        attempts = self.config.retries + 1
         for attempt in range(attempts):
             await limiter.acquire()
             started = anyio.current_time()
