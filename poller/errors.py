@@ -75,7 +75,8 @@ def as_source_error(exc: BaseException) -> SourceError | None:
         errors = [e for e in found if e is not None]
         # prefer a vendor-side explanation over our own bug, and the first one seen
         vendor_side = [e for e in errors if not isinstance(e, InternalError)]
-        return (vendor_side or errors or [None])[0]
+        preferred = vendor_side or errors
+        return preferred[0] if preferred else None
     if isinstance(exc, Exception):
         return InternalError(f"{type(exc).__name__} in the adapter")
     return None

@@ -189,7 +189,7 @@ class Service:
                 self._poll_scopes.add(scope)
                 try:
                     observation = await source.observe(state)
-                except Exception as exc:  # noqa: BLE001 - a source never takes the service down
+                except Exception as exc:
                     error = as_source_error(exc)
                     if error is None:
                         raise
