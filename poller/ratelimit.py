@@ -22,7 +22,7 @@ class SlidingWindowLimiter:
         limit: int,
         *,
         window: float = 1.0,
-        margin: float = 0.015,
+        margin: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
         name: str = "",
     ) -> None:
