@@ -5,6 +5,7 @@ was down (or within the catch-up second after) may be missing. Zero duplicate ev
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -149,7 +150,7 @@ async def test_chaos_kills_lose_nothing_and_double_nothing(tmp_path: Path) -> No
         assert isinstance(chain[0], TaskAppeared)
         # a consistent chain: counters consecutive, each previous is the last current
         assert [e.seq for e in chain] == list(range(1, len(chain) + 1)), key
-        for before, after in zip(chain, chain[1:], strict=False):
+        for before, after in itertools.pairwise(chain):
             assert isinstance(after, TaskStatusChanged) and after.previous.raw == before.current.raw, key
         seen = [e.current.raw for e in chain]
         truth = history.states[key]
