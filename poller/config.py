@@ -151,10 +151,27 @@ def parse_config(
             if limit < 1:
                 raise ConfigError(f"{where}.rate_limits.{api}: must be at least 1")
         sources.append(account)
-    if not 0 <= top.shard.index < top.shard.count:
-        raise ConfigError(f"{path}: shard.index: must be in 0..shard.count-1")
-    config: Config = msgspec.structs.replace(top, sources=sources)
+    shard = shard_from_env(env) or top.shard
+    if shard.count < 1 or not 0 <= shard.index < shard.count:
+        got = f"{shard.index}/{shard.count}"
+        raise ConfigError(f"{path}: shard.index: must be in 0..shard.count-1 (got {got})")
+    config: Config = msgspec.structs.replace(top, sources=sources, shard=shard)
     return config
+
+
+def shard_from_env(env: Mapping[str, str]) -> ShardConfig | None:
+    """``POLLER_SHARD=i/N``, or ``POLLER_SHARD_INDEX`` + ``POLLER_SHARD_COUNT`` (a StatefulSet's
+    pod index from the downward API): the replica's place overrides the file, so one ConfigMap
+    serves every replica."""
+    spec = env.get("POLLER_SHARD")
+    if spec is None and "POLLER_SHARD_INDEX" in env:
+        spec = f"{env['POLLER_SHARD_INDEX']}/{env.get('POLLER_SHARD_COUNT', '')}"
+    if spec is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
+    if not match:
+        raise ConfigError(f"environment POLLER_SHARD: expected INDEX/COUNT like 0/3, got {spec!r}")
+    return ShardConfig(index=int(match.group(1)), count=int(match.group(2)))
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
