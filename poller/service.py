@@ -78,6 +78,15 @@ class Service:
         self.publisher: Publisher | None = None
         self.store: StateStore | None = None
 
+    @property
+    def nats(self) -> Any:
+        """The live NATS connection (for control subjects and ops); None before ``run`` connects."""
+        return self._nc
+
+    @property
+    def jetstream(self) -> Any:
+        return self._js
+
     # -- NATS ---------------------------------------------------------------------------------
     async def _connect(self) -> Any:
         cfg = self.config.nats
