@@ -24,6 +24,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from poller.config import Config
+from poller.control import serve_control
 from poller.differ import SourceId, diff, health_transition
 from poller.errors import InternalError, as_source_error
 from poller.ops.metrics import Metrics
@@ -336,6 +337,7 @@ class Service:
                     for task in extra_tasks or []:
                         helpers.start_soon(task, self)
                     helpers.start_soon(self._enforce_grace)
+                    helpers.start_soon(serve_control, self)
                     async with anyio.create_task_group() as loops:
                         for status in self.statuses.values():
                             loops.start_soon(self._run_source, status)

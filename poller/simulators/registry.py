@@ -14,6 +14,7 @@ from typing import Any
 from poller.simulators.base import Simulator
 
 _MODULES = (
+    "huawei_aicc",
     "tencent_ccc",
 )
 

@@ -7,6 +7,7 @@ from importlib import import_module
 from poller.vendors.base import Vendor
 
 _MODULES = (
+    "huawei_aicc",
     "tencent_ccc",
 )
 
