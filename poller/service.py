@@ -8,6 +8,7 @@ already under way get ``shutdown_grace`` seconds to finish (shielded from the ca
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -53,6 +54,9 @@ class SourceStatus:
     last_commit: float | None = None
     degraded: bool = False
     started: float = field(default_factory=time.monotonic)
+    #: the last time nothing this source observed was waiting to be committed (commit lag = now - this);
+    #: a quiet source commits nothing, so "time since the last commit" would alert falsely
+    caught_up: float = field(default_factory=time.monotonic)
 
 
 class Service:
@@ -224,6 +228,7 @@ class Service:
                 changed = set()
             if events or changed or new_state.cursors != state.cursors:
                 await self._publish_and_commit(status, events, new_state, changed, cycle_started)
+            status.caught_up = time.monotonic()
             state = new_state
             status.degraded = health.degraded
             self.metrics.source_degraded.labels(*labels).set(1 if health.degraded else 0)
@@ -294,6 +299,19 @@ class Service:
                 continue
             sources.extend(VENDORS[account.vendor].sources(account, ctx))
         return sources
+
+    def refresh_metrics(self) -> None:
+        """Gauges that are ages or window counts, computed when /metrics is scraped."""
+        now = time.monotonic()
+        for status in self.statuses.values():
+            source = status.source
+            lag = now - status.caught_up
+            self.metrics.commit_lag.labels(source.vendor, source.account, source.scope).set(lag)
+        for (vendor, api, credential), limiter in self.limiters.items():
+            # a credential id is not a secret, but it is not the dashboard's business either
+            label = hashlib.sha256(credential.encode()).hexdigest()[:12]
+            self.metrics.limiter_in_window.labels(vendor, api, label).set(limiter.in_window(now))
+            self.metrics.limiter_limit.labels(vendor, api, label).set(limiter.effective_limit(now))
 
     async def _enforce_grace(self) -> None:
         await self.stopping.wait()
