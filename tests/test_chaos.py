@@ -21,32 +21,129 @@ import anyio
 import pytest
 
 from poller.natsserver import NatsServer, free_port
+from poller.simulators.huawei_aicc import NEXT_STATUS as HUAWEI_NEXT
+from poller.simulators.huawei_aicc import HuaweiAiccSimulator
 from poller.simulators.tencent_ccc import NEXT_STATES, TencentCccSimulator
 from schemas import TaskAppeared, TaskStatusChanged
 from tests.helpers import stream_events, wait_until
 
-SECRET_ID, SECRET_KEY = "AKIDchaos", "chaos-secret"
-APPS = (1400000501, 1400000502)
 CATCH_UP = 1.0
+SECRETS = {"CHAOS_TC_SECRET": "chaos-tc-secret", "CHAOS_HW_SECRET": "chaos-hw-secret"}
+Key = tuple[str, str]  # (vendor, entity key)
 
 
 @dataclass
 class History:
-    #: (app, task) -> [(since, raw state)]
-    states: dict[tuple[int, int], list[tuple[float, str]]] = field(default_factory=lambda: defaultdict(list))
+    #: (vendor, entity) -> [(since, raw state)]
+    states: dict[Key, list[tuple[float, str]]] = field(default_factory=lambda: defaultdict(list))
     outages: list[tuple[float, float]] = field(default_factory=list)
 
-    def record(self, key: tuple[int, int], state: int) -> None:
-        self.states[key].append((time.monotonic(), str(state)))
+    def record(self, key: Key, raw: str) -> None:
+        self.states[key].append((time.monotonic(), raw))
 
     def may_collapse(self, start: float, end: float) -> bool:
         return any(start >= down and end <= up + CATCH_UP for down, up in self.outages)
 
 
+class TencentWorld:
+    """Tasks in two SdkAppIds, moving along the vendor's state machine."""
+
+    vendor = "tencent-ccc"
+    apps = (1400000501, 1400000502)
+
+    def __init__(self, rng: random.Random, history: History) -> None:
+        self.rng, self.history = rng, history
+        self.sim = TencentCccSimulator(
+            credentials={"AKIDchaos": SECRETS["CHAOS_TC_SECRET"]}, seed=rng.randrange(1 << 30)
+        )
+        for app in self.apps:
+            for _ in range(4):
+                self._add(app)
+
+    def _add(self, app: int) -> None:
+        task = self.sim.add_task(app, state=0)
+        self.history.record((self.vendor, f"{app}/{task}"), "0")
+
+    def source(self) -> str:
+        return f"""
+            [[sources]]
+            vendor = "tencent-ccc"
+            account = "chaos"
+            secret_id = "AKIDchaos"
+            secret_key = {{ env = "CHAOS_TC_SECRET" }}
+            sdk_app_ids = {list(self.apps)}
+            endpoint = "{self.sim.url}"
+            page_size = 3
+        """
+
+    def step(self) -> None:
+        app = self.rng.choice(self.apps)
+        task = self.sim.apps[app].tasks[self.rng.choice(list(self.sim.apps[app].tasks))]
+        options = NEXT_STATES[task.state]
+        if options and (new := self.rng.choice(options)) != task.state:
+            self.sim.set_state(app, task.task_id, new)
+            self.history.record((self.vendor, f"{app}/{task.task_id}"), str(new))
+        if self.rng.random() < 0.05:
+            self._add(app)
+
+    def final(self) -> dict[Key, str]:
+        return {
+            (self.vendor, f"{app}/{t.task_id}"): str(t.state)
+            for app in self.apps
+            for t in self.sim.apps[app].tasks.values()
+        }
+
+    def key(self, event: TaskAppeared | TaskStatusChanged) -> Key:
+        return (self.vendor, f"{event.parent_id}/{event.entity_id}")
+
+
+class HuaweiWorld:
+    """Watched task ids whose status moves Pending → Processing ⇄ Suspended → a final status."""
+
+    vendor = "huawei-aicc"
+
+    def __init__(self, rng: random.Random, history: History) -> None:
+        self.rng, self.history = rng, history
+        self.sim = HuaweiAiccSimulator(
+            clients={"chaos-client": SECRETS["CHAOS_HW_SECRET"]}, seed=rng.randrange(1 << 30)
+        )
+        self.ids = [self.sim.add_task(f"chaos {n}") for n in range(5)]
+        for task_id in self.ids:
+            self.history.record((self.vendor, task_id), self.sim.tasks[task_id].status)
+
+    def source(self) -> str:
+        return f"""
+            [[sources]]
+            vendor = "huawei-aicc"
+            account = "chaos"
+            client_id = "chaos-client"
+            client_secret = {{ env = "CHAOS_HW_SECRET" }}
+            task_ids = {self.ids!r}
+            endpoint = "{self.sim.url}"
+        """
+
+    def step(self) -> None:
+        task = self.sim.tasks[self.rng.choice(self.ids)]
+        options = HUAWEI_NEXT.get(task.status, ())
+        if options and (new := self.rng.choice(options)) != task.status:
+            self.sim.set_status(task.task_id, new)
+            self.history.record((self.vendor, task.task_id), new)
+
+    def final(self) -> dict[Key, str]:
+        return {(self.vendor, task_id): self.sim.tasks[task_id].status for task_id in self.ids}
+
+    def key(self, event: TaskAppeared | TaskStatusChanged) -> Key:
+        return (self.vendor, event.entity_id)
+
+
+World = TencentWorld | HuaweiWorld
+WORLDS: tuple[type[TencentWorld] | type[HuaweiWorld], ...] = (TencentWorld, HuaweiWorld)
+
+
 def _poller(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "poller.cli", "run", "--config", str(config)],
-        env={**os.environ, "CHAOS_SECRET": SECRET_KEY},
+        env={**os.environ, **SECRETS},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -57,94 +154,75 @@ async def test_chaos_kills_lose_nothing_and_double_nothing(tmp_path: Path) -> No
     rng = random.Random(int(os.environ.get("CHAOS_SEED", "20261122")))
     nats = NatsServer(port=free_port(), store_dir=str(tmp_path / "js")).start()
     history = History()
+    worlds: list[World] = [make(rng, history) for make in WORLDS]
+    by_vendor = {world.vendor: world for world in worlds}
     try:
-        async with TencentCccSimulator(
-            credentials={SECRET_ID: SECRET_KEY}, seed=rng.randrange(1 << 30)
-        ) as sim:
-            for app in APPS:
-                for _ in range(4):
-                    task = sim.add_task(app, state=0)
-                    history.record((app, task), 0)
-            config = tmp_path / "poller.toml"
-            config.write_text(
-                textwrap.dedent(
-                    f"""
-                    shutdown_grace = 2.0
-                    [nats]
-                    url = "{nats.url}"
-                    ack_timeout = 1.0
-                    [http]
-                    enabled = false
-                    [[sources]]
-                    vendor = "tencent-ccc"
-                    account = "chaos"
-                    secret_id = "{SECRET_ID}"
-                    secret_key = {{ env = "CHAOS_SECRET" }}
-                    sdk_app_ids = {list(APPS)}
-                    endpoint = "{sim.url}"
-                    poll_interval = 0.1
-                    page_size = 3
-                    retries = 1
-                    failure_backoff = 0.2
-                    """
-                )
+        for world in worlds:
+            await world.sim.start()
+        config = tmp_path / "poller.toml"
+        common = "poll_interval = 0.1\nretries = 1\nfailure_backoff = 0.2\n"
+        config.write_text(
+            textwrap.dedent(
+                f"""
+                shutdown_grace = 2.0
+                [nats]
+                url = "{nats.url}"
+                ack_timeout = 1.0
+                [http]
+                enabled = false
+                """
             )
-            poller = _poller(config)
-            # until the first poll, every state may be collapsed into the one first seen
-            history.outages.append((0.0, time.monotonic() + 1.5))
-            deadline = time.monotonic() + 25.0
-            next_kill = time.monotonic() + rng.uniform(1.5, 4.0)
-            while time.monotonic() < deadline:
-                # the world moves: one valid transition of one task
-                app = rng.choice(APPS)
-                task_id = rng.choice(list(sim.apps[app].tasks))
-                options = NEXT_STATES[sim.apps[app].tasks[task_id].state]
-                if options:
-                    new = rng.choice(options)
-                    if new != sim.apps[app].tasks[task_id].state:
-                        sim.set_state(app, task_id, new)
-                        history.record((app, task_id), new)
-                if rng.random() < 0.05:
-                    task_id = sim.add_task(app, state=0)
-                    history.record((app, task_id), 0)
-                if time.monotonic() >= next_kill:
-                    down = time.monotonic()
-                    if rng.random() < 0.5:
-                        poller.send_signal(signal.SIGKILL)
-                        poller.wait()
-                        await anyio.sleep(rng.uniform(0.1, 1.5))
-                        poller = _poller(config)
-                    else:
-                        nats.kill()
-                        await anyio.sleep(rng.uniform(0.2, 2.0))
-                        nats.start()
-                    # the poller needs a moment to be back at work (start-up, reconnect)
-                    history.outages.append((down, time.monotonic() + 1.5))
-                    next_kill = time.monotonic() + rng.uniform(1.5, 4.0)
-                await anyio.sleep(rng.uniform(0.3, 0.5))
+            + "".join(textwrap.dedent(world.source()) + common for world in worlds)
+        )
+        poller = _poller(config)
+        # until the first poll, every state may be collapsed into the one first seen
+        history.outages.append((0.0, time.monotonic() + 1.5))
+        deadline = time.monotonic() + 25.0
+        next_kill = time.monotonic() + rng.uniform(1.5, 4.0)
+        while time.monotonic() < deadline:
+            rng.choice(worlds).step()
+            if time.monotonic() >= next_kill:
+                down = time.monotonic()
+                if rng.random() < 0.5:
+                    poller.send_signal(signal.SIGKILL)
+                    poller.wait()
+                    await anyio.sleep(rng.uniform(0.1, 1.5))
+                    poller = _poller(config)
+                else:
+                    nats.kill()
+                    await anyio.sleep(rng.uniform(0.2, 2.0))
+                    nats.start()
+                # the poller needs a moment to be back at work (start-up, reconnect)
+                history.outages.append((down, time.monotonic() + 1.5))
+                next_kill = time.monotonic() + rng.uniform(1.5, 4.0)
+            await anyio.sleep(rng.uniform(0.15, 0.3))
 
-            final = {(app, t.task_id): str(t.state) for app in APPS for t in sim.apps[app].tasks.values()}
+        final: dict[Key, str] = {}
+        for world in worlds:
+            final.update(world.final())
 
-            async def caught_up() -> bool:
-                last: dict[str, str] = {}
-                for event in await stream_events(nats.url):
-                    if isinstance(event, TaskAppeared | TaskStatusChanged):
-                        last[f"{event.parent_id}/{event.entity_id}"] = event.current.raw
-                return last == {f"{app}/{task}": state for (app, task), state in final.items()}
+        async def caught_up() -> bool:
+            last: dict[Key, str] = {}
+            for event in await stream_events(nats.url):
+                if isinstance(event, TaskAppeared | TaskStatusChanged):
+                    last[by_vendor[event.vendor].key(event)] = event.current.raw
+            return last == final
 
-            await wait_until(caught_up, timeout=30, step=0.5)
-            poller.send_signal(signal.SIGTERM)
-            assert poller.wait(10) == 0
+        await wait_until(caught_up, timeout=30, step=0.5)
+        await anyio.sleep(2.0)  # a poller restarted last may still be importing: let it reach its loop
+        poller.send_signal(signal.SIGTERM)
+        assert poller.wait(10) == 0
         events = await stream_events(nats.url)
     finally:
+        for world in worlds:
+            await world.sim.stop()
         nats.close()
 
     assert len({e.event_id for e in events}) == len(events), "duplicate event ids"
-    chains: dict[tuple[int, int], list[TaskAppeared | TaskStatusChanged]] = defaultdict(list)
+    chains: dict[Key, list[TaskAppeared | TaskStatusChanged]] = defaultdict(list)
     for event in events:
         assert isinstance(event, TaskAppeared | TaskStatusChanged), event
-        assert event.parent_id is not None
-        chains[(int(event.parent_id), int(event.entity_id))].append(event)
+        chains[by_vendor[event.vendor].key(event)].append(event)
     assert set(chains) == set(history.states)
     for key, chain in chains.items():
         assert isinstance(chain[0], TaskAppeared)
