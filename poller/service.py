@@ -29,6 +29,7 @@ from poller.control import serve_control
 from poller.differ import SourceId, diff, health_transition
 from poller.errors import InternalError, as_source_error
 from poller.ops.metrics import Metrics
+from poller.ops.server import serve_http
 from poller.privacy import Privacy
 from poller.publisher import Publisher, subject_token
 from poller.ratelimit import LimiterRegistry
@@ -81,6 +82,8 @@ class Service:
         self._nc: Any = None
         self._js: Any = None
         self.publisher: Publisher | None = None
+        #: the ops HTTP port once bound (poller/ops/server.py)
+        self.http_port: int | None = None
         self.store: StateStore | None = None
 
     @property
@@ -356,6 +359,7 @@ class Service:
                         helpers.start_soon(task, self)
                     helpers.start_soon(self._enforce_grace)
                     helpers.start_soon(serve_control, self)
+                    helpers.start_soon(serve_http, self)
                     async with anyio.create_task_group() as loops:
                         for status in self.statuses.values():
                             loops.start_soon(self._run_source, status)
