@@ -1,0 +1,54 @@
+"""``poller simulate``: every vendor simulator standalone, with the config that points at each."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import anyio
+
+from poller.simulators.registry import demo_setups
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a TOML basic string escapes like JSON
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
+
+
+async def run_simulators(seed: int, host: str, port: int, vendor: str | None, evolve_every: float) -> int:
+    setups = {name: s for name, s in demo_setups(seed).items() if vendor is None or name == vendor}
+    if not setups:
+        print(f"simulate: no simulator named {vendor!r}")
+        return 2
+    for offset, (name, setup) in enumerate(setups.items()):
+        await setup.simulator.start(host, port + offset if port else 0)
+        print(f"# {name} simulator at {setup.simulator.url}")
+        for source in setup.sources(setup.simulator.url):
+            print("[[sources]]")
+            for key, value in source.items():
+                print(f"{key} = {_toml(value)}")
+            print()
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            print("# Ctrl-C stops the simulators", flush=True)
+            async with anyio.create_task_group() as tg:
+
+                async def evolve() -> None:
+                    while True:
+                        await anyio.sleep(evolve_every)
+                        for setup in setups.values():
+                            setup.evolve()
+
+                tg.start_soon(evolve)
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
+                    break
+    finally:
+        for setup in setups.values():
+            await setup.simulator.stop()
+    return 0
