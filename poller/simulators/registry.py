@@ -14,6 +14,8 @@ from typing import Any
 from poller.simulators.base import Simulator
 
 _MODULES = (
+    "alibaba_aiccs",
+    "alibaba_outboundbot",
     "huawei_aicc",
     "tencent_ccc",
 )

@@ -7,6 +7,8 @@ from importlib import import_module
 from poller.vendors.base import Vendor
 
 _MODULES = (
+    "alibaba_aiccs",
+    "alibaba_outboundbot",
     "huawei_aicc",
     "tencent_ccc",
 )

@@ -1,0 +1,220 @@
+"""Alibaba Cloud AICCS simulator: ``ListTask`` with ``PageNo``/``PageSize`` from 1, 500 req/s API-wide.
+
+The vendor documents the limit as "单用户不限流" with 500/s for the API across all users, so the
+window is shared by every credential (:meth:`AiccsSimulator.limit_key`). ``GmtCreate``/``FireTime``
+are strings of epoch milliseconds, as the vendor sends them, whether or not ``stringly`` is on.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from poller.simulators.alibaba_common import AlibabaSimulator, Params, int_param
+from poller.vendors.alibaba_aiccs import LIST_API, VERSION
+from schemas.vendors.alibaba import ListTaskResponse, TaskPage, TaskRecord
+
+if TYPE_CHECKING:
+    from poller.simulators.registry import DemoSetup
+
+STATUSES = ("INIT", "RELEASE", "READY", "RUNNING", "STOP", "SYSTEM_STOP", "CANCEL", "SYSTEM_CANCEL", "DONE")
+NEXT_STATUSES: dict[str, tuple[str, ...]] = {
+    "INIT": ("RELEASE",),
+    "RELEASE": ("READY",),
+    "READY": ("RUNNING",),
+    "RUNNING": ("RUNNING", "RUNNING", "STOP", "SYSTEM_STOP", "DONE", "CANCEL"),
+    "STOP": ("RUNNING", "CANCEL"),
+    "SYSTEM_STOP": ("RUNNING", "SYSTEM_CANCEL"),
+}
+
+
+@dataclass
+class SimTask:
+    task_id: int
+    name: str
+    status: str = "INIT"
+    robot_id: int = 1
+    robot_name: str = "机器人"
+    gmt_create: int = 0
+    fire_time: int = 0
+    total: int = 10
+    complete: int = 0
+
+    def wire(self) -> TaskRecord:
+        return TaskRecord(
+            Id=self.task_id,
+            TaskName=self.name,
+            Status=self.status,
+            RobotId=self.robot_id,
+            RobotName=self.robot_name,
+            GmtCreate=self.gmt_create,
+            FireTime=self.fire_time,
+            TotalCount=self.total,
+            CompleteCount=self.complete,
+        )
+
+
+class AiccsSimulator(AlibabaSimulator):
+    vendor = "alibaba-aiccs"
+    product = "aiccs"
+    version = VERSION
+    host_id = "aiccs.aliyuncs.com"
+    #: the vendor sends these as strings of epoch ms even where the rest are numbers
+    string_fields = frozenset({"GmtCreate", "FireTime"})
+
+    def __init__(
+        self,
+        *,
+        credentials: dict[str, str],
+        seed: int = 0,
+        rate_limit: int = 500,
+        max_page_size: int = 100,
+        stringly: bool = False,
+    ) -> None:
+        super().__init__(
+            credentials=credentials, seed=seed, rate_limits={LIST_API: rate_limit}, stringly=stringly
+        )
+        #: access key id → task id → task: each key sees its own account's tasks
+        self.tasks: dict[str, dict[int, SimTask]] = {ak: {} for ak in credentials}
+        #: access keys whose RAM policy lacks aiccs:ListTask
+        self.denied: set[str] = set()
+        self.max_page_size = max_page_size
+        self._next_id = 100000
+        self.actions[LIST_API] = self._list_task
+
+    def limit_key(self, api: str, credential: str) -> tuple[str, str]:
+        return (api, "*")
+
+    # -- the world ---------------------------------------------------------------------------------
+    def _owner(self, owner: str | None) -> str:
+        return owner if owner is not None else next(iter(self.credentials))
+
+    def add_task(
+        self,
+        name: str | None = None,
+        *,
+        status: str = "INIT",
+        total: int = 10,
+        complete: int = 0,
+        owner: str | None = None,
+    ) -> int:
+        self._next_id += 1
+        now_ms = int(time.time() * 1000)
+        task = SimTask(
+            task_id=self._next_id,
+            name=name or f"任务{self._next_id}",
+            status=status,
+            robot_id=7,
+            gmt_create=now_ms,
+            fire_time=now_ms,
+            total=total,
+            complete=complete,
+        )
+        self.tasks.setdefault(self._owner(owner), {})[task.task_id] = task
+        return task.task_id
+
+    def task(self, task_id: int) -> SimTask:
+        for tasks in self.tasks.values():
+            if task_id in tasks:
+                return tasks[task_id]
+        raise KeyError(task_id)
+
+    def set_task(self, task_id: int, *, status: str | None = None, complete: int | None = None) -> None:
+        task = self.task(task_id)
+        if status is not None:
+            task.status = status
+        if complete is not None:
+            task.complete = complete
+
+    def remove_task(self, task_id: int) -> None:
+        for tasks in self.tasks.values():
+            tasks.pop(task_id, None)
+
+    def evolve(self) -> list[tuple[int, str, str]]:
+        """One seeded step per live task: status moves, running tasks complete calls."""
+        changes = []
+        for tasks in self.tasks.values():
+            for task in tasks.values():
+                if task.status == "RUNNING" and task.complete < task.total:
+                    task.complete = min(task.total, task.complete + self.rng.randint(0, 3))
+                options = NEXT_STATUSES.get(task.status, ())
+                if not options or self.rng.random() >= 0.3:
+                    continue
+                new = self.rng.choice(options)
+                if new == "DONE" and task.complete < task.total:
+                    new = "RUNNING"
+                if new != task.status:
+                    changes.append((task.task_id, task.status, new))
+                    task.status = new
+        return changes
+
+    # -- ListTask ----------------------------------------------------------------------------------
+    async def _list_task(self, credential: str, params: Params) -> web.StreamResponse:
+        if credential in self.denied:
+            return self.error("PermissionInsufficient")
+        try:
+            number = int_param(params, "PageNo", 1)
+            size = int_param(params, "PageSize", 20)
+            task_id = int_param(params, "TaskId")
+        except ValueError:
+            return self.error("ParameterError")
+        assert number is not None and size is not None
+        if number < 1 or not 1 <= size <= self.max_page_size:
+            return self.error("ParameterError")
+        status, name, robot = params.get("Status"), params.get("TaskName"), params.get("RobotName")
+        if status and status not in STATUSES:
+            return self.error("ParameterError")
+        tasks = [
+            t
+            for t in sorted(self.tasks.get(credential, {}).values(), key=lambda t: t.task_id)
+            if (not status or t.status == status)
+            and (task_id is None or t.task_id == task_id)
+            and (not name or name in t.name)
+            and (not robot or robot == t.robot_name)
+        ]
+        start = (number - 1) * size
+        answer = ListTaskResponse(
+            RequestId=str(uuid.uuid4()).upper(),
+            Code="OK",
+            Message="OK",
+            Success=True,
+            Data=TaskPage(
+                PageNo=number,
+                PageSize=size,
+                Total=len(tasks),
+                Record=[t.wire() for t in tasks[start : start + size]],
+            ),
+        )
+        return self.ok(answer)
+
+
+def demo_setup(seed: int) -> DemoSetup:
+    from poller.simulators.registry import DemoSetup
+
+    access_key_id, secret = "LTAIdemoAiccs", "demo-aiccs-secret"
+    sim = AiccsSimulator(credentials={access_key_id: secret}, seed=seed)
+    for n in range(4):
+        sim.add_task(f"演示任务{n + 1}", total=20)
+
+    def sources(url: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "vendor": "alibaba-aiccs",
+                "account": "demo",
+                "access_key_id": access_key_id,
+                "access_key_secret": secret,
+                "endpoint": url,
+                "poll_interval": 1.0,
+            }
+        ]
+
+    def evolve() -> None:
+        sim.evolve()
+        if sim.rng.random() < 0.1:
+            sim.add_task(total=20)
+
+    return DemoSetup(sim, sources, evolve)
