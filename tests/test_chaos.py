@@ -21,14 +21,22 @@ import anyio
 import pytest
 
 from poller.natsserver import NatsServer, free_port
+from poller.simulators.alibaba_outboundbot import NEXT_STATUSES as OUTBOUNDBOT_NEXT
+from poller.simulators.alibaba_outboundbot import OutboundBotSimulator
 from poller.simulators.huawei_aicc import NEXT_STATUS as HUAWEI_NEXT
 from poller.simulators.huawei_aicc import HuaweiAiccSimulator
 from poller.simulators.tencent_ccc import NEXT_STATES, TencentCccSimulator
-from schemas import TaskAppeared, TaskStatusChanged
+from schemas import CallFinished, EntityKind, JobStatusChanged, TaskAppeared, TaskProgress, TaskStatusChanged
 from tests.helpers import stream_events, wait_until
 
+Tracked = TaskAppeared | TaskStatusChanged | JobStatusChanged
+
 CATCH_UP = 1.0
-SECRETS = {"CHAOS_TC_SECRET": "chaos-tc-secret", "CHAOS_HW_SECRET": "chaos-hw-secret"}
+SECRETS = {
+    "CHAOS_TC_SECRET": "chaos-tc-secret",
+    "CHAOS_HW_SECRET": "chaos-hw-secret",
+    "CHAOS_OB_SECRET": "chaos-ob-secret",
+}
 Key = tuple[str, str]  # (vendor, entity key)
 
 
@@ -136,8 +144,61 @@ class HuaweiWorld:
         return (self.vendor, event.entity_id)
 
 
-World = TencentWorld | HuaweiWorld
-WORLDS: tuple[type[TencentWorld] | type[HuaweiWorld], ...] = (TencentWorld, HuaweiWorld)
+class OutboundBotWorld:
+    """Single-callee jobs: each one that ends Succeeded or Failed must give exactly one call-finished."""
+
+    vendor = "alibaba-outboundbot"
+    instance, group = "chaos-instance", "chaos-group"
+
+    def __init__(self, rng: random.Random, history: History) -> None:
+        self.rng, self.history = rng, history
+        self.sim = OutboundBotSimulator(
+            credentials={"LTAIchaos": SECRETS["CHAOS_OB_SECRET"]}, seed=rng.randrange(1 << 30)
+        )
+        self.sim.add_group(self.instance, self.group)
+        self.jobs: list[str] = []
+        for _ in range(6):
+            self._add()
+
+    def _add(self) -> None:
+        job = self.sim.add_job(self.instance, self.group, status="Scheduling")
+        self.jobs.append(job)
+        self.history.record((self.vendor, job), "Scheduling")
+
+    def source(self) -> str:
+        return f"""
+            [[sources]]
+            vendor = "alibaba-outboundbot"
+            account = "chaos"
+            instance_id = "{self.instance}"
+            job_group_ids = ["{self.group}"]
+            access_key_id = "LTAIchaos"
+            access_key_secret = {{ env = "CHAOS_OB_SECRET" }}
+            endpoint = "{self.sim.url}"
+            page_size = 4
+        """
+
+    def step(self) -> None:
+        job = self.sim.job(self.rng.choice(self.jobs))
+        options = OUTBOUNDBOT_NEXT.get(job.status, ())
+        if options and (new := self.rng.choice(options)) != job.status:
+            self.sim.set_status(job.job_id, new, "NoAnswer" if new == "Failed" else None)
+            self.history.record((self.vendor, job.job_id), new)
+        if self.rng.random() < 0.1:
+            self._add()
+
+    def final(self) -> dict[Key, str]:
+        return {(self.vendor, job): self.sim.job(job).status for job in self.jobs}
+
+    def finished_calls(self) -> set[str]:
+        return {job for job in self.jobs if self.sim.job(job).status in ("Succeeded", "Failed")}
+
+    def key(self, event: TaskAppeared | TaskStatusChanged | JobStatusChanged) -> Key:
+        return (self.vendor, event.entity_id)
+
+
+World = TencentWorld | HuaweiWorld | OutboundBotWorld
+WORLDS: tuple[type[World], ...] = (TencentWorld, HuaweiWorld, OutboundBotWorld)
 
 
 def _poller(config: Path) -> subprocess.Popen[bytes]:
@@ -156,6 +217,7 @@ async def test_chaos_kills_lose_nothing_and_double_nothing(tmp_path: Path) -> No
     history = History()
     worlds: list[World] = [make(rng, history) for make in WORLDS]
     by_vendor = {world.vendor: world for world in worlds}
+    outboundbot = next(w for w in worlds if isinstance(w, OutboundBotWorld))
     try:
         for world in worlds:
             await world.sim.start()
@@ -204,7 +266,7 @@ async def test_chaos_kills_lose_nothing_and_double_nothing(tmp_path: Path) -> No
         async def caught_up() -> bool:
             last: dict[Key, str] = {}
             for event in await stream_events(nats.url):
-                if isinstance(event, TaskAppeared | TaskStatusChanged):
+                if isinstance(event, Tracked) and event.kind is not EntityKind.JOB_GROUP:
                     last[by_vendor[event.vendor].key(event)] = event.current.raw
             return last == final
 
@@ -219,9 +281,17 @@ async def test_chaos_kills_lose_nothing_and_double_nothing(tmp_path: Path) -> No
         nats.close()
 
     assert len({e.event_id for e in events}) == len(events), "duplicate event ids"
-    chains: dict[Key, list[TaskAppeared | TaskStatusChanged]] = defaultdict(list)
+    # zero lost and zero doubled call-finished: one per job that ended Succeeded or Failed
+    calls = [e.call_id for e in events if isinstance(e, CallFinished)]
+    assert outboundbot.finished_calls(), "the script finished no call: the check below would be vacuous"
+    assert sorted(calls) == sorted(outboundbot.finished_calls())
+    chains: dict[Key, list[TaskAppeared | TaskStatusChanged | JobStatusChanged]] = defaultdict(list)
     for event in events:
-        assert isinstance(event, TaskAppeared | TaskStatusChanged), event
+        if isinstance(event, CallFinished | TaskProgress):
+            continue
+        assert isinstance(event, Tracked), event
+        if event.kind is EntityKind.JOB_GROUP:
+            continue  # a derived state; its progress events carry its meaning
         chains[by_vendor[event.vendor].key(event)].append(event)
     assert set(chains) == set(history.states)
     for key, chain in chains.items():
@@ -229,7 +299,8 @@ async def test_chaos_kills_lose_nothing_and_double_nothing(tmp_path: Path) -> No
         # a consistent chain: counters consecutive, each previous is the last current
         assert [e.seq for e in chain] == list(range(1, len(chain) + 1)), key
         for before, after in itertools.pairwise(chain):
-            assert isinstance(after, TaskStatusChanged) and after.previous.raw == before.current.raw, key
+            assert isinstance(after, TaskStatusChanged | JobStatusChanged), key
+            assert after.previous.raw == before.current.raw, key
         seen = [e.current.raw for e in chain]
         truth = history.states[key]
         # what was published is the real history with only allowed collapses
