@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 130 inte
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -112,7 +113,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     try:
-        from poller import bench
+        bench = importlib.import_module("poller.bench")
     except ImportError:
         print("bench: not built in this version", file=sys.stderr)
         return EXIT_FAILURE
