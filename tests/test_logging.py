@@ -14,7 +14,10 @@ def test_json_lines_with_context_and_redaction() -> None:
     configure("DEBUG", "json", stream)
     try:
         log = logging.getLogger("poller.test")
-        log.info("poll cycle failed", extra={"vendor": "byrobot", "account": "acme", "api": "getTasks", "attempt": 2})
+        log.info(
+            "poll cycle failed",
+            extra={"vendor": "byrobot", "account": "acme", "api": "getTasks", "attempt": 2},
+        )
         log.warning("callee 13512345678 did not answer")  # must never happen; masked if it does
         try:
             raise ValueError("boom")
@@ -25,7 +28,12 @@ def test_json_lines_with_context_and_redaction() -> None:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [entry["level"] for entry in lines] == ["info", "warning", "error"]
     first = lines[0]
-    assert (first["vendor"], first["account"], first["api"], first["attempt"]) == ("byrobot", "acme", "getTasks", 2)
+    assert (first["vendor"], first["account"], first["api"], first["attempt"]) == (
+        "byrobot",
+        "acme",
+        "getTasks",
+        2,
+    )
     assert first["logger"] == "poller.test" and first["ts"].endswith("+00:00")
     assert "13512345678" not in stream.getvalue() and "135****5678" in lines[1]["message"]
     assert "ValueError: boom" in lines[2]["error"]
