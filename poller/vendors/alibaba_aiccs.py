@@ -10,14 +10,13 @@ import logging
 from collections.abc import Mapping
 from typing import Annotated
 
-import anyio
 import msgspec
 
 from poller.errors import BadResponse
 from poller.model import EntitySnapshot, Observation
 from poller.state import SourceState
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, check_envelope, classifier
-from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad
+from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad, sweep_pages
 from poller.vendors.normalize import state_map
 from schemas import EntityKind, TaskState
 from schemas.vendors.alibaba import ListTaskRequest, ListTaskResponse, TaskPage, TaskRecord, decoder
@@ -118,23 +117,12 @@ class AiccsSource(Source):
         return answer.Data
 
     async def observe(self, committed: SourceState) -> Observation:
-        first = await self._page(1)
-        pages: dict[int, TaskPage] = {1: first}
-        page_count = -(-first.Total // self.cfg.page_size)
-
-        async def fetch(number: int) -> None:
-            pages[number] = await self._page(number)
-
-        if page_count > 1:
-            async with anyio.create_task_group() as tg:
-                for number in range(2, page_count + 1):
-                    tg.start_soon(fetch, number)
+        sweep = await sweep_pages(1, self.cfg.page_size, self._page, lambda page: page.Total)
         seen: dict[int, TaskRecord] = {}
-        for number in sorted(pages):
-            for record in pages[number].Record:
+        for page in sweep.pages:
+            for record in page.Record:
                 seen[record.Id] = record
-        totals = {page.Total for page in pages.values()}
-        complete = len(totals) == 1 and len(seen) == first.Total
+        complete = sweep.totals_agree and len(seen) == sweep.total
         return Observation(entities=[task_entity(r) for r in seen.values()], complete=complete)
 
 

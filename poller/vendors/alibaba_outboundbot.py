@@ -15,14 +15,13 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Annotated
 
-import anyio
 import msgspec
 
 from poller.errors import BadResponse
 from poller.model import CallSnapshot, EntitySnapshot, Observation
 from poller.state import SourceState
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, check_envelope, classifier
-from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad
+from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad, sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
 from schemas.vendors.alibaba import Job, JobPage, ListJobsByGroupRequest, ListJobsByGroupResponse, decoder
@@ -222,24 +221,12 @@ class OutboundBotJobGroupSource(Source):
         return answer.Jobs
 
     async def observe(self, committed: SourceState) -> Observation:
-        first = await self._page(1)
-        pages: dict[int, JobPage] = {1: first}
-        page_count = -(-first.TotalCount // self.cfg.page_size)
-
-        async def fetch(number: int) -> None:
-            pages[number] = await self._page(number)
-
-        if page_count > 1:
-            async with anyio.create_task_group() as tg:
-                for number in range(2, page_count + 1):
-                    tg.start_soon(fetch, number)
+        sweep = await sweep_pages(1, self.cfg.page_size, self._page, lambda page: page.TotalCount)
         seen: dict[str, Job] = {}
-        for number in sorted(pages):
-            for job in pages[number].List:
+        for page in sweep.pages:
+            for job in page.List:
                 seen[job.JobId] = job
-        totals = {page.TotalCount for page in pages.values()}
-        # jobs added or moved while paging can be missed or doubled: then nothing is trusted to vanish
-        complete = len(totals) == 1 and len(seen) == first.TotalCount
+        complete = sweep.totals_agree and len(seen) == sweep.total
         jobs = [job_entity(job, self.job_group_id) for job in seen.values()]
         entities = list(jobs)
         if complete:

@@ -13,7 +13,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
 import anyio
@@ -168,6 +168,43 @@ class Source(ABC):
 
 def _outcome(error: SourceError) -> str:
     return "token_expired" if isinstance(error, TokenExpired) else error.reason.value
+
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class Sweep(Generic[P]):
+    """Every page of one listing, in page order, and whether the pages agreed on the total."""
+
+    pages: list[P]
+    total: int
+    totals_agree: bool
+
+
+async def sweep_pages(
+    first_number: int, page_size: int, fetch: Callable[[int], Awaitable[P]], total_of: Callable[[P], int]
+) -> Sweep[P]:
+    """The first page tells the total; the rest are fetched concurrently (the limiter paces them).
+
+    Entities added or moved while paging can be missed or seen twice, so a listing is complete only
+    if every page reported the same total and the de-duplicated count equals it: adapters check
+    that before trusting a missing entity to have vanished.
+    """
+    first = await fetch(first_number)
+    total = total_of(first)
+    pages: dict[int, P] = {first_number: first}
+    page_count = -(-total // page_size)
+
+    async def fetch_into(number: int) -> None:
+        pages[number] = await fetch(number)
+
+    if page_count > 1:
+        async with anyio.create_task_group() as tg:
+            for number in range(first_number + 1, first_number + page_count):
+                tg.start_soon(fetch_into, number)
+    ordered = [pages[n] for n in sorted(pages)]
+    return Sweep(ordered, total, len({total_of(page) for page in ordered}) == 1)
 
 
 def decode_or_bad(decoder: msgspec.json.Decoder[Any], body: bytes, api: str) -> Any:

@@ -9,7 +9,6 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-import anyio
 import msgspec
 from yarl import URL
 
@@ -25,6 +24,7 @@ from poller.vendors.base import (
     Vendor,
     decode_or_bad,
     server_status,
+    sweep_pages,
 )
 from poller.vendors.normalize import state_map
 from schemas import EntityKind, TaskState
@@ -212,26 +212,12 @@ class TencentCccSource(Source):
         return result.TotalCount, result.Tasks
 
     async def observe(self, committed: SourceState) -> Observation:
-        total, first = await self._page(0)
-        pages: dict[int, list[AutoCalloutTaskInfo]] = {0: first}
-        totals = {total}
-        page_count = -(-total // self.cfg.page_size)
-
-        async def fetch(number: int) -> None:
-            page_total, tasks = await self._page(number)
-            totals.add(page_total)
-            pages[number] = tasks
-
-        if page_count > 1:
-            async with anyio.create_task_group() as tg:
-                for number in range(1, page_count):
-                    tg.start_soon(fetch, number)
+        sweep = await sweep_pages(0, self.cfg.page_size, self._page, lambda page: page[0])
         seen: dict[int, AutoCalloutTaskInfo] = {}
-        for number in sorted(pages):
-            for task in pages[number]:
+        for _total, tasks in sweep.pages:
+            for task in tasks:
                 seen[task.TaskId] = task
-        # tasks that moved between pages mid-sweep can be missed: then no vanish is trusted
-        complete = len(totals) == 1 and len(seen) == total
+        complete = sweep.totals_agree and len(seen) == sweep.total
         return Observation(
             entities=[normalize(task, self.sdk_app_id) for task in seen.values()],
             complete=complete,
