@@ -343,7 +343,10 @@ class Service:
                 on_failure=lambda _why: self.metrics.publish_failures.inc(),
             )
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-            connector = aiohttp.TCPConnector(limit=256, limit_per_host=64)
+            # no pool cap: a request waiting for a pooled connection after the limiter let it start
+            # would reach the vendor late and crowd the vendor's window; in-flight requests are already
+            # bounded by the limiters (rate x latency) and the request timeouts
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
             async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
                 ctx = AdapterContext(
                     http=http, limiters=self.limiters, observe_request=self.metrics.observe_request
