@@ -9,6 +9,7 @@ which is what lets the caller commit state afterwards.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
@@ -29,6 +30,7 @@ SOURCE_HEADER = "Aicc-Source"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
+@functools.lru_cache(maxsize=4096)
 def subject_token(text: str) -> str:
     """One NATS subject token: ``.``, ``*``, ``>`` and whitespace would change the subject's meaning."""
     return _UNSAFE.sub("_", text) or "_"
