@@ -328,13 +328,12 @@ def our_sweep(bodies: Sequence[bytes], committed: SourceState) -> Diff:
     """What one Tencent poll cycle does with its pages: classify, decode, normalize, diff.
 
     Mirrors ``TencentCccSource.observe`` after the HTTP exchanges (classification decodes the
-    envelope, then the page is decoded for its tasks, exactly as ``_page`` does).
+    page once and hands it back, exactly as ``_page`` uses it).
     """
     seen: dict[int, AutoCalloutTaskInfo] = {}
     totals: set[int | None] = set()
     for body in bodies:
-        classify(Response(200, {"Content-Type": "application/json"}, body))
-        result = _decode_tencent.decode(body).Response
+        result = classify(Response(200, {"Content-Type": "application/json"}, body)).Response
         assert result.Tasks is not None
         totals.add(result.TotalCount)
         for task in result.Tasks:

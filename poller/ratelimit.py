@@ -1,19 +1,40 @@
-"""Sliding-window rate limiting per (vendor API, credential).
+"""Sliding-window rate limiting per (vendor API, credential), counted on when requests are *sent*.
 
-The vendors count requests per one-second window, so we keep the start time of the last ``limit``
-requests and start a new one only when the oldest of them left the window. A small ``margin`` widens
-our window so that network jitter between our start and the vendor's arrival cannot squeeze
-``limit + 1`` arrivals into one vendor-side second. A throttling answer pauses every worker of
-that API at once and lowers the effective limit, which then climbs back linearly.
+The vendors count arrivals per one-second window. Stamping a request when it is allowed to start is
+not enough: on a busy machine it may reach the socket much later, next to requests started a whole
+window after it. So a request holds a :class:`Slot` from the moment it is allowed until one window
+after its headers were written (aiohttp's trace hook marks that); a slot not yet sent counts as in
+the window. With at most ``limit`` slots counted when each request is allowed, no window of send
+times can hold more than ``limit`` requests: the one allowed last saw all the others counted. A small
+``margin`` covers the network between our socket and the vendor's clock.
+
+A throttling answer pauses every worker of that API at once and lowers the effective limit, which
+then climbs back linearly.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
 
 import anyio
+
+
+class Slot:
+    """One request's place in the window; ``sent()`` starts its one-window countdown."""
+
+    __slots__ = ("_limiter", "sent_at")
+
+    def __init__(self, limiter: SlidingWindowLimiter) -> None:
+        self._limiter = limiter
+        self.sent_at = math.inf  # not sent yet: counts as in the window
+
+    def sent(self) -> None:
+        if self.sent_at == math.inf:
+            self.sent_at = self._limiter.clock()
+            self._limiter.changed()
 
 
 class SlidingWindowLimiter:
@@ -31,9 +52,10 @@ class SlidingWindowLimiter:
         self.name = name
         self.limit = limit
         self.window = window + margin
-        self._clock = clock
-        self._starts: deque[float] = deque()
+        self.clock = clock
+        self._slots: deque[Slot] = deque()
         self._lock = anyio.Lock()
+        self._wake = anyio.Event()
         self._paused_until = 0.0
         self._reduced_to = float(limit)
         self._reduced_at = -1e18
@@ -42,36 +64,44 @@ class SlidingWindowLimiter:
 
     def effective_limit(self, now: float | None = None) -> int:
         """The limit in force: full, or climbing back by 10% of it per window after a throttle."""
-        now = self._clock() if now is None else now
+        now = self.clock() if now is None else now
         regained = (now - self._reduced_at) / self.window * max(1.0, self.limit * 0.1)
         return max(1, min(self.limit, int(self._reduced_to + regained)))
 
-    def in_window(self, now: float | None = None) -> int:
-        now = self._clock() if now is None else now
-        return sum(1 for t in self._starts if now - t < self.window)
+    def _occupied(self, now: float) -> int:
+        """Slots still in the window: unsent ones, and sent ones less than a window ago."""
+        while self._slots and now - self._slots[0].sent_at >= self.window:
+            self._slots.popleft()
+        return sum(1 for slot in self._slots if now - slot.sent_at < self.window)
 
-    async def acquire(self) -> None:
-        """Wait until one more request may start, then count it as started."""
+    def in_window(self, now: float | None = None) -> int:
+        return self._occupied(self.clock() if now is None else now)
+
+    def changed(self) -> None:
+        self._wake.set()
+
+    async def acquire(self) -> Slot:
+        """Wait until one more request may start; the caller marks ``sent()`` when it goes out."""
         async with self._lock:
             while True:
-                now = self._clock()
+                now = self.clock()
                 if now < self._paused_until:
                     await anyio.sleep(self._paused_until - now)
                     continue
-                while self._starts and now - self._starts[0] >= self.window:
-                    self._starts.popleft()
-                limit = self.effective_limit(now)
-                if len(self._starts) < limit:
-                    self._starts.append(now)
+                if self._occupied(now) < self.effective_limit(now):
+                    slot = Slot(self)
+                    self._slots.append(slot)
                     self.started += 1
-                    return
-                # the request that must leave the window before one more may start
-                oldest_blocking = self._starts[len(self._starts) - limit]
-                await anyio.sleep(max(0.0, oldest_blocking + self.window - now))
+                    return slot
+                sent = [s.sent_at for s in self._slots if s.sent_at != math.inf]
+                wait = (min(sent) + self.window - now) if sent else self.window
+                self._wake = anyio.Event()
+                with anyio.move_on_after(max(0.0, wait)):
+                    await self._wake.wait()
 
     def throttled(self, retry_after: float | None = None) -> None:
         """The vendor said we went too fast: pause everyone on this API and slow down."""
-        now = self._clock()
+        now = self.clock()
         self.throttle_answers += 1
         self._paused_until = max(self._paused_until, now + (retry_after if retry_after else self.window))
         self._reduced_to = max(1.0, self.effective_limit(now) * 0.7)

@@ -37,7 +37,7 @@ from poller.replay import replay
 from poller.sharding import owns
 from poller.state import SourceState, StateStore, kv_key_token
 from poller.vendors import VENDORS
-from poller.vendors.base import AdapterContext, Source
+from poller.vendors.base import AdapterContext, Source, limiter_trace
 from schemas.events import EventBase, event_type
 
 log = logging.getLogger("poller.service")
@@ -347,7 +347,9 @@ class Service:
             # would reach the vendor late and crowd the vendor's window; in-flight requests are already
             # bounded by the limiters (rate x latency) and the request timeouts
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+            async with aiohttp.ClientSession(
+                timeout=timeout, connector=connector, trace_configs=[limiter_trace()]
+            ) as http:
                 ctx = AdapterContext(
                     http=http, limiters=self.limiters, observe_request=self.metrics.observe_request
                 )

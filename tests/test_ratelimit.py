@@ -9,7 +9,7 @@ from poller.ratelimit import LimiterRegistry, SlidingWindowLimiter
 from poller.secrets import Secret
 from poller.simulators.base import Fault, max_in_window
 from poller.simulators.tencent_ccc import TencentCccSimulator
-from poller.vendors.base import AdapterContext
+from poller.vendors.base import AdapterContext, limiter_trace
 from poller.vendors.tencent_ccc import LIST_API, TencentCccAccount, TencentCccSource
 
 SECRET_ID, SECRET_KEY = "AKIDlimit", "limit-secret"
@@ -21,7 +21,8 @@ async def test_limiter_never_starts_more_than_the_limit_in_any_window() -> None:
 
     async def worker() -> None:
         for _ in range(4):
-            await limiter.acquire()
+            slot = await limiter.acquire()
+            slot.sent()
             starts.append(anyio.current_time())
 
     async with anyio.create_task_group() as tg:
@@ -33,9 +34,22 @@ async def test_limiter_never_starts_more_than_the_limit_in_any_window() -> None:
     assert max(starts) - min(starts) < 3.3
 
 
+async def test_a_request_not_yet_sent_holds_its_place_in_the_window() -> None:
+    """A request allowed but stuck before the socket must not let a later one crowd the window."""
+    limiter = SlidingWindowLimiter(2, window=0.2, margin=0.0)
+    stuck = await limiter.acquire()
+    (await limiter.acquire()).sent()
+    with anyio.move_on_after(0.15) as waited:
+        await limiter.acquire()
+    assert waited.cancelled_caught  # the unsent one still counts: no third start within the window
+    stuck.sent()
+    with anyio.fail_after(0.5):
+        await limiter.acquire()  # one window after both were sent, there is room again
+
+
 async def test_throttle_answer_pauses_every_worker_and_lowers_the_limit() -> None:
     limiter = SlidingWindowLimiter(20)
-    await limiter.acquire()
+    (await limiter.acquire()).sent()
     limiter.throttled(retry_after=0.3)
     assert limiter.effective_limit() < 20
     before = anyio.current_time()
@@ -50,7 +64,7 @@ async def test_many_workers_over_real_http_never_exceed_the_vendor_window(limit:
             sim.add_task(1400000300)
         import aiohttp
 
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(trace_configs=[limiter_trace()]) as http:
             ctx = AdapterContext(http=http, limiters=LimiterRegistry())
             account = TencentCccAccount(
                 vendor="tencent-ccc",

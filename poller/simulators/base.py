@@ -215,6 +215,9 @@ class Simulator:
         credential = auth
         fault = self._take_fault(api)
         limit = self.rate_limits.get(api)
+        # stamp at admission, not on entry: requests interleave across the awaits above, and the
+        # gate's window needs its times in order (else it admits more than the limit)
+        now = time.monotonic()
         if fault is Fault.THROTTLE or (
             limit is not None and not self.gate.admit(self.limit_key(api, credential), limit, now)
         ):

@@ -29,7 +29,7 @@ from poller.errors import (
     Unreachable,
 )
 from poller.model import Observation
-from poller.ratelimit import LimiterRegistry, SlidingWindowLimiter
+from poller.ratelimit import LimiterRegistry, SlidingWindowLimiter, Slot
 from poller.state import SourceState
 
 log = logging.getLogger("poller.vendors")
@@ -118,10 +118,13 @@ class Source(ABC):
         """
         attempts = self.config.retries + 1
         for attempt in range(attempts):
-            await limiter.acquire()
+            slot = await limiter.acquire()
             started = anyio.current_time()
             try:
-                answer = await self._attempt(api, method, url, prepare, params)
+                try:
+                    answer = await self._attempt(api, method, url, prepare, params, slot)
+                finally:
+                    slot.sent()  # never sent or failed mid-way: count it from now, to be safe
                 classify(answer)
             except SourceError as error:
                 self._observed(api, _outcome(error), started)
@@ -145,13 +148,20 @@ class Source(ABC):
         url: str,
         prepare: Callable[[], Awaitable[tuple[Mapping[str, str], bytes | None]]],
         params: Mapping[str, str] | None,
+        slot: Slot | None = None,
     ) -> Response:
         """One HTTP exchange; transport faults become classified :class:`SourceError`s."""
         try:
             headers, body = await prepare()
             with anyio.fail_after(self.config.request_timeout):
                 async with self.ctx.http.request(
-                    method, url, headers=headers, data=body, params=params, allow_redirects=False
+                    method,
+                    url,
+                    headers=headers,
+                    data=body,
+                    params=params,
+                    allow_redirects=False,
+                    trace_request_ctx=slot,
                 ) as resp:
                     return Response(resp.status, dict(resp.headers), await resp.read())
         except TimeoutError as exc:
@@ -230,3 +240,16 @@ class Vendor:
     sources: Callable[[Any, AdapterContext], list[Source]]
     apis: Mapping[str, int]
     doc: str = ""
+
+
+def limiter_trace() -> aiohttp.TraceConfig:
+    """Marks a request's limiter slot as sent when its headers are written to the socket."""
+
+    async def headers_sent(_session: object, context: Any, _params: object) -> None:
+        slot = context.trace_request_ctx
+        if isinstance(slot, Slot):
+            slot.sent()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(headers_sent)
+    return trace

@@ -137,14 +137,15 @@ def host_of(endpoint: str) -> str:
 _decode_list = msgspec.json.Decoder(DescribeAutoCalloutTasksResponse)
 
 
-def classify(resp: Response) -> None:
+def classify(resp: Response) -> DescribeAutoCalloutTasksResponse:
+    """Raise the classified error of an answer, or return it decoded (errors come with HTTP 200)."""
     server_status(resp, LIST_API)
     if resp.status != 200:
         raise BadResponse(f"HTTP {resp.status}", api=LIST_API)
-    envelope = decode_or_bad(_decode_list, resp.body, LIST_API)
+    envelope: DescribeAutoCalloutTasksResponse = decode_or_bad(_decode_list, resp.body, LIST_API)
     error = envelope.Response.Error
     if error is None:
-        return
+        return envelope
     code = error.Code
     detail = f"{code}: {error.Message}"
     if code.startswith("RequestLimitExceeded"):
@@ -205,8 +206,16 @@ class TencentCccSource(Source):
             )
             return headers, payload
 
-        resp = await self.send(LIST_API, self._limiter, "POST", self.url, classify=classify, prepare=prepare)
-        result = _decode_list.decode(resp.body).Response
+        decoded: list[DescribeAutoCalloutTasksResponse] = []
+        await self.send(
+            LIST_API,
+            self._limiter,
+            "POST",
+            self.url,
+            classify=lambda r: decoded.append(classify(r)),
+            prepare=prepare,
+        )
+        result = decoded[-1].Response  # classification decoded it already: once per page is enough
         if result.TotalCount is None or result.Tasks is None:
             raise BadResponse("answer without TotalCount or Tasks", api=LIST_API)
         return result.TotalCount, result.Tasks
