@@ -9,10 +9,11 @@ vendor's own throttling answer, switchable faults, and a seeded clock-free evolu
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import random
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -86,18 +87,30 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
 
 
 class SlidingWindowGate:
-    """Server-side enforcement: admits at most ``limit`` accepted requests in any one-second window."""
+    """Server-side enforcement: admits at most ``limit`` requests in any one-second window.
+
+    Arrivals are stamped on entry, and concurrent requests reach the gate out of order (they
+    interleave across the body read and authentication), so admitted times are kept sorted and a
+    new one is admitted only if every window containing it stays within the limit.
+    """
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._seen: dict[tuple[str, str], list[float]] = defaultdict(list)
 
-    def admit(self, key: tuple[str, str], limit: int, now: float) -> bool:
-        window = self._seen[key]
-        while window and now - window[0] >= 1.0:
-            window.popleft()
-        if len(window) >= limit:
-            return False
-        window.append(now)
+    def admit(self, key: tuple[str, str], limit: int, at: float) -> bool:
+        times = self._seen[key]
+        del times[: bisect.bisect_right(times, at - 2.0)]  # nothing older can share a window now
+        pos = bisect.bisect_left(times, at)
+        merged = [*times[:pos], at, *times[pos:]]
+        right = pos
+        for left in range(pos + 1):
+            if at - merged[left] >= 1.0:
+                continue  # a window starting here ends before ``at``
+            while right + 1 < len(merged) and merged[right + 1] - merged[left] < 1.0:
+                right += 1
+            if right - left + 1 > limit:
+                return False
+        times.insert(pos, at)
         return True
 
 
@@ -215,9 +228,6 @@ class Simulator:
         credential = auth
         fault = self._take_fault(api)
         limit = self.rate_limits.get(api)
-        # stamp at admission, not on entry: requests interleave across the awaits above, and the
-        # gate's window needs its times in order (else it admits more than the limit)
-        now = time.monotonic()
         if fault is Fault.THROTTLE or (
             limit is not None and not self.gate.admit(self.limit_key(api, credential), limit, now)
         ):
