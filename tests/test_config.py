@@ -12,6 +12,7 @@ ENV = {
     "TENCENT_SECRET_KEY": "t",
     "ALIBABA_OUTBOUNDBOT_SECRET": "o",
     "ALIBABA_AICCS_SECRET": "a",
+    "BYROBOT_APP_SECRET": "b",
 }
 
 
@@ -22,7 +23,7 @@ def test_example_config_loads_with_every_vendor(tmp_path: Path) -> None:
     path = tmp_path / "example.toml"
     path.write_text(text)
     config = load_config(path, env=ENV)
-    assert {s.vendor for s in config.sources} == set(VENDORS) - {"byrobot"}
+    assert {s.vendor for s in config.sources} == set(VENDORS)
     assert config.nats.duplicate_window == 900.0 and config.shutdown_grace == 10.0
     huawei = next(s for s in config.sources if s.vendor == "huawei-aicc")
     assert huawei.client_secret.reveal() == "h"  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from poller.simulators.base import Simulator
 _MODULES = (
     "alibaba_aiccs",
     "alibaba_outboundbot",
+    "byrobot",
     "huawei_aicc",
     "tencent_ccc",
 )

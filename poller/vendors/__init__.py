@@ -9,6 +9,7 @@ from poller.vendors.base import Vendor
 _MODULES = (
     "alibaba_aiccs",
     "alibaba_outboundbot",
+    "byrobot",
     "huawei_aicc",
     "tencent_ccc",
 )
