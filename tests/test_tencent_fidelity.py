@@ -99,3 +99,38 @@ async def test_official_sdk_sees_throttling_above_20_per_second() -> None:
     assert max_in_window(accepted) <= 20
     if span < 1.0:  # the burst fit in one window: exactly the limit got through
         assert codes.count("ok") == 20 and codes.count("RequestLimitExceeded") == 5
+
+
+SEED_EXAMPLE = b"""{
+"Response": {
+"TotalCount": 1,
+"Tasks": [
+{
+"TaskId": 3241,
+"IvrId": 1,
+"CalleeCount": 1,
+"Name": "foobar",
+"NotBefore": 0,
+"NotAfter": 0,
+"State": 1,
+"Callers": [
+"123456"
+]
+}
+],
+"RequestId": "123456"
+}
+}"""
+
+
+def test_the_seed_documents_example_answer_decodes_verbatim() -> None:
+    """Seed 003's output example, copied as published."""
+    from poller.vendors.base import Response
+    from poller.vendors.tencent_ccc import classify, normalize
+    from schemas import TaskState
+
+    envelope = classify(Response(200, {}, SEED_EXAMPLE))
+    assert envelope.Response.TotalCount == 1 and envelope.Response.Tasks is not None
+    (task,) = envelope.Response.Tasks
+    entity = normalize(task, 1)
+    assert (entity.id, entity.state, entity.raw_state, entity.total) == ("3241", TaskState.RUNNING, "1", 1)
