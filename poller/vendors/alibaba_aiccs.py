@@ -15,7 +15,7 @@ import msgspec
 from poller.errors import BadResponse
 from poller.model import EntitySnapshot, Observation
 from poller.state import SourceState
-from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, check_envelope, classifier
+from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
 from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad, sweep_pages
 from poller.vendors.normalize import state_map
 from schemas import EntityKind, TaskState
@@ -97,17 +97,7 @@ class AiccsSource(Source):
 
     async def _page(self, number: int) -> TaskPage:
         request = ListTaskRequest(PageNo=number, PageSize=self.cfg.page_size)
-        params = {k: str(v) for k, v in msgspec.structs.asdict(request).items() if v is not None}
-        query, prepare = self.signer.request(LIST_API, params)
-        resp = await self.send(
-            LIST_API,
-            self._limiter,
-            "POST",
-            self.signer.url,
-            classify=self._classify,
-            prepare=prepare,
-            params=query,
-        )
+        resp = await call_rpc(self, self.signer, self._limiter, self._classify, LIST_API, request)
         answer: ListTaskResponse = decode_or_bad(_decode_list, resp.body, LIST_API)
         check_envelope(
             LIST_API, success=answer.Success, code=answer.Code, message=answer.Message, http_status=None

@@ -17,9 +17,10 @@ import msgspec
 from yarl import URL
 
 from poller.errors import AuthFailed, BadResponse, ClientError, ServerError, SourceError, Throttled
+from poller.ratelimit import SlidingWindowLimiter
 from poller.secrets import Secret
 from poller.vendors.alibaba_signing import v1_sign_query, v3_sign_headers
-from poller.vendors.base import AccountConfig, Response
+from poller.vendors.base import AccountConfig, Response, Source
 from schemas.vendors.alibaba import ErrorBody, decoder
 
 log = logging.getLogger("poller.vendors.alibaba")
@@ -135,6 +136,22 @@ class RpcSigner:
 
 # -- errors -----------------------------------------------------------------------------------------------
 _decode_error = decoder(ErrorBody)
+
+
+async def call_rpc(
+    source: Source,
+    signer: RpcSigner,
+    limiter: SlidingWindowLimiter,
+    classify: Callable[[Response], None],
+    action: str,
+    request: msgspec.Struct,
+) -> Response:
+    """One RPC-style call: every API parameter in the query string, signed afresh per attempt."""
+    params = {k: str(v) for k, v in msgspec.structs.asdict(request).items() if v is not None}
+    query, prepare = signer.request(action, params)
+    return await source.send(
+        action, limiter, "POST", signer.url, classify=classify, prepare=prepare, params=query
+    )
 
 
 def error_for(code: str, message: str, status: int, api: str) -> SourceError:

@@ -20,7 +20,7 @@ import msgspec
 from poller.errors import BadResponse
 from poller.model import CallSnapshot, EntitySnapshot, Observation
 from poller.state import SourceState
-from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, check_envelope, classifier
+from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
 from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad, sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
@@ -197,17 +197,7 @@ class OutboundBotJobGroupSource(Source):
             PageNumber=number,
             PageSize=self.cfg.page_size,
         )
-        params = {k: str(v) for k, v in msgspec.structs.asdict(request).items() if v is not None}
-        query, prepare = self.signer.request(LIST_API, params)
-        resp = await self.send(
-            LIST_API,
-            self._limiter,
-            "POST",
-            self.signer.url,
-            classify=self._classify,
-            prepare=prepare,
-            params=query,
-        )
+        resp = await call_rpc(self, self.signer, self._limiter, self._classify, LIST_API, request)
         answer: ListJobsByGroupResponse = decode_or_bad(_decode_list, resp.body, LIST_API)
         check_envelope(
             LIST_API,
