@@ -43,7 +43,7 @@ class SlidingWindowLimiter:
         limit: int,
         *,
         window: float = 1.0,
-        margin: float = 0.02,
+        margin: float = 0.03,
         clock: Callable[[], float] = time.monotonic,
         name: str = "",
     ) -> None:
