@@ -8,39 +8,53 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import anyio
-import msgspec
 
 from poller.config import Config, load_config
 from poller.errors import ConfigError
-from poller.secrets import Secret
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CODES = "Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage, 130 interrupted."
+
+log = logging.getLogger("poller.cli")
 
 
 def _load(path: str) -> Config | None:
+    """The config, or None after saying on stderr which file and field are wrong."""
+    from poller.ops import logs
+
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return None
+    problem = logs.check(config.logging.level, config.logging.format)
+    if problem is not None:
+        print(f"config error: {path}: {problem}", file=sys.stderr)
+        return None
+    return config
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from poller.lifecycle import run_until_signalled
+    from poller.ops.configview import secret_values
     from poller.ops.logs import configure
     from poller.service import Service
 
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    configure(config.logging.level, config.logging.format)
-    anyio.run(run_until_signalled, Service(config))
+    configure(config.logging.level, config.logging.format, secrets=secret_values(config))
+    try:
+        anyio.run(run_until_signalled, Service(config))
+    except Exception:
+        # one JSON log line with the traceback, rather than a bare traceback a log shipper splits up
+        log.exception("poller failed")
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -49,49 +63,64 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from poller.ops.logs import configure
 
     configure("WARNING", "text")
-    return anyio.run(run_demo, args.seed, args.evolve_every, args.duration)
-
-
-def _redacted(value: Any) -> Any:
-    if isinstance(value, Secret):
-        return f"<redacted, from {value.source}>"
-    if isinstance(value, msgspec.Struct):
-        return {f: _redacted(getattr(value, f)) for f in value.__struct_fields__}
-    if isinstance(value, list | tuple):
-        return [_redacted(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _redacted(v) for k, v in value.items()}
-    return value
+    try:
+        code: int = anyio.run(run_demo, args.seed, args.evolve_every, args.duration)
+    except FileNotFoundError as exc:  # no nats-server binary
+        print(f"demo: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return code
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    from poller.ops.configview import effective, inline_secrets, to_toml
+    from poller.vendors import VENDORS
+
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    inline = [
-        f"sources[{i}].{name}"
-        for i, source in enumerate(config.sources)
-        for name in source.__struct_fields__
-        if isinstance(getattr(source, name), Secret) and getattr(source, name).source == "inline"
-    ]
-    print(json.dumps(_redacted(config), indent=2, ensure_ascii=False, default=str))
-    for where in inline:
+    document = effective(config)
+    if args.format == "json":
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        print(f"# effective configuration of {args.config}; secrets are shown as their references")
+        print(to_toml(document), end="")
+    for where in inline_secrets(config):
         print(f"warning: {where} is an inline secret; use {{env = ...}} or {{file = ...}}", file=sys.stderr)
-    print(f"ok: {len(config.sources)} source(s)", file=sys.stderr)
+    for source in config.sources:
+        # the limits in force: the vendor's documented defaults, overridden by rate_limits
+        limits = {**VENDORS[source.vendor].apis, **source.rate_limits}
+        shown = ", ".join(f"{api} {limit}/s" for api, limit in limits.items())
+        state = "" if source.enabled else " (disabled)"
+        print(f"{source.vendor}/{source.account}{state}: {shown}", file=sys.stderr)
+    enabled = sum(1 for source in config.sources if source.enabled)
+    print(f"ok: {len(config.sources)} source(s), {enabled} enabled", file=sys.stderr)
     return EXIT_OK
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    from poller.tail import tail, tail_subject
+    from poller.tail import TailError, tail, tail_subject
 
     subject = tail_subject(args.prefix, args.vendor, args.account, args.type)
-    print(f"tail: {args.server} {subject}", file=sys.stderr)
+    mode = f"stream {args.stream} from its start" if args.from_start else "live"
+    print(f"tail: {args.server} {subject} ({mode})", file=sys.stderr)
 
     async def main() -> int:
-        await tail(args.server, subject, as_json=args.json, from_start=args.from_start, limit=args.limit)
+        await tail(
+            args.server,
+            subject,
+            as_json=args.json,
+            from_start=args.from_start,
+            stream=args.stream,
+            limit=args.limit,
+        )
         return EXIT_OK
 
-    return anyio.run(main)
+    try:
+        code: int = anyio.run(main)
+    except TailError as exc:
+        print(f"tail: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return code
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -101,6 +130,11 @@ def _cmd_schema(args: argparse.Namespace) -> int:
         for path in contract.write():
             print(f"wrote {path}", file=sys.stderr)
         return EXIT_OK
+    if args.check:
+        stale = contract.stale()
+        for path in stale:
+            print(f"stale: {path} (run `poller schema --write`)", file=sys.stderr)
+        return EXIT_FAILURE if stale else EXIT_OK
     print(contract.render(contract.asyncapi() if args.asyncapi else contract.json_schema()), end="")
     return EXIT_OK
 
@@ -108,14 +142,17 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from poller.simulate import run_simulators
 
-    return anyio.run(run_simulators, args.seed, args.host, args.port, args.vendor, args.evolve_every)
+    code: int = anyio.run(run_simulators, args.seed, args.host, args.port, args.vendor, args.evolve_every)
+    return code
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     try:
         bench = importlib.import_module("poller.bench")
-    except ImportError:
-        print("bench: not built in this version", file=sys.stderr)
+    except ModuleNotFoundError as exc:
+        if exc.name != "poller.bench":
+            raise  # the benchmark exists but something it imports is missing: say so, not "not built"
+        print("bench: the benchmark is not built yet in this version", file=sys.stderr)
         return EXIT_FAILURE
     code: int = bench.main(args.bench_args)
     return code
@@ -129,49 +166,91 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES)
+    def command(name: str, help_text: str, codes: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"Exit codes: {codes}; 2 bad usage.",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
-    run = command("run", "run the poller with a configuration file (SIGTERM drains and exits 0)")
+    run = command(
+        "run",
+        "run the poller with a configuration file (SIGTERM drains and exits 0)",
+        "0 stopped by SIGTERM/SIGINT after draining, 1 runtime failure (logged), "
+        "2 bad configuration (file and field on stderr; nothing was connected)",
+    )
     run.add_argument("--config", "-c", required=True, help="TOML configuration file")
     run.set_defaults(func=_cmd_run)
 
-    demo = command("demo", "local NATS + every vendor simulator + the poller, events printed live")
+    demo = command(
+        "demo",
+        "local NATS + every vendor simulator + the poller, events printed live",
+        "0 stopped cleanly (Ctrl-C or --duration), 1 failure (e.g. nats-server missing)",
+    )
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulators' evolution")
     demo.add_argument("--evolve-every", type=float, default=2.0, help="seconds between world changes")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     demo.set_defaults(func=_cmd_demo)
 
-    check = command("check-config", "validate a configuration file and print it with secrets redacted")
+    check = command(
+        "check-config",
+        "validate a configuration file and print the effective one (defaults filled, secrets redacted)",
+        "0 valid, 2 invalid (file and field on stderr)",
+    )
     check.add_argument("config", help="TOML configuration file")
+    check.add_argument("--format", choices=("toml", "json"), default="toml", help="output format")
     check.set_defaults(func=_cmd_check_config)
 
-    tail = command("tail", "follow events: readable lines (or --json), filtered by vendor, account, type")
+    tail = command(
+        "tail",
+        "follow events: readable lines (or --json), filtered by vendor, account, type",
+        "0 --limit reached, 1 cannot connect or no such stream, 130 Ctrl-C",
+    )
     tail.add_argument("--server", "-s", default="nats://127.0.0.1:4222", help="NATS URL")
-    tail.add_argument("--prefix", default="aicc", help="subject prefix")
-    tail.add_argument("--vendor")
-    tail.add_argument("--account")
+    tail.add_argument("--prefix", default="aicc", help="subject prefix (config nats.subject_prefix)")
+    tail.add_argument(
+        "--stream", default="AICC", help="JetStream stream for --from-start (config nats.stream)"
+    )
+    tail.add_argument("--vendor", help="e.g. tencent-ccc")
+    tail.add_argument("--account", help="the configured account name")
     tail.add_argument("--type", help="event type, e.g. call-finished")
-    tail.add_argument("--json", action="store_true", help="print raw JSON payloads")
-    tail.add_argument("--from-start", action="store_true", help="replay the stream from its beginning")
+    tail.add_argument("--json", action="store_true", help="print raw JSON payloads, one per line")
+    tail.add_argument(
+        "--from-start", action="store_true", help="read the stream from its beginning (default: live only)"
+    )
     tail.add_argument("--limit", type=int, default=None, help="stop after this many events")
     tail.set_defaults(func=_cmd_tail)
 
-    simulate = command("simulate", "run the vendor simulators standalone; prints URLs and credentials")
+    simulate = command(
+        "simulate",
+        "run the vendor simulators standalone; prints URLs and the [[sources]] config for each",
+        "0 stopped by Ctrl-C/SIGTERM, 2 unknown --vendor",
+    )
     simulate.add_argument("--seed", type=int, default=7)
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=0, help="port of the first simulator (0: any free)")
     simulate.add_argument("--vendor", default=None, help="only this vendor's simulator")
-    simulate.add_argument("--evolve-every", type=float, default=2.0)
+    simulate.add_argument("--evolve-every", type=float, default=2.0, help="seconds between world changes")
     simulate.set_defaults(func=_cmd_simulate)
 
-    bench = command("bench", "benchmark against local NATS and simulators (see README, Performance)")
+    bench = command(
+        "bench",
+        "benchmark against local NATS and simulators (README, Performance); `poller bench -- --help`",
+        "0 finished, 1 not built in this version, 130 interrupted",
+    )
     bench.add_argument("bench_args", nargs="*", help="arguments passed to the benchmark")
     bench.set_defaults(func=_cmd_bench)
 
-    schema = command("schema", "print the events' JSON Schema (or --asyncapi); --write regenerates them")
-    schema.add_argument("--asyncapi", action="store_true")
+    schema = command(
+        "schema",
+        "print the events' JSON Schema (or --asyncapi); --write regenerates the committed files",
+        "0 ok, 1 --check found stale files",
+    )
+    schema.add_argument("--asyncapi", action="store_true", help="the AsyncAPI 3 document instead")
     schema.add_argument("--write", action="store_true", help="regenerate the files committed in schemas/")
+    schema.add_argument("--check", action="store_true", help="exit 1 if the committed files are stale")
     schema.set_defaults(func=_cmd_schema)
     return parser
 
@@ -186,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     return code
 
 

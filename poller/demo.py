@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import signal
-import sys
 from typing import Any
 
 import anyio
-import msgspec
-import nats
 
 from poller.config import parse_config
 from poller.natsserver import NatsServer
-from poller.render import describe
 from poller.service import Service
 from poller.simulators.registry import demo_setups
-from schemas import Event
-
-
-async def print_events(nats_url: str, subject: str, out: Any = sys.stdout) -> None:
-    decoder = msgspec.json.Decoder(Event)
-    nc = await nats.connect(nats_url)
-    try:
-        sub = await nc.subscribe(subject)
-        async for msg in sub.messages:
-            print(describe(decoder.decode(msg.data)), file=out, flush=True)
-    finally:
-        await nc.close()
+from poller.tail import tail
 
 
 async def run_demo(seed: int = 7, evolve_every: float = 2.0, duration: float | None = None) -> int:
@@ -49,7 +34,7 @@ async def run_demo(seed: int = 7, evolve_every: float = 2.0, duration: float | N
         print(f"demo: nats-server at {server.url} (JetStream, temporary store)", flush=True)
         for name, setup in named.items():
             print(f"demo: {name} simulator at {setup.simulator.url}", flush=True)
-        print("demo: events follow; Ctrl-C stops everything\n", flush=True)
+        print("demo: events follow; Ctrl-C stops everything", flush=True)
         service = Service(config)
 
         async def evolve_worlds(_: Service) -> None:
@@ -58,8 +43,18 @@ async def run_demo(seed: int = 7, evolve_every: float = 2.0, duration: float | N
                 for setup in setups:
                     setup.evolve()
 
-        async def printer(_: Service) -> None:
-            await print_events(server.url, f"{config.nats.subject_prefix}.>")
+        async def printer(svc: Service) -> None:
+            # the ops port first, so it is not lost among the events
+            for _ in range(100):
+                if svc.http_port is not None:
+                    break
+                await anyio.sleep(0.05)
+            base = f"http://127.0.0.1:{svc.http_port}"
+            print(f"demo: health and metrics at {base}/healthz {base}/readyz {base}/metrics\n", flush=True)
+            # the demo's stream is new: reading it from the start shows every event once, including
+            # those published before this subscription existed
+            subject = f"{config.nats.subject_prefix}.>"
+            await tail(server.url, subject, from_start=True, stream=config.nats.stream)
 
         async def stop_on_signal(svc: Service) -> None:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -329,6 +329,16 @@ class Service:
             scope.cancel()
 
     async def run(self, extra_tasks: list[ExtraTask] | None = None) -> None:
+        """The ops port is up from the start: /healthz answers and /readyz says 503 while NATS is
+        still unreachable, so a liveness probe does not restart a poller that is only waiting."""
+        async with anyio.create_task_group() as ops:
+            ops.start_soon(serve_http, self)
+            try:
+                await self._run(extra_tasks)
+            finally:
+                ops.cancel_scope.cancel()
+
+    async def _run(self, extra_tasks: list[ExtraTask] | None = None) -> None:
         self._nc = await self._connect()
         try:
             js = self._js = self._nc.jetstream(timeout=self.config.nats.ack_timeout)
@@ -364,7 +374,6 @@ class Service:
                         helpers.start_soon(task, self)
                     helpers.start_soon(self._enforce_grace)
                     helpers.start_soon(serve_control, self)
-                    helpers.start_soon(serve_http, self)
                     async with anyio.create_task_group() as loops:
                         for status in self.statuses.values():
                             loops.start_soon(self._run_source, status)

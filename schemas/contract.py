@@ -33,9 +33,7 @@ def json_schema() -> dict[str, Any]:
 
 
 def asyncapi() -> dict[str, Any]:
-    _, components = msgspec.json.schema_components(
-        [Event], ref_template="#/components/schemas/{name}"
-    )
+    _, components = msgspec.json.schema_components([Event], ref_template="#/components/schemas/{name}")
     messages: dict[str, Any] = {}
     for event_type in EVENT_TYPES:
         tag = _tag(event_type)
@@ -46,6 +44,7 @@ def asyncapi() -> dict[str, Any]:
             "contentType": "application/json",
             "headers": {
                 "type": "object",
+                "required": ["Nats-Msg-Id"],
                 "properties": {
                     "Nats-Msg-Id": {
                         "type": "string",

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tomllib
 from io import StringIO
 from pathlib import Path
 
+import anyio
+import nats
 import pytest
 
-from poller.cli import EXIT_CONFIG, build_parser, main
+from poller.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, build_parser, main
 from poller.natsserver import NatsServer
 from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tail import tail, tail_subject
-from tests.helpers import make_config, polls_done, running
+from schemas import TaskAppeared, encoder
+from tests.helpers import make_config, polls_done, running, stream_events
 from tests.test_tencent_e2e import SECRET_ID, SECRET_KEY, tencent_source
 
+COMMANDS = ("run", "demo", "check-config", "tail", "simulate", "bench", "schema")
 GOOD = """
 [nats]
 url = "nats://127.0.0.1:1"
@@ -31,57 +37,80 @@ sdk_app_ids = [1400000001]
 """
 
 
-def _poller(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _poller(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "poller.cli", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 
 
-def test_help_lists_every_command() -> None:
-    out = _poller("--help").stdout
-    for command in ("run", "demo", "check-config", "tail", "simulate", "bench", "schema"):
-        assert command in out
-    assert "Exit codes" in _poller("run", "--help").stdout
+def test_help_lists_every_command_and_each_has_its_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _poller("--help").returncode == 0
+    listed = _poller("--help").stdout
+    for command in COMMANDS:
+        assert re.search(rf"^\s+{command}\s", listed, flags=re.MULTILINE), command
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--help"])
+        assert exited.value.code == 0
+        assert "Exit codes: 0" in capsys.readouterr().out, command
 
 
-def test_check_config_redacts_secrets(tmp_path: Path) -> None:
+def test_check_config_prints_effective_toml_and_json_without_secrets(tmp_path: Path) -> None:
     path = tmp_path / "ok.toml"
     path.write_text(GOOD)
     done = _poller("check-config", str(path), env={"CLI_SECRET": "super-secret-value"})
     assert done.returncode == 0, done.stderr
     assert "super-secret-value" not in done.stdout + done.stderr
-    shown = json.loads(done.stdout)
-    assert shown["sources"][0]["secret_key"] == "<redacted, from env CLI_SECRET>"
-    assert shown["sources"][0]["rate_limits"] == {}
+    shown = tomllib.loads(done.stdout)
+    source = shown["sources"][0]
+    assert source["secret_key"] == {"env": "CLI_SECRET"}  # the reference, never the value
+    assert source["page_size"] == 100 and shown["nats"]["stream"] == "AICC"  # defaults filled in
+    assert "tencent-ccc/acme: DescribeAutoCalloutTasks 20/s" in done.stderr
+
+    done = _poller("check-config", "--format", "json", str(path), env={"CLI_SECRET": "super-secret-value"})
+    assert done.returncode == 0, done.stderr
+    assert "super-secret-value" not in done.stdout + done.stderr
+    assert json.loads(done.stdout)["sources"][0]["secret_key"] == {"env": "CLI_SECRET"}
+
+
+def test_check_config_warns_about_inline_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "inline.toml"
+    path.write_text(GOOD.replace('{ env = "CLI_SECRET" }', '"inline-secret-value"'))
+    assert main(["check-config", str(path)]) == EXIT_OK
+    out, err = capsys.readouterr()
+    assert "inline-secret-value" not in out + err
+    assert 'secret_key = "<redacted>"' in out
+    assert "warning: sources[0].secret_key is an inline secret" in err
 
 
 @pytest.mark.parametrize(
-    ("change", "field"),
+    ("change", "broken", "field"),
     [
-        ("sdk_app_ids = [1400000001]", "sources[0].sdk_app_ids"),
-        ('account = "acme"', "sources[0].account"),
-        ('url = "nats://127.0.0.1:1"', "nats.url"),
+        ("sdk_app_ids = [1400000001]", 'sdk_app_ids = "not a list"', "sources[0].sdk_app_ids"),
+        ('account = "acme"', 'account = "has spaces"', "sources[0].account"),
+        ('url = "nats://127.0.0.1:1"', "url = 5", "nats.url"),
+        ("[nats]", '[logging]\nlevel = "LOUD"\n[nats]', "logging.level"),
     ],
 )
-def test_bad_config_names_file_and_field_and_exits_2(tmp_path: Path, change: str, field: str) -> None:
-    broken = {
-        "sdk_app_ids = [1400000001]": 'sdk_app_ids = "not a list"',
-        'account = "acme"': 'account = "has spaces"',
-        'url = "nats://127.0.0.1:1"': "url = 5",
-    }[change]
+def test_bad_config_names_file_and_field_and_exits_2(
+    tmp_path: Path, change: str, broken: str, field: str
+) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(GOOD.replace(change, broken))
     for command in (["check-config", str(path)], ["run", "--config", str(path)]):
-        done = _poller(*command, env={"CLI_SECRET": "x"})
+        # the NATS URL points at a closed port: exiting 2 (not hanging) shows nothing was connected
+        done = _poller(*command, env={"CLI_SECRET": "x"}, timeout=20)
         assert done.returncode == EXIT_CONFIG
         assert str(path) in done.stderr and field in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
 
 
-def test_missing_secret_and_unknown_vendor(tmp_path: Path) -> None:
+def test_missing_secret_and_unknown_vendor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "c.toml"
     path.write_text(GOOD)
     env = {k: v for k, v in os.environ.items() if k != "CLI_SECRET"}
@@ -94,20 +123,25 @@ def test_missing_secret_and_unknown_vendor(tmp_path: Path) -> None:
     assert done.returncode == EXIT_CONFIG and "CLI_SECRET is not set" in done.stderr
     path.write_text(GOOD.replace("tencent-ccc", "nokia"))
     assert main(["check-config", str(path)]) == EXIT_CONFIG
+    assert "sources[0].vendor: unknown vendor 'nokia'" in capsys.readouterr().err
     assert main(["check-config", str(tmp_path / "missing.toml")]) == EXIT_CONFIG
+    assert "missing.toml: cannot read" in capsys.readouterr().err
 
 
-def test_schema_prints_and_asyncapi() -> None:
+def test_schema_prints_checks_and_asyncapi() -> None:
     assert json.loads(_poller("schema").stdout)["$defs"]["CallFinished"]
     assert json.loads(_poller("schema", "--asyncapi").stdout)["asyncapi"].startswith("3.")
+    assert main(["schema", "--check"]) == EXIT_OK
 
 
-def test_unknown_command_is_a_usage_error() -> None:
+def test_unknown_command_and_unknown_option_are_usage_errors() -> None:
     assert _poller("frobnicate").returncode == 2
+    assert _poller("check-config", "--frobnicate", "x.toml").returncode == 2
 
 
-async def test_tail_filters_by_vendor_account_and_type(nats_server: NatsServer) -> None:
-    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+async def _publish_some_events(nats_server: NatsServer) -> None:
+    sim = TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY})
+    async with sim:
         task = sim.add_task(1400000700, state=0)
         sim.add_task(1400000700, state=0)
         config = make_config(nats_server.url, [tencent_source(sim, [1400000700])])
@@ -115,6 +149,10 @@ async def test_tail_filters_by_vendor_account_and_type(nats_server: NatsServer) 
             await polls_done(service, 1)
             sim.set_state(1400000700, task, 1)
             await polls_done(service, 2)
+
+
+async def test_tail_from_start_filters_by_vendor_account_and_type(nats_server: NatsServer) -> None:
+    await _publish_some_events(nats_server)
     out = StringIO()
     subject = tail_subject("aicc", "tencent-ccc", "tc-main", "task-status-changed")
     assert subject == "aicc.tencent-ccc.tc-main.task-status-changed"
@@ -133,24 +171,86 @@ async def test_tail_filters_by_vendor_account_and_type(nats_server: NatsServer) 
     assert tail_subject("aicc", None, "acme.corp", None) == "aicc.*.acme_corp.*"
 
 
-def test_simulate_prints_urls_and_stops_on_sigint() -> None:
+async def test_tail_live_shows_only_matching_new_events(nats_server: NatsServer) -> None:
+    await _publish_some_events(nats_server)
+    appeared = next(e for e in await stream_events(nats_server.url) if isinstance(e, TaskAppeared))
+    payload = encoder.encode(appeared)
+    out = StringIO()
+    nc = await nats.connect(nats_server.url)
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def follow() -> None:
+                await tail(nats_server.url, tail_subject("aicc", "byrobot", None, None), limit=1, out=out)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(follow)
+            # the live subscription starts at some point: keep publishing until it has seen one
+            with anyio.fail_after(10):
+                while True:
+                    await nc.publish("aicc.tencent-ccc.tc-main.task-appeared", payload)
+                    await nc.publish("aicc.byrobot.acme.task-appeared", payload)
+                    await nc.flush()
+                    await anyio.sleep(0.05)
+    finally:
+        await nc.close()
+    (line,) = out.getvalue().splitlines()
+    assert "task-appeared" in line and "appeared: pending(0)" in line
+
+
+def test_tail_says_why_it_cannot_start(nats_server: NatsServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tail", "--server", "nats://127.0.0.1:1"]) == EXIT_FAILURE
+    assert "tail: cannot connect to nats://127.0.0.1:1" in capsys.readouterr().err
+    assert main(["tail", "--server", nats_server.url, "--from-start", "--stream", "NOPE"]) == EXIT_FAILURE
+    assert "no stream 'NOPE'" in capsys.readouterr().err
+
+
+def test_simulate_prints_urls_and_config_and_stops_on_sigint() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "poller.cli", "simulate", "--seed", "3"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
-        lines = []
+        lines: list[str] = []
         while not any("Ctrl-C" in line for line in lines):
-            lines.append(proc.stdout.readline())
+            line = proc.stdout.readline()
+            assert line, "simulate exited early"
+            lines.append(line)
         text = "".join(lines)
         assert "tencent-ccc simulator at http://127.0.0.1:" in text
-        assert "[[sources]]" in text
+        # the printed snippet is a valid config: one [[sources]] per simulator, pointing at its URL
+        sources = tomllib.loads(text)["sources"]
+        urls = re.findall(r"simulator at (http://\S+)", text)
+        assert len(sources) >= 5 and {s["endpoint"] for s in sources} == set(urls)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
     finally:
         proc.kill()
+        proc.wait()
 
 
-def test_parser_knows_bench_arguments() -> None:
+def test_simulate_rejects_an_unknown_vendor() -> None:
+    done = _poller("simulate", "--vendor", "nokia", timeout=20)
+    assert done.returncode == 2 and "no simulator named 'nokia'" in done.stdout
+
+
+def test_demo_shows_events_live_and_stops_cleanly() -> None:
+    done = _poller("demo", "--duration", "4", "--evolve-every", "0.5", timeout=40)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "demo: nats-server at nats://" in out and "demo: tencent-ccc simulator at http://" in out
+    assert re.search(r"demo: health and metrics at http://127\.0\.0\.1:\d+/healthz", out)
+    event_lines = [line for line in out.splitlines() if re.match(r"\d\d:\d\d:\d\d  \S+/\S+  \S", line)]
+    assert len(event_lines) >= 5
+    assert {line.split()[1].split("/")[0] for line in event_lines} >= {"tencent-ccc", "huawei-aicc"}
+    assert out.rstrip().endswith("demo: stopped cleanly")
+
+
+def test_bench_runs_the_benchmark_or_says_it_is_not_built(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     args, extra = build_parser().parse_known_args(["bench", "--quick"])
     assert [*args.bench_args, *extra] == ["--quick"]
+    monkeypatch.setitem(sys.modules, "poller.bench", None)  # what an install without it looks like
+    assert main(["bench", "--quick"]) == EXIT_FAILURE
+    assert "not built" in capsys.readouterr().err

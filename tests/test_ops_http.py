@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from poller.natsserver import NatsServer
+from poller.ops.server import readiness
 from poller.simulators.tencent_ccc import TencentCccSimulator
 from tests.helpers import make_config, polls_done, running, wait_until
 from tests.test_tencent_e2e import SECRET_ID, SECRET_KEY, tencent_source
@@ -19,7 +23,8 @@ async def _get(port: int, path: str) -> tuple[int, str]:
 
 
 async def test_metrics_scraped_and_readiness_follows_nats(nats_server: NatsServer) -> None:
-    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+    sim = TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY})
+    async with sim:
         task = sim.add_task(APP, state=0)
         config = make_config(
             nats_server.url,
@@ -57,12 +62,41 @@ async def test_metrics_scraped_and_readiness_follows_nats(nats_server: NatsServe
             assert total("aicc_nats_connected") == 1
             assert total("aicc_ratelimit_limit", api="DescribeAutoCalloutTasks") == 20
 
+            # a source that has not polled successfully for max(3 x interval, 30 s) makes it unready
+            later = readiness(service, now=time.monotonic() + 31)
+            assert not later.ready and later.failing == ["sources_fresh"]
+            assert later.stale_sources == ["tencent-ccc.tc-main.1400000600"]
+
             nats_server.stop()
             await wait_until(lambda: not service.nats_connected, timeout=10)
             status, body = await _get(port, "/readyz")
-            assert status == 503 and '"nats_connected":false' in body
+            assert status == 503
+            assert json.loads(body)["failing"][0] == "nats_connected"
             assert (await _get(port, "/healthz"))[0] == 200  # alive all the same: no restart loop
             nats_server.start()
             await wait_until(lambda: service.nats_connected, timeout=15)
             await polls_done(service, 1)
-            assert (await _get(port, "/readyz"))[0] == 200
+            status, body = await _get(port, "/readyz")
+            assert status == 200 and json.loads(body)["failing"] == []
+
+
+async def test_healthz_answers_while_nats_is_still_unreachable() -> None:
+    """A liveness probe must not restart a poller that is only waiting for NATS."""
+    from poller.natsserver import free_port
+
+    config = make_config(
+        f"nats://127.0.0.1:{free_port()}", [], http={"enabled": True, "host": "127.0.0.1", "port": 0}
+    )
+    import anyio
+
+    from poller.service import Service
+
+    service = Service(config)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(service.run)
+        await wait_until(lambda: service.http_port is not None, timeout=10)
+        assert service.http_port is not None
+        assert (await _get(service.http_port, "/healthz"))[0] == 200
+        status, body = await _get(service.http_port, "/readyz")
+        assert status == 503 and "nats_connected" in body
+        tg.cancel_scope.cancel()

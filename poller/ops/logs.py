@@ -1,7 +1,9 @@
 """Logs: one JSON object per line, with the vendor/account/api context passed as ``extra``.
 
-The real defense against leaking secrets and personal data is never logging them; the redaction
-here is the last line: anything shaped like a mainland phone number is masked.
+The real defense against leaking secrets and personal data is never logging them. The redaction
+here is the last line, applied to every formatted line whatever its format: the configured secrets'
+values, ``key=value`` / ``"key": "value"`` pairs whose key names a credential, bearer tokens,
+passwords in URLs, and anything shaped like a mainland mobile number are masked.
 """
 
 from __future__ import annotations
@@ -10,18 +12,69 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FORMATS = ("json", "text")
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+#: +86 / 86 prefix optional, separators optional; keeps the first 3 and last 4 digits
+_PHONE = re.compile(r"(?<!\d)(\+?86[- ]?)?(1[3-9]\d)[- ]?\d{4}[- ]?(\d{4})(?!\d)")
+_CREDENTIAL_KEYS = (
+    r"(?:[a-z_]*secret[a-z_]*|password|passwd|pwd|token|access_token|refresh_token|id_token|api_?key"
+    r"|signature|sign|authorization|x-tc-authorization|credential)"
+)
+_KEYED = re.compile(
+    r"(?i)(?<![A-Za-z0-9_-])(" + _CREDENTIAL_KEYS + r")(\\?[\"']?\s*[:=]\s*\\?[\"']?)"
+    r"((?:bearer|basic)\s+)?([^\s\"'\\&,;}]+)"
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}")
+#: ``scheme://user:password@host``: the password part
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+MASK = "<redacted>"
+
+
+def mask_url_password(text: str) -> str:
+    return _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", text)
+
+
+class Redactor:
+    """Masks what must not reach a log line; ``secrets`` are the configured values to watch for."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # very short values would mask ordinary words; a secret that short is not worth the name
+        values = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        self._secrets = re.compile("|".join(re.escape(v) for v in values)) if values else None
+
+    def __call__(self, text: str) -> str:
+        if self._secrets is not None:
+            text = self._secrets.sub(MASK, text)
+        text = _KEYED.sub(lambda m: m.group(1) + m.group(2) + (m.group(3) or "") + MASK, text)
+        text = _BEARER.sub(lambda m: m.group(1) + " " + MASK, text)
+        text = mask_url_password(text)
+        return _PHONE.sub(r"\1\2****\3", text)
+
+
+_default_redactor = Redactor()
 
 
 def redact(text: str) -> str:
-    return _PHONE.sub(r"\1****\2", text)
+    return _default_redactor(text)
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, int | float | bool | type(None)) else str(value)
 
 
 class JsonFormatter(logging.Formatter):
+    """``{"ts", "level", "logger", "message", <extra fields>..., "error"?}``, one per line."""
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.redactor = redactor or _default_redactor
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -30,22 +83,58 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value if isinstance(value, int | float | bool | type(None)) else str(value)
+            if key not in _STANDARD and not key.startswith("_") and key not in entry:
+                entry[key] = _plain(value)
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, ensure_ascii=False, default=str))
+        elif record.exc_text:
+            entry["error"] = record.exc_text
+        return self.redactor(json.dumps(entry, ensure_ascii=False, default=str))
 
 
-def configure(level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
+class TextFormatter(logging.Formatter):
+    """For a person at a terminal (the demo): ``time LEVEL logger: message key=value ...``."""
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        self.redactor = redactor or _default_redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        extras = [
+            f"{key}={_plain(value)}"
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD and not key.startswith("_")
+        ]
+        if extras:
+            first, newline, rest = text.partition("\n")
+            text = first + " " + " ".join(extras) + newline + rest
+        return self.redactor(text)
+
+
+def check(level: str, fmt: str) -> str | None:
+    """Why ``logging.level`` / ``logging.format`` are unusable (the field first), or None."""
+    if level.upper() not in LEVELS:
+        return f"logging.level: expected one of {', '.join(LEVELS)}, got {level!r}"
+    if fmt not in FORMATS:
+        return f"logging.format: expected one of {', '.join(FORMATS)}, got {fmt!r}"
+    return None
+
+
+def configure(
+    level: str = "INFO", fmt: str = "json", stream: TextIO | None = None, secrets: Iterable[str] = ()
+) -> logging.Handler:
+    """Route every logger to one handler on ``stream`` (stderr); returns it so a caller can remove it."""
+    problem = check(level, fmt)
+    if problem is not None:
+        raise ValueError(problem)
+    redactor = Redactor(secrets)
     handler = logging.StreamHandler(stream or sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter(redactor) if fmt == "json" else TextFormatter(redactor))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # third-party chatter (aiohttp access, asyncio) stays at warnings
+    # third-party chatter (aiohttp access, asyncio, the NATS client) stays at warnings
     for noisy in ("aiohttp.access", "asyncio", "nats"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    return handler

@@ -18,10 +18,15 @@ STARTUP_GRACE = 60.0
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    """The /readyz body: the verdict, the checks that failed by name, and the facts behind them."""
+
     ready: bool
+    #: names of the failed checks: nats_connected, stream_and_bucket, sources_fresh, not_stopping
+    failing: list[str]
     nats_connected: bool
     stream_and_bucket: bool
     stale_sources: list[str]
+    stopping: bool
 
 
 def readiness(service: Service, now: float | None = None) -> Readiness:
@@ -30,15 +35,25 @@ def readiness(service: Service, now: float | None = None) -> Readiness:
     for key, status in service.statuses.items():
         allowed = max(3 * status.source.poll_interval, 30.0)
         if status.last_success is None:
-            if now - status.started > STARTUP_GRACE:
+            if now - status.started > max(STARTUP_GRACE, allowed):
                 stale.append(key)
         elif now - status.last_success > allowed:
             stale.append(key)
+    stopping = service.stopping.is_set()
+    checks = {
+        "nats_connected": service.nats_connected,
+        "stream_and_bucket": service.infrastructure_ready,
+        "sources_fresh": not stale,
+        "not_stopping": not stopping,
+    }
+    failing = [name for name, passed in checks.items() if not passed]
     return Readiness(
-        ready=service.nats_connected and service.infrastructure_ready and not stale,
+        ready=not failing,
+        failing=failing,
         nats_connected=service.nats_connected,
         stream_and_bucket=service.infrastructure_ready,
         stale_sources=sorted(stale),
+        stopping=stopping,
     )
 
 
@@ -76,8 +91,8 @@ async def serve_http(service: Service) -> None:
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True)
     await site.start()
-    server: Any = site._server
-    service.http_port = int(server.sockets[0].getsockname()[1]) if server is not None else cfg.port
+    addresses: list[Any] = runner.addresses
+    service.http_port = int(addresses[0][1]) if addresses else cfg.port
     try:
         await anyio.sleep_forever()
     finally:
