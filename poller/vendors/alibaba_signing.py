@@ -1,8 +1,11 @@
 """Alibaba Cloud request signatures: V1 (RPC, HMAC-SHA1) and V3 (ACS3-HMAC-SHA256).
 
-Signers for the adapters and verifiers for the simulators. Where the SDK generations disagree
-(V3 canonical query: keys quoted or not, an empty value as ``k=`` or ``k``), the verifier accepts
-every reading, because a real client may send any of them.
+The signers serve the adapters and the verifiers serve the local simulators, so one module holds both
+sides of the same canonicalization and they cannot drift apart. The official Python SDK
+(alibabacloud-tea-openapi 0.4.6) is the reference: tests compare our output with it on random input.
+Where clients disagree (a V3 query key percent-encoded or not, an empty value written as ``k=`` or
+``k``, the path encoded or not), the verifier accepts every reading, because a real client may send any
+of them; the signer always produces the official SDK's reading.
 """
 
 from __future__ import annotations
@@ -11,51 +14,91 @@ import base64
 import hashlib
 import hmac
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import msgspec
 
 V3_ALGORITHM = "ACS3-HMAC-SHA256"
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+#: Alibaba rejects a request whose timestamp is further than this from the server's clock
 MAX_SKEW = timedelta(minutes=15)
+
 SecretLookup = Callable[[str], str | None]
+#: ``None`` values are dropped, as the SDK drops them, so optional API parameters can be passed as is
+Params = Mapping[str, str | None]
+
+V1_REQUIRED = (
+    "AccessKeyId",
+    "Signature",
+    "SignatureMethod",
+    "SignatureNonce",
+    "SignatureVersion",
+    "Timestamp",
+)
+V3_REQUIRED_HEADERS = ("host", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256")
 
 
 def _pct(text: str) -> str:
-    """RFC 3986: only A-Z a-z 0-9 - _ . ~ stay; space is %20, * is %2A, UTF-8 bytes are %XY."""
+    """RFC 3986 as Alibaba uses it: only A-Z a-z 0-9 - _ . ~ stay, so space is %20 and * is %2A."""
     return quote(text, safe="~")
 
 
+def _utc(now: datetime | None) -> datetime:
+    """A naive ``now`` is taken as UTC, as the SDK's ``datetime.utcnow()`` is."""
+    if now is None:
+        return datetime.now(UTC)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+
 def _timestamp(now: datetime | None) -> str:
-    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _utc(now).strftime(TIMESTAMP_FORMAT)
 
 
-# -- V1 --------------------------------------------------------------------------------------------
-def v1_string_to_sign(params: Mapping[str, str | None], method: str) -> str:
+def _one_secret(secret: str | None, access_key_secret: str | None) -> str:
+    """``access_key_secret=`` is the older keyword, still used by the adapters' call sites."""
+    if secret is not None and access_key_secret is None:
+        return secret
+    if access_key_secret is not None and secret is None:
+        return access_key_secret
+    raise TypeError("pass exactly one of secret= and access_key_secret=")
+
+
+def _same(ours: str, theirs: str) -> bool:
+    """Constant time, and safe for non-ASCII input (``compare_digest`` raises on non-ASCII str)."""
+    return hmac.compare_digest(ours.encode(), theirs.encode())
+
+
+# -- V1 ---------------------------------------------------------------------------------------------------
+def v1_string_to_sign(params: Params, method: str) -> str:
+    """Keys and values are encoded, joined, then the whole string is encoded once more."""
     canonical = "&".join(f"{_pct(k)}={_pct(v)}" for k, v in sorted(params.items()) if v is not None)
     return f"{method.upper()}&%2F&{_pct(canonical)}"
 
 
-def v1_signature(params: Mapping[str, str | None], method: str, secret: str) -> str:
+def v1_signature(params: Params, method: str, secret: str) -> str:
+    """The ``&`` after the secret is the empty token secret of the OAuth-1 style this scheme copies."""
     digest = hmac.new((secret + "&").encode(), v1_string_to_sign(params, method).encode(), hashlib.sha1)
     return base64.b64encode(digest.digest()).decode()
 
 
 def v1_sign_query(
+    params: Params,
     *,
-    params: Mapping[str, str],
-    action: str,
-    version: str,
     access_key_id: str,
-    access_key_secret: str,
+    secret: str | None = None,
     method: str = "POST",
     now: datetime | None = None,
     nonce: str | None = None,
+    action: str,
+    version: str,
+    access_key_secret: str | None = None,
 ) -> dict[str, str]:
-    """The complete query of a V1 request: API params, common params and ``Signature``."""
-    query = {k: v for k, v in params.items() if k != "Signature"}
+    """The complete V1 query; common parameters win over API parameters of the same name."""
+    key = _one_secret(secret, access_key_secret)
+    query = {k: v for k, v in params.items() if v is not None and k != "Signature"}
     query.update(
         Action=action,
         Format="JSON",
@@ -66,38 +109,52 @@ def v1_sign_query(
         SignatureVersion="1.0",
         AccessKeyId=access_key_id,
     )
-    query["Signature"] = v1_signature(query, method, access_key_secret)
+    query["Signature"] = v1_signature(query, method, key)
     return query
 
 
-# -- V3 --------------------------------------------------------------------------------------------
-def v3_canonical_query(
-    query: Mapping[str, str | None], *, quote_keys: bool = False, bare_empty: bool = False
-) -> str:
+# -- V3 ---------------------------------------------------------------------------------------------------
+def v3_canonical_query(query: Params, *, quote_keys: bool = False, bare_empty: bool = False) -> str:
+    """The SDK leaves keys raw and writes ``k=`` for an empty value; the flags give the other readings."""
     parts = []
     for key in sorted(k for k, v in query.items() if v is not None):
         value = query[key] or ""
         name = _pct(key) if quote_keys else key
-        parts.append(name if (bare_empty and value == "") else f"{name}={_pct(value)}")
+        parts.append(name if bare_empty and not value else f"{name}={_pct(value)}")
     return "&".join(parts)
+
+
+def _canonical_headers(headers: Mapping[str, str], signed_headers: Sequence[str]) -> str:
+    """Names match case-insensitively; repeated names (a multidict, or keys differing in case) are
+    joined with ``,`` in sorted order, as the SDK joins them."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        grouped.setdefault(name.lower(), []).append(value.strip())
+    return "".join(f"{name}:{','.join(sorted(grouped.get(name.lower(), [])))}\n" for name in signed_headers)
 
 
 def v3_canonical_request(
     method: str,
     path: str,
-    canonical_query: str,
+    query: Params,
     headers: Mapping[str, str],
     signed_headers: Sequence[str],
     payload_hash: str,
+    *,
+    quote_keys: bool = False,
+    bare_empty: bool = False,
 ) -> str:
-    lowered = {k.lower(): v for k, v in headers.items()}
-    canonical_headers = "".join(f"{name}:{lowered.get(name, '').strip()}\n" for name in signed_headers)
+    """``path`` goes in as given: the SDK signs its pathname unencoded, so callers choose the reading.
+
+    The header block ends in a newline and is then joined with one, so a blank line precedes the
+    SignedHeaders line; that is the SDK's layout and the signature depends on it.
+    """
     return "\n".join(
         [
             method.upper(),
             path or "/",
-            canonical_query,
-            canonical_headers,
+            v3_canonical_query(query, quote_keys=quote_keys, bare_empty=bare_empty),
+            _canonical_headers(headers, signed_headers),
             ";".join(signed_headers),
             payload_hash,
         ]
@@ -105,25 +162,34 @@ def v3_canonical_request(
 
 
 def v3_signature(canonical_request: str, secret: str) -> str:
-    to_sign = f"{V3_ALGORITHM}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
-    return hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
+    """Unlike V1, the key is the bare secret, and the result is hex rather than base64."""
+    digest = hashlib.sha256(canonical_request.encode()).hexdigest()
+    return hmac.new(secret.encode(), f"{V3_ALGORITHM}\n{digest}".encode(), hashlib.sha256).hexdigest()
+
+
+def v3_authorization(access_key_id: str, signed_headers: Sequence[str], signature: str) -> str:
+    """No spaces after the commas: byte-equal to what the SDK sends."""
+    signed = ";".join(signed_headers)
+    return f"{V3_ALGORITHM} Credential={access_key_id},SignedHeaders={signed},Signature={signature}"
 
 
 def v3_sign_headers(
     *,
     method: str,
     path: str,
-    query: Mapping[str, str],
+    query: Params,
     host: str,
     action: str,
     version: str,
     access_key_id: str,
-    access_key_secret: str,
+    secret: str | None = None,
     body: bytes = b"",
     now: datetime | None = None,
     nonce: str | None = None,
+    access_key_secret: str | None = None,
 ) -> dict[str, str]:
-    """The headers of a V3 request, ``Authorization`` included, signing every header sent."""
+    """Every header we send is signed, so nothing on the way can change one unnoticed."""
+    key = _one_secret(secret, access_key_secret)
     headers = {
         "accept": "application/json",
         "host": host,
@@ -134,18 +200,15 @@ def v3_sign_headers(
         "x-acs-version": version,
     }
     signed = sorted(headers)
-    canonical = v3_canonical_request(
-        method, path, v3_canonical_query(query), headers, signed, headers["x-acs-content-sha256"]
-    )
-    signature = v3_signature(canonical, access_key_secret)
-    headers["authorization"] = (
-        f"{V3_ALGORITHM} Credential={access_key_id},SignedHeaders={';'.join(signed)},Signature={signature}"
-    )
+    canonical = v3_canonical_request(method, path, query, headers, signed, headers["x-acs-content-sha256"])
+    headers["authorization"] = v3_authorization(access_key_id, signed, v3_signature(canonical, key))
     return headers
 
 
-# -- verification (simulators) --------------------------------------------------------------------
+# -- verification (simulators) ----------------------------------------------------------------------------
 class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
+    """``code`` and ``message`` are what Alibaba would answer, so a simulator can pass them on."""
+
     ok: bool
     access_key_id: str | None = None
     code: str | None = None
@@ -156,59 +219,97 @@ def _fail(code: str, message: str, access_key_id: str | None = None) -> VerifyRe
     return VerifyResult(ok=False, access_key_id=access_key_id, code=code, message=message)
 
 
+def _lowered(headers: Mapping[str, str]) -> dict[str, str]:
+    """Callers pass a plain dict in any case as well as a case-insensitive multidict."""
+    return {name.lower(): value for name, value in headers.items()}
+
+
 def detect_signature_version(
     query: Mapping[str, str], headers: Mapping[str, str]
 ) -> Literal["v1", "v3"] | None:
-    auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
-    if auth.startswith(V3_ALGORITHM):
+    """An ACS3 Authorization header wins: the new SDK sends V3 unless told ``signature_algorithm='v2'``."""
+    if _lowered(headers).get("authorization", "").lstrip().startswith("ACS3-"):
         return "v3"
     if "Signature" in query:
         return "v1"
     return None
 
 
-def _fresh(stamp: str | None, now: datetime | None) -> bool:
-    if not stamp:
-        return False
-    try:
-        when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return False
-    return abs((now or datetime.now(UTC)) - when) <= MAX_SKEW
+def _stale(stamp: str, now: datetime | None, name: str, key_id: str) -> VerifyResult | None:
+    """Replay protection rests on the timestamp window, so an unparsable one is refused too."""
+    when = None
+    for layout in (TIMESTAMP_FORMAT, "%Y-%m-%dT%H:%M:%S.%fZ"):
+        try:
+            when = datetime.strptime(stamp, layout).replace(tzinfo=UTC)
+            break
+        except ValueError:
+            continue
+    if when is None:
+        return _fail(
+            "IllegalTimestamp", f"The input parameter {name} is not in the format {TIMESTAMP_FORMAT}.", key_id
+        )
+    if abs(_utc(now) - when) > MAX_SKEW:
+        return _fail(
+            "IllegalTimestamp",
+            f"The input parameter {name} is more than {MAX_SKEW.seconds // 60} minutes from the server time.",
+            key_id,
+        )
+    return None
+
+
+def _missing(name: str) -> VerifyResult:
+    return _fail(
+        "MissingParameter",
+        f"The input parameter {name} that is mandatory for processing this request is not supplied.",
+    )
+
+
+def _no_key() -> VerifyResult:
+    return _fail("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+
+
+def _mismatch(key_id: str, detail: str = "") -> VerifyResult:
+    return _fail(
+        "SignatureDoesNotMatch", f"Specified signature is not matched with our calculation.{detail}", key_id
+    )
 
 
 def verify_v1(
-    query: Mapping[str, str], method: str, secret_for: SecretLookup, now: datetime | None = None
+    query: Mapping[str, str], method: str, secret_for: SecretLookup, *, now: datetime | None = None
 ) -> VerifyResult:
-    for required in ("AccessKeyId", "Signature", "SignatureNonce", "Timestamp"):
-        if not query.get(required):
-            return _fail(
-                "MissingParameter", f"The input parameter {required} that is mandatory is not supplied."
-            )
+    """``query`` must already hold any form-body parameters too: V1 signs both together."""
+    for name in V1_REQUIRED:
+        if not query.get(name):
+            return _missing(name)
     key_id = query["AccessKeyId"]
     secret = secret_for(key_id)
     if secret is None:
-        return _fail("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
-    if not _fresh(query.get("Timestamp"), now):
-        return _fail("IllegalTimestamp", "The input parameter Timestamp is not in the valid range.", key_id)
+        return _no_key()
+    stale = _stale(query["Timestamp"], now, "Timestamp", key_id)
+    if stale is not None:
+        return stale
     unsigned = {k: v for k, v in query.items() if k != "Signature"}
-    if not hmac.compare_digest(v1_signature(unsigned, method, secret), query["Signature"]):
-        return _fail(
-            "SignatureDoesNotMatch", "Specified signature is not matched with our calculation.", key_id
-        )
+    if not _same(v1_signature(unsigned, method, secret), query["Signature"]):
+        return _mismatch(key_id)
     return VerifyResult(ok=True, access_key_id=key_id)
 
 
-def _parse_authorization(value: str) -> dict[str, str] | None:
-    if not value.startswith(V3_ALGORITHM + " "):
-        return None
+def _parse_authorization(value: str) -> tuple[str, dict[str, str]]:
+    algorithm, _, rest = value.strip().partition(" ")
     fields: dict[str, str] = {}
-    for part in value[len(V3_ALGORITHM) + 1 :].split(","):
-        name, sep, content = part.strip().partition("=")
-        if not sep:
-            return None
-        fields[name] = content
-    return fields if {"Credential", "SignedHeaders", "Signature"} <= fields.keys() else None
+    for part in rest.split(","):
+        name, _, content = part.strip().partition("=")
+        fields[name] = content.strip()
+    return algorithm, fields
+
+
+def _v3_candidates(path: str) -> Iterator[tuple[str, bool, bool]]:
+    """Every reading the spec leaves open: path raw/encoded, keys raw/encoded, empty values ``k=``/``k``."""
+    paths = dict.fromkeys([path or "/", quote(path or "/", safe="/~"), unquote(path or "/")])
+    for candidate in paths:
+        for quote_keys in (False, True):
+            for bare_empty in (False, True):
+                yield candidate, quote_keys, bare_empty
 
 
 def verify_v3(
@@ -218,29 +319,46 @@ def verify_v3(
     headers: Mapping[str, str],
     body: bytes,
     secret_for: SecretLookup,
+    *,
     now: datetime | None = None,
 ) -> VerifyResult:
-    lowered = {k.lower(): v for k, v in headers.items()}
-    auth = _parse_authorization(lowered.get("authorization", ""))
-    if auth is None:
-        return _fail("IncompleteSignature", "The request signature does not conform to Aliyun standards.")
-    key_id = auth["Credential"]
+    """Signs over the client's own SignedHeaders list: the SDK signs every header it sends
+    (user-agent and x-acs-credentials-provider too), so no fixed list would match it."""
+    lowered = _lowered(headers)
+    algorithm, auth = _parse_authorization(lowered.get("authorization", ""))
+    if algorithm != V3_ALGORITHM:
+        return _fail("IncompleteSignature", f"The Authorization header must use {V3_ALGORITHM}.")
+    key_id, signed_list, signature = (auth.get(f, "") for f in ("Credential", "SignedHeaders", "Signature"))
+    if not (key_id and signed_list and signature):
+        return _fail("IncompleteSignature", "Authorization needs Credential, SignedHeaders and Signature.")
+    for name in V3_REQUIRED_HEADERS:
+        if not lowered.get(name):
+            return _missing(name)
     secret = secret_for(key_id)
     if secret is None:
-        return _fail("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
-    if not _fresh(lowered.get("x-acs-date"), now):
-        return _fail("IllegalTimestamp", "The input parameter x-acs-date is not in the valid range.", key_id)
-    payload_hash = hashlib.sha256(body).hexdigest()
-    if lowered.get("x-acs-content-sha256", payload_hash) != payload_hash:
-        return _fail("SignatureDoesNotMatch", "The body does not match x-acs-content-sha256.", key_id)
-    signed = [name for name in auth["SignedHeaders"].split(";") if name]
-    if not {"host", "x-acs-date"} <= set(signed):
-        return _fail("IncompleteSignature", "host and x-acs-date must be signed.", key_id)
-    claimed = lowered.get("x-acs-content-sha256", payload_hash)
-    for quote_keys in (False, True):
-        for bare_empty in (False, True):
-            canonical_query = v3_canonical_query(query, quote_keys=quote_keys, bare_empty=bare_empty)
-            canonical = v3_canonical_request(method, path, canonical_query, lowered, signed, claimed)
-            if hmac.compare_digest(v3_signature(canonical, secret), auth["Signature"]):
-                return VerifyResult(ok=True, access_key_id=key_id)
-    return _fail("SignatureDoesNotMatch", "Specified signature is not matched with our calculation.", key_id)
+        return _no_key()
+    stale = _stale(lowered["x-acs-date"], now, "x-acs-date", key_id)
+    if stale is not None:
+        return stale
+    signed = [name.strip() for name in signed_list.split(";") if name.strip()]
+    covered = {name.lower() for name in signed}
+    unsigned = sorted(n for n in lowered if (n == "host" or n.startswith("x-acs-")) and n not in covered)
+    if unsigned:
+        return _fail("IncompleteSignature", f"The header {unsigned[0]} must be signed.", key_id)
+    absent = sorted(covered - lowered.keys())
+    if absent:
+        return _fail("IncompleteSignature", f"The signed header {absent[0]} is not in the request.", key_id)
+    claimed = lowered["x-acs-content-sha256"]
+    if not _same(hashlib.sha256(body).hexdigest(), claimed.lower()):
+        return _mismatch(key_id, " x-acs-content-sha256 does not match the request body.")
+    tried: set[str] = set()
+    for candidate, quote_keys, bare_empty in _v3_candidates(path):
+        canonical = v3_canonical_request(
+            method, candidate, query, headers, signed, claimed, quote_keys=quote_keys, bare_empty=bare_empty
+        )
+        if canonical in tried:
+            continue
+        tried.add(canonical)
+        if _same(v3_signature(canonical, secret), signature):
+            return VerifyResult(ok=True, access_key_id=key_id)
+    return _mismatch(key_id)
