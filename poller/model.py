@@ -11,7 +11,7 @@ import msgspec
 from schemas import CallDetail, CallOutcome, EntityKind, TaskState
 
 
-class CallSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+class CallSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One finished call. Personal fields are raw here; the privacy policy applies at event build."""
 
     call_id: str
@@ -27,7 +27,7 @@ class CallSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     detail: CallDetail | None = None
 
 
-class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True):
+class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A task, job or job group as one listing saw it.
 
     ``call`` is set for single-callee jobs (OutboundBot): when such a job enters a terminal state,
@@ -46,7 +46,7 @@ class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True):
     call: CallSnapshot | None = None
 
 
-class Observation(msgspec.Struct, frozen=True, kw_only=True):
+class Observation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Everything one poll cycle of one source learned.
 
     ``complete`` says the entity listing covered everything the source owns, so an entity missing

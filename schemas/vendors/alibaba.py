@@ -73,7 +73,7 @@ def decoder(type_: type[T]) -> msgspec.json.Decoder[T]:
 
 
 # -- common ------------------------------------------------------------------------------------------
-class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What every Alibaba Cloud API answers on a 4xx/5xx (RequestId, HostId, Code, Message, Recommend)."""
 
     Code: str = ""
@@ -84,7 +84,7 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # -- OutboundBot ListJobsByGroup -----------------------------------------------------------------------
-class Contact(msgspec.Struct, frozen=True, kw_only=True):
+class Contact(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     ContactId: str | None = None
     ContactName: str | None = None
     Honorific: str | None = None
@@ -96,12 +96,12 @@ class Contact(msgspec.Struct, frozen=True, kw_only=True):
     State: str | None = None
 
 
-class KeyValuePair(msgspec.Struct, frozen=True, kw_only=True):
+class KeyValuePair(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     Key: str | None = None
     Value: str | None = None
 
 
-class JobSummary(msgspec.Struct, frozen=True, kw_only=True):
+class JobSummary(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     Category: str | None = None
     Content: str | None = None
     ConversationDetailId: str | None = None
@@ -112,7 +112,7 @@ class JobSummary(msgspec.Struct, frozen=True, kw_only=True):
     TaskId: str | None = None
 
 
-class Job(msgspec.Struct, frozen=True, kw_only=True):
+class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One job: a single callee (``Contacts[0]``) that the job group dials."""
 
     JobId: str
@@ -131,14 +131,14 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     StrategyId: str | None = None
 
 
-class JobPage(msgspec.Struct, frozen=True, kw_only=True):
+class JobPage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     PageNumber: int
     PageSize: int
     TotalCount: int
     List: list[Job] = []
 
 
-class ListJobsByGroupResponse(msgspec.Struct, frozen=True, kw_only=True):
+class ListJobsByGroupResponse(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     RequestId: str = ""
     Code: str | None = None
     Message: str | None = None
@@ -147,7 +147,7 @@ class ListJobsByGroupResponse(msgspec.Struct, frozen=True, kw_only=True):
     Jobs: JobPage | None = None
 
 
-class ListJobsByGroupRequest(msgspec.Struct, frozen=True, kw_only=True):
+class ListJobsByGroupRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The API parameters (query string); signing adds the common ones."""
 
     InstanceId: str
@@ -159,7 +159,7 @@ class ListJobsByGroupRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # -- AICCS ListTask -------------------------------------------------------------------------------------
-class TaskRecord(msgspec.Struct, frozen=True, kw_only=True):
+class TaskRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     Id: int
     #: INIT / RELEASE / READY / RUNNING / STOP / SYSTEM_STOP / CANCEL / SYSTEM_CANCEL / DONE
     Status: str
@@ -173,14 +173,14 @@ class TaskRecord(msgspec.Struct, frozen=True, kw_only=True):
     CompleteCount: int | None = None
 
 
-class TaskPage(msgspec.Struct, frozen=True, kw_only=True):
+class TaskPage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     PageNo: int
     PageSize: int
     Total: int
     Record: list[TaskRecord] = []
 
 
-class ListTaskResponse(msgspec.Struct, frozen=True, kw_only=True):
+class ListTaskResponse(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     RequestId: str = ""
     Code: str | None = None
     Message: str | None = None
@@ -188,7 +188,7 @@ class ListTaskResponse(msgspec.Struct, frozen=True, kw_only=True):
     Data: TaskPage | None = None
 
 
-class ListTaskRequest(msgspec.Struct, frozen=True, kw_only=True):
+class ListTaskRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     PageNo: int
     PageSize: int
     TaskName: str | None = None

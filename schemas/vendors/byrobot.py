@@ -30,14 +30,14 @@ Time = str | int
 LooseId = int | str
 
 
-class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True, gc=False):
     code: Code
     data: T | None = None
     resultMsg: str | None = None
     errorStackTrace: str | None = None
 
 
-class RawEnvelope(msgspec.Struct, frozen=True, kw_only=True):
+class RawEnvelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The envelope with ``data`` left undecoded: enough to classify an answer before trusting it."""
 
     code: Code
@@ -46,14 +46,14 @@ class RawEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     resultMsg: str | None = None
 
 
-class NameValue(msgspec.Struct, frozen=True, kw_only=True):
+class NameValue(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """``durationStat``/``chatRoundStat``/``extraStat`` items (counts) and ``resultList`` items (text)."""
 
     name: str | None = None
     value: int | str | None = None
 
 
-class CallPhone(msgspec.Struct, frozen=True, kw_only=True):
+class CallPhone(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A caller line of a task (``callPhones``), shaped like getPhones' items."""
 
     jobPhoneId: int | None = None
@@ -65,7 +65,7 @@ class CallPhone(msgspec.Struct, frozen=True, kw_only=True):
     gmtModified: Time | None = None
 
 
-class TaskInfo(msgspec.Struct, frozen=True, kw_only=True):
+class TaskInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One task as getTasks lists it.
 
     ``status``: 0 未开始, 1 进行中, 2 已完成, 4 用户暂停, 5 系统暂停, 6 已终止.
@@ -92,7 +92,7 @@ class TaskInfo(msgspec.Struct, frozen=True, kw_only=True):
     callPhones: list[CallPhone] | None = None
 
 
-class ResultDef(msgspec.Struct, frozen=True, kw_only=True):
+class ResultDef(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     name: str | None = None
     values: list[str] | None = None
 
@@ -108,7 +108,7 @@ class TaskDetail(TaskInfo, frozen=True, kw_only=True):
     extraStat: dict[str, list[NameValue]] | None = None
 
 
-class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True, gc=False):
     """The PageHelper page both listings answer with; pages count from 1."""
 
     pageNum: int | None = None
@@ -122,12 +122,12 @@ class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
     items: list[T] | None = msgspec.field(default=None, name="list")
 
 
-class ResultQuery(msgspec.Struct, frozen=True, kw_only=True):
+class ResultQuery(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     name: str
     value: str
 
 
-class DoneCallsQuery(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class DoneCallsQuery(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """queryDoneTaskPhones' JSON body. ``index``: the highest ``callIndex`` already fetched (-1 first)."""
 
     callJobId: int
@@ -142,7 +142,7 @@ class DoneCallsQuery(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     resultQueryList: list[ResultQuery] | None = None
 
 
-class DoneCall(msgspec.Struct, frozen=True, kw_only=True):
+class DoneCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One finished call instance (one callee of a task). ``callIndex`` is its finishing order."""
 
     callInstanceId: LooseId
@@ -167,7 +167,7 @@ class DoneCall(msgspec.Struct, frozen=True, kw_only=True):
     resultList: list[NameValue] | None = None
 
 
-class PhoneLogLine(msgspec.Struct, frozen=True, kw_only=True):
+class PhoneLogLine(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One utterance. ``startTime``/``endTime`` are millisecond offsets into the call."""
 
     sceneInstanceLogId: int | None = None
@@ -183,12 +183,12 @@ class PhoneLogLine(msgspec.Struct, frozen=True, kw_only=True):
     gmtModified: Time | None = None
 
 
-class PhoneLog(msgspec.Struct, frozen=True, kw_only=True):
+class PhoneLog(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     phoneLogs: list[PhoneLogLine] | None = None
     luyinOssUrl: str | None = None
 
 
-class SceneInstance(msgspec.Struct, frozen=True, kw_only=True):
+class SceneInstance(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The call instance as phoneLogInfo shows it. ``hangUp``: 0 the AI hung up, 1 the callee."""
 
     callInstanceId: LooseId | None = None
@@ -222,7 +222,7 @@ class SceneInstance(msgspec.Struct, frozen=True, kw_only=True):
     gmtModified: Time | None = None
 
 
-class TaskResultItem(msgspec.Struct, frozen=True, kw_only=True):
+class TaskResultItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One analysis result of a call (``resultName`` → ``resultValue``)."""
 
     sceneInstanceResultId: int | None = None
@@ -236,7 +236,7 @@ class TaskResultItem(msgspec.Struct, frozen=True, kw_only=True):
     gmtModified: Time | None = None
 
 
-class PhoneLogInfo(msgspec.Struct, frozen=True, kw_only=True):
+class PhoneLogInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     phoneLog: PhoneLog | None = None
     sceneInstance: SceneInstance | None = None
     taskResult: list[TaskResultItem] | None = None

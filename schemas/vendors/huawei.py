@@ -17,7 +17,7 @@ TaskId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
 
 
 # -- task detail --------------------------------------------------------------------------------
-class TaskInfo(msgspec.Struct, frozen=True, kw_only=True):
+class TaskInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Table 4 of the doc. Dates are ``YYYY-MM-DD HH:mm:ss`` strings in the tenant's time zone."""
 
     id: str | None = None
@@ -40,7 +40,7 @@ class TaskInfo(msgspec.Struct, frozen=True, kw_only=True):
     attachment: str | None = None
 
 
-class CaseTrace(msgspec.Struct, frozen=True, kw_only=True):
+class CaseTrace(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Table 5: one step of the task's history (``CreateTask``, ``StatusUpdate``)."""
 
     creatorId: str | None = None
@@ -51,7 +51,7 @@ class CaseTrace(msgspec.Struct, frozen=True, kw_only=True):
     description: str | None = None
 
 
-class CaseInfo(msgspec.Struct, frozen=True, kw_only=True):
+class CaseInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The related case (work order). ``contactPhone`` is personal data and left unread."""
 
     id: str | None = None
@@ -79,7 +79,7 @@ class CaseInfo(msgspec.Struct, frozen=True, kw_only=True):
     attachment: str | None = None
 
 
-class TaskDetail(msgspec.Struct, frozen=True, kw_only=True):
+class TaskDetail(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The bare answer the doc's table describes: ``{taskInfo, taskTrace, caseInfos, customerInfo}``.
 
     The table says ``caseInfos`` is one Case; the doc's example sends a list: both decode.
@@ -90,7 +90,7 @@ class TaskDetail(msgspec.Struct, frozen=True, kw_only=True):
     caseInfos: list[CaseInfo] | CaseInfo | None = None
 
 
-class TaskDetailEnvelope(msgspec.Struct, frozen=True, kw_only=True):
+class TaskDetailEnvelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The enveloped answer of the doc's example: ``{"resCode":"0","resMsg":"成功","result":{...}}``."""
 
     resCode: str | int | None = None
@@ -132,14 +132,14 @@ class TaskDetailAnswer(TaskDetail, frozen=True, kw_only=True):
         return None
 
 
-class DetailRequestBody(msgspec.Struct, frozen=True, kw_only=True):
+class DetailRequestBody(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The body of the POST variant (the international doc), as in the doc's example."""
 
     id: str
 
 
 # -- token (AppCube OAuth2 client credentials; unconfirmed for AICC) --------------------------------
-class TokenAnswer(msgspec.Struct, frozen=True, kw_only=True):
+class TokenAnswer(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """``{"access_token","expires_in","token_type"}``, or an OAuth2 / AppCube error body."""
 
     access_token: str | None = None
@@ -156,7 +156,7 @@ class TokenAnswer(msgspec.Struct, frozen=True, kw_only=True):
         return ": ".join(parts)[:200]
 
 
-class TokenIssued(msgspec.Struct, frozen=True, kw_only=True):
+class TokenIssued(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What the simulator answers on success."""
 
     access_token: str
@@ -164,12 +164,12 @@ class TokenIssued(msgspec.Struct, frozen=True, kw_only=True):
     token_type: str = "Bearer"
 
 
-class OAuthError(msgspec.Struct, frozen=True, kw_only=True):
+class OAuthError(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     error: str
     error_description: str = ""
 
 
-class GatewayError(msgspec.Struct, frozen=True, kw_only=True):
+class GatewayError(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Huawei API gateway's own error body (throttling answers come from it, not from AICC)."""
 
     error_code: str
@@ -178,7 +178,7 @@ class GatewayError(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # -- run-time watch-list control (NATS request/reply; see poller/control.py) ------------------------
-class WatchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class WatchRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, forbid_unknown_fields=True):
     """Body of a request on ``<subject_prefix>-control.<vendor>.<account>.watch``.
 
     Both lists empty (``{}``) only asks for the current list. Adding a watched id or removing an
@@ -189,7 +189,7 @@ class WatchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     remove: Annotated[list[TaskId], msgspec.Meta(max_length=1000)] = []
 
 
-class WatchReply(msgspec.Struct, frozen=True, kw_only=True):
+class WatchReply(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """``ok`` with the resulting list, or ``ok=false`` with ``error`` (and nothing changed)."""
 
     ok: bool

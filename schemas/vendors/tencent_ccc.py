@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 
-class AutoCalloutTaskInfo(msgspec.Struct, frozen=True, kw_only=True, rename=None):
+class AutoCalloutTaskInfo(msgspec.Struct, frozen=True, kw_only=True, rename=None, gc=False):
     TaskId: int
     State: int
     Name: str = ""
@@ -16,12 +16,12 @@ class AutoCalloutTaskInfo(msgspec.Struct, frozen=True, kw_only=True, rename=None
     IvrId: int | None = None
 
 
-class ApiError(msgspec.Struct, frozen=True, kw_only=True):
+class ApiError(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     Code: str
     Message: str = ""
 
 
-class DescribeAutoCalloutTasksResult(msgspec.Struct, frozen=True, kw_only=True):
+class DescribeAutoCalloutTasksResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The inner ``Response`` object: either the result or an ``Error``."""
 
     RequestId: str = ""
@@ -30,11 +30,11 @@ class DescribeAutoCalloutTasksResult(msgspec.Struct, frozen=True, kw_only=True):
     Error: ApiError | None = None
 
 
-class DescribeAutoCalloutTasksResponse(msgspec.Struct, frozen=True, kw_only=True):
+class DescribeAutoCalloutTasksResponse(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     Response: DescribeAutoCalloutTasksResult
 
 
-class DescribeAutoCalloutTasksRequest(msgspec.Struct, frozen=True, kw_only=True):
+class DescribeAutoCalloutTasksRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     SdkAppId: int
     PageSize: int
     PageNumber: int
