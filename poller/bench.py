@@ -21,8 +21,10 @@ import math
 import os
 import platform
 import random
+import signal
 import statistics
 import sys
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -715,10 +717,15 @@ def parse_plain_event(data: bytes) -> ParsedEvent:
 
 
 class ChangeTracker:
-    """Changes made in the simulator (with their time) matched to the events a subscriber receives."""
+    """Changes made in the simulator (with their time) matched to the events a subscriber receives.
+
+    ``made`` runs on the bench's event loop, ``on_message`` on the subscriber's thread: a lock keeps
+    the two apart.
+    """
 
     def __init__(self, parse: Callable[[bytes], ParsedEvent]) -> None:
         self.parse = parse
+        self._lock = threading.Lock()
         self.pending: dict[str, tuple[float, str]] = {}
         #: change events that arrived before the simulator's answer to "change" did (a close race)
         self.early: dict[str, tuple[str, float]] = {}
@@ -727,25 +734,49 @@ class ChangeTracker:
         self.changes = 0
 
     def made(self, entity_id: str, raw: str, at: float) -> None:
-        self.changes += 1
-        early = self.early.pop(entity_id, None)
-        if early is not None and early[0] == raw:
-            self.samples.append(early[1] - at)
-        else:
-            self.pending[entity_id] = (at, raw)
+        with self._lock:
+            self.changes += 1
+            early = self.early.pop(entity_id, None)
+            if early is not None and early[0] == raw:
+                self.samples.append(early[1] - at)
+            else:
+                self.pending[entity_id] = (at, raw)
+
+    def busy(self, entity_id: str) -> bool:
+        with self._lock:
+            return entity_id in self.pending
 
     async def on_message(self, msg: Any) -> None:
         received = time.monotonic()
         what, entity_id, raw = self.parse(msg.data)
-        if what == "appeared":
-            self.appeared += 1
-        elif what == "changed":
-            change = self.pending.get(entity_id)
-            if change is not None and change[1] == raw:
-                del self.pending[entity_id]
-                self.samples.append(received - change[0])
-            else:
-                self.early[entity_id] = (raw, received)
+        with self._lock:
+            if what == "appeared":
+                self.appeared += 1
+            elif what == "changed":
+                change = self.pending.get(entity_id)
+                if change is not None and change[1] == raw:
+                    del self.pending[entity_id]
+                    self.samples.append(received - change[0])
+                else:
+                    self.early[entity_id] = (raw, received)
+
+
+@contextlib.contextmanager
+def subscribed(url: str, subject: str, tracker: ChangeTracker) -> Iterator[None]:
+    """A core-NATS subscriber in this process but on a thread and event loop of its own.
+
+    A real subscriber does not share the poller's event loop: when the poller's loop is busy (a
+    large first sweep), events still arrive and are timed on arrival, and the server does not cut
+    the subscriber off as a slow consumer.
+    """
+    with anyio.from_thread.start_blocking_portal() as portal:
+        nc = portal.call(functools.partial(nats.connect, url, max_reconnect_attempts=-1))
+        try:
+            portal.call(functools.partial(nc.subscribe, subject, cb=tracker.on_message))
+            portal.call(nc.flush)
+            yield
+        finally:
+            portal.call(nc.close)
 
 
 class Scenario(ABC):
@@ -1135,7 +1166,7 @@ class LatencyProbe:
                 break
             await anyio.sleep(max(0.0, next_change - time.monotonic()))
             entity_id = rng.choice(ids)
-            while entity_id in self.tracker.pending:
+            while self.tracker.busy(entity_id):
                 entity_id = rng.choice(ids)
             raw, at = await self.sim.change(entity_id)
             self.tracker.made(entity_id, raw, at)
@@ -1202,11 +1233,12 @@ async def latency_run(
     tracker = ChangeTracker(parse_our_event if ours else parse_plain_event)
     sweep_ends: list[float] = []
     with NatsServer() as server:
+        subject = f"{OURS_PREFIX if ours else PLAIN_PREFIX}.>"
         async with SimulatorProcess(scn, seed) as sim, contextlib.AsyncExitStack() as stack:
             probe = LatencyProbe(scn, f"{scn.vendor} {who}", sim, tracker, progress, sizes.progress_every)
+            stack.enter_context(subscribed(server.url, subject, tracker))
             nc = await nats.connect(server.url)
             stack.push_async_callback(nc.close)
-            await nc.subscribe(f"{OURS_PREFIX if ours else PLAIN_PREFIX}.>", cb=tracker.on_message)
             stop = anyio.Event()
             plain: PlainPoller | None = None
             service: Service | None = None
@@ -1590,6 +1622,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="poller bench",
         description="Measure the DESIGN.md performance bars against simulators and a local nats-server, "
         "beside a plain baseline; print a table and write JSON.",
+        epilog="Exit codes: 0 finished, 130 interrupted (Ctrl-C or SIGTERM); 2 bad usage.",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds (smoke test)")
     parser.add_argument(
@@ -1631,14 +1664,22 @@ def run_cli(argv: Sequence[str] | None = None, out: Any = None) -> Outcome:
     return outcome
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.child:
         return _child_main(args.child)
+    # SIGTERM unwinds like Ctrl-C: the nats-servers and simulators this run started are stopped
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         run_cli(argv)
     except KeyboardInterrupt:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
