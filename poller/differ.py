@@ -9,6 +9,7 @@ while we were down (A→B published, then A→C derived), the value in the hash 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 
 import msgspec
@@ -81,55 +82,93 @@ def _call_event(
     )
 
 
-def diff(
-    source: SourceId, previous: SourceState, observation: Observation, now: datetime, privacy: Privacy
-) -> Diff:
-    entities = dict(previous.entities)
-    events: list[EventBase] = []
-    changed: set[str] = set()
-    vendor, account, key = source.vendor, source.account, source.key
-    seen: set[str] = set()
+class SweepDiff:
+    """One poll cycle's diff, fed page by page as the adapter reads them.
 
-    for snap in observation.entities:
-        seen.add(snap.id)
-        old = entities.get(snap.id)
-        if old is not None and old.state != VANISHED:
-            status_changed = old.raw != snap.raw_state
-            progress_changed = snap.completed is not None and (
-                old.completed != snap.completed or old.total != snap.total
-            )
-            if not (status_changed or progress_changed):
-                if old.name != snap.name or old.parent != snap.parent_id:
-                    entities[snap.id] = _remember(snap, old.seq)
-                    changed.add(snap.id)
+    The entity map is copied once per cycle and updated in place, so the events of a page can be
+    published as soon as the page is read (detection latency is then the wait for the page, not for
+    the whole sweep). Vanishes are only found in :meth:`finish`, against the complete listing.
+    """
+
+    def __init__(self, source: SourceId, previous: SourceState, privacy: Privacy) -> None:
+        self.source = source
+        self.previous = previous
+        self.privacy = privacy
+        self.entities = dict(previous.entities)
+        self.changed: set[str] = set()
+        #: highest stream sequence of the events already published from this cycle
+        self.stream_seq = previous.stream_seq
+        self._applied: dict[str, EntitySnapshot] = {}
+
+    def apply(self, snapshots: Iterable[EntitySnapshot], now: datetime) -> list[EventBase]:
+        """The events of these snapshots; each snapshot object is applied once per cycle."""
+        events: list[EventBase] = []
+        entities, changed, applied = self.entities, self.changed, self._applied
+        source, privacy = self.source, self.privacy
+        vendor, account, key = source.vendor, source.account, source.key
+        for snap in snapshots:
+            if applied.get(snap.id) is snap:
                 continue
-            seq = old.seq + 1
-            if status_changed:
-                # the call goes out before the status change: once the status is in the stream,
-                # replay treats the change as published, so the call must already be there
-                if snap.call is not None and snap.state.terminal and not TaskState(old.state).terminal:
-                    events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
-                status_event = JobStatusChanged if snap.kind is EntityKind.JOB else TaskStatusChanged
-                events.append(
-                    status_event(
-                        event_id=event_id(key, "status", snap.id, seq, snap.raw_state),
-                        vendor=vendor,
-                        account=account,
-                        observed_at=now,
-                        kind=snap.kind,
-                        entity_id=snap.id,
-                        parent_id=snap.parent_id,
-                        name=snap.name,
-                        seq=seq,
-                        previous=_status(old.state, old.raw),
-                        current=Status(state=snap.state, raw=snap.raw_state),
-                    )
+            applied[snap.id] = snap
+            old = entities.get(snap.id)
+            if old is not None and old.state != VANISHED:
+                status_changed = old.raw != snap.raw_state
+                progress_changed = snap.completed is not None and (
+                    old.completed != snap.completed or old.total != snap.total
                 )
-            if progress_changed:
-                assert snap.completed is not None
+                if not (status_changed or progress_changed):
+                    if old.name != snap.name or old.parent != snap.parent_id:
+                        entities[snap.id] = _remember(snap, old.seq)
+                        changed.add(snap.id)
+                    continue
+                seq = old.seq + 1
+                if status_changed:
+                    # the call goes out before the status change: once the status is in the stream,
+                    # replay treats the change as published, so the call must already be there
+                    if snap.call is not None and snap.state.terminal and not TaskState(old.state).terminal:
+                        events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
+                    status_event = JobStatusChanged if snap.kind is EntityKind.JOB else TaskStatusChanged
+                    events.append(
+                        status_event(
+                            event_id=event_id(key, "status", snap.id, seq, snap.raw_state),
+                            vendor=vendor,
+                            account=account,
+                            observed_at=now,
+                            kind=snap.kind,
+                            entity_id=snap.id,
+                            parent_id=snap.parent_id,
+                            name=snap.name,
+                            seq=seq,
+                            previous=_status(old.state, old.raw),
+                            current=Status(state=snap.state, raw=snap.raw_state),
+                        )
+                    )
+                if progress_changed:
+                    assert snap.completed is not None
+                    events.append(
+                        TaskProgress(
+                            event_id=event_id(key, "progress", snap.id, seq, snap.completed, snap.total),
+                            vendor=vendor,
+                            account=account,
+                            observed_at=now,
+                            kind=snap.kind,
+                            entity_id=snap.id,
+                            parent_id=snap.parent_id,
+                            name=snap.name,
+                            seq=seq,
+                            previous_completed=old.completed,
+                            completed=snap.completed,
+                            total=snap.total,
+                            by_state=snap.by_state,
+                        )
+                    )
+            else:
+                seq = (old.seq if old else 0) + 1
+                if snap.call is not None and snap.state.terminal:
+                    events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
                 events.append(
-                    TaskProgress(
-                        event_id=event_id(key, "progress", snap.id, seq, snap.completed, snap.total),
+                    TaskAppeared(
+                        event_id=event_id(key, "appeared", snap.id, seq, snap.raw_state),
                         vendor=vendor,
                         account=account,
                         observed_at=now,
@@ -138,45 +177,47 @@ def diff(
                         parent_id=snap.parent_id,
                         name=snap.name,
                         seq=seq,
-                        previous_completed=old.completed,
+                        current=Status(state=snap.state, raw=snap.raw_state),
                         completed=snap.completed,
                         total=snap.total,
-                        by_state=snap.by_state,
                     )
                 )
-        else:
-            seq = (old.seq if old else 0) + 1
-            if snap.call is not None and snap.state.terminal:
-                events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
-            events.append(
-                TaskAppeared(
-                    event_id=event_id(key, "appeared", snap.id, seq, snap.raw_state),
-                    vendor=vendor,
-                    account=account,
-                    observed_at=now,
-                    kind=snap.kind,
-                    entity_id=snap.id,
-                    parent_id=snap.parent_id,
-                    name=snap.name,
-                    seq=seq,
-                    current=Status(state=snap.state, raw=snap.raw_state),
-                    completed=snap.completed,
-                    total=snap.total,
-                )
-            )
-        entities[snap.id] = _remember(snap, seq)
-        changed.add(snap.id)
+            entities[snap.id] = _remember(snap, seq)
+            changed.add(snap.id)
+        return events
 
-    if observation.complete:
-        for entity_id, old in previous.entities.items():
+    def published(self, stream_seq: int) -> None:
+        """Events up to this stream sequence are acked: the committed state will reflect them."""
+        self.stream_seq = max(self.stream_seq, stream_seq)
+
+    def finish(self, observation: Observation, now: datetime) -> Diff:
+        """The rest of the observation, then vanishes (complete listings only), calls and cursors."""
+        events = self.apply(observation.entities, now)
+        if observation.complete:
+            events.extend(self._vanished(now))
+        source, privacy = self.source, self.privacy
+        for call in observation.calls:
+            events.append(_call_event(source, call, privacy, now, call.ended_at or "", call.raw_outcome))
+        cursors = dict(self.previous.cursors)
+        cursors.update(observation.cursors)
+        return Diff(events=events, state=self._state(cursors), changed=self.changed)
+
+    def unfinished(self) -> Diff:
+        """What a failed cycle keeps: the pages already applied (their events may be published)."""
+        return Diff(events=[], state=self._state(dict(self.previous.cursors)), changed=self.changed)
+
+    def _vanished(self, now: datetime) -> list[EventBase]:
+        events: list[EventBase] = []
+        key, seen = self.source.key, self._applied
+        for entity_id, old in self.previous.entities.items():
             if entity_id in seen or old.state == VANISHED:
                 continue
             seq = old.seq + 1
             events.append(
                 TaskVanished(
                     event_id=event_id(key, "vanished", entity_id, seq),
-                    vendor=vendor,
-                    account=account,
+                    vendor=self.source.vendor,
+                    account=self.source.account,
                     observed_at=now,
                     kind=EntityKind(old.kind),
                     entity_id=entity_id,
@@ -187,21 +228,22 @@ def diff(
                 )
             )
             # a tombstone keeps the counter, so a task that comes back gets fresh event ids
-            entities[entity_id] = EntityState(kind=old.kind, state=VANISHED, raw="", seq=seq)
-            changed.add(entity_id)
+            self.entities[entity_id] = EntityState(kind=old.kind, state=VANISHED, raw="", seq=seq)
+            self.changed.add(entity_id)
+        return events
 
-    for call in observation.calls:
-        events.append(_call_event(source, call, privacy, now, call.ended_at or "", call.raw_outcome))
+    def _state(self, cursors: dict[str, int]) -> SourceState:
+        previous = self.previous
+        return SourceState(
+            entities=self.entities, cursors=cursors, health=previous.health, stream_seq=self.stream_seq
+        )
 
-    cursors = dict(previous.cursors)
-    cursors.update(observation.cursors)
-    return Diff(
-        events=events,
-        state=SourceState(
-            entities=entities, cursors=cursors, health=previous.health, stream_seq=previous.stream_seq
-        ),
-        changed=changed,
-    )
+
+def diff(
+    source: SourceId, previous: SourceState, observation: Observation, now: datetime, privacy: Privacy
+) -> Diff:
+    """A whole cycle at once: what :class:`SweepDiff` gives when nothing was streamed."""
+    return SweepDiff(source, previous, privacy).finish(observation, now)
 
 
 def _remember(snap: EntitySnapshot, seq: int) -> EntityState:

@@ -6,6 +6,8 @@ these from their wire models; nothing vendor-specific passes this point.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
+
 import msgspec
 
 from schemas import CallDetail, CallOutcome, EntityKind, TaskState
@@ -58,3 +60,34 @@ class Observation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     complete: bool
     calls: list[CallSnapshot] = []
     cursors: dict[str, int] = {}
+
+
+PageSink = Callable[[list[EntitySnapshot]], Awaitable[None]]
+"""Where an adapter hands each page's snapshots as soon as the page is read (see ``Listing``)."""
+
+
+class Listing:
+    """The snapshots of one sweep by id, each page streamed to ``early`` as it arrives.
+
+    Pages may be read concurrently and an entity that moved while paging can appear twice; the last
+    page read wins. The service diffs and publishes each streamed page at once, then diffs the final
+    :class:`Observation`, skipping the snapshot objects it has already applied.
+    """
+
+    def __init__(self, early: PageSink | None) -> None:
+        self.by_id: dict[str, EntitySnapshot] = {}
+        self._early = early
+
+    async def add(self, snapshots: Iterable[EntitySnapshot]) -> None:
+        page = list(snapshots)
+        by_id = self.by_id
+        for snap in page:
+            by_id[snap.id] = snap
+        if self._early is not None and page:
+            await self._early(page)
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def snapshots(self) -> list[EntitySnapshot]:
+        return list(self.by_id.values())

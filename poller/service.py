@@ -26,8 +26,9 @@ from nats.js.errors import BadRequestError
 
 from poller.config import Config
 from poller.control import serve_control
-from poller.differ import SourceId, diff, health_transition
+from poller.differ import SourceId, SweepDiff, health_transition
 from poller.errors import InternalError, as_source_error
+from poller.model import EntitySnapshot, PageSink
 from poller.ops.metrics import Metrics
 from poller.ops.server import serve_http
 from poller.privacy import Privacy
@@ -202,10 +203,11 @@ class Service:
             cycle_started = time.monotonic()
             failure: tuple[str, str, str] | None = None
             observation = None
+            sweep = SweepDiff(sid, state, self.privacy)
             with anyio.CancelScope() as scope:
                 self._poll_scopes.add(scope)
                 try:
-                    observation = await source.observe(state)
+                    observation = await source.observe(state, self._page_sink(status, sweep, cycle_started))
                 except Exception as exc:
                     error = as_source_error(exc)
                     if error is None:
@@ -220,15 +222,11 @@ class Service:
             self.metrics.poll_cycle_seconds.labels(source.vendor).observe(time.monotonic() - cycle_started)
             now = datetime.now(UTC)
             health, health_events = health_transition(sid, state.health, failure, now)
-            if observation is not None:
-                d = diff(sid, state, observation, now, self.privacy)
-                events: list[EventBase] = health_events + d.events
-                new_state = msgspec.structs.replace(d.state, health=health)
-                changed: set[str] | None = d.changed
-            else:
-                events = health_events
-                new_state = msgspec.structs.replace(state, health=health)
-                changed = set()
+            # a failed cycle still keeps the pages it applied: their events may be out already
+            d = sweep.finish(observation, now) if observation is not None else sweep.unfinished()
+            events: list[EventBase] = health_events + d.events
+            new_state = msgspec.structs.replace(d.state, health=health)
+            changed: set[str] | None = d.changed
             if events or changed or new_state.cursors != state.cursors:
                 await self._publish_and_commit(status, events, new_state, changed, cycle_started)
             status.caught_up = time.monotonic()
@@ -278,10 +276,7 @@ class Service:
                 if events:
                     highest = await publisher.publish(events, status.key)
                     state.stream_seq = max(state.stream_seq, highest)
-                    lag = time.monotonic() - cycle_started
-                    for event in events:
-                        self.metrics.events.labels(source.vendor, event_type(event)).inc()
-                        self.metrics.detection_lag.labels(source.vendor).observe(lag)
+                    self._count(source.vendor, events, cycle_started)
                 await self._retry_nats("state commit", lambda: store.commit(status.key, state, changed))
                 status.last_commit = time.monotonic()
                 self.metrics.commits.labels(source.vendor, "ok").inc()
@@ -292,6 +287,31 @@ class Service:
                 "shutdown grace ran out before publish and commit finished; a restart re-derives them",
                 extra={"vendor": source.vendor, "account": source.account},
             )
+
+    def _page_sink(self, status: SourceStatus, sweep: SweepDiff, cycle_started: float) -> PageSink:
+        """Diff and publish each page as the adapter reads it; the commit at the cycle's end records it.
+
+        Not shielded: a stop may cut a page's publish, and the events already stored are then replayed
+        into the state on restart (poller/replay.py), as after a crash between publish and commit.
+        """
+        assert self.publisher is not None
+        publisher = self.publisher
+        one_at_a_time = anyio.Lock()  # pages arrive concurrently; each entity's events stay in seq order
+
+        async def publish_page(snapshots: list[EntitySnapshot]) -> None:
+            async with one_at_a_time:
+                events = sweep.apply(snapshots, datetime.now(UTC))
+                if events:
+                    sweep.published(await publisher.publish(events, status.key))
+                    self._count(status.source.vendor, events, cycle_started)
+
+        return publish_page
+
+    def _count(self, vendor: str, events: list[EventBase], cycle_started: float) -> None:
+        lag = time.monotonic() - cycle_started
+        for event in events:
+            self.metrics.events.labels(vendor, event_type(event)).inc()
+            self.metrics.detection_lag.labels(vendor).observe(lag)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def build_sources(self, ctx: AdapterContext) -> list[Source]:

@@ -13,7 +13,7 @@ from typing import Annotated
 import msgspec
 
 from poller.errors import BadResponse
-from poller.model import EntitySnapshot, Observation
+from poller.model import EntitySnapshot, Listing, Observation, PageSink
 from poller.state import SourceState
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
 from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad, sweep_pages
@@ -106,14 +106,17 @@ class AiccsSource(Source):
             raise BadResponse("answer without Data", api=LIST_API)
         return answer.Data
 
-    async def observe(self, committed: SourceState) -> Observation:
-        sweep = await sweep_pages(1, self.cfg.page_size, self._page, lambda page: page.Total)
-        seen: dict[int, TaskRecord] = {}
-        for page in sweep.pages:
-            for record in page.Record:
-                seen[record.Id] = record
-        complete = sweep.totals_agree and len(seen) == sweep.total
-        return Observation(entities=[task_entity(r) for r in seen.values()], complete=complete)
+    async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
+        listing = Listing(early)
+
+        async def page(number: int) -> int:
+            tasks = await self._page(number)
+            await listing.add(task_entity(record) for record in tasks.Record)
+            return tasks.Total
+
+        sweep = await sweep_pages(1, self.cfg.page_size, page, lambda total: total)
+        complete = sweep.totals_agree and len(listing) == sweep.total
+        return Observation(entities=listing.snapshots(), complete=complete)
 
 
 def build_sources(config: AiccsAccount, ctx: AdapterContext) -> list[Source]:

@@ -18,7 +18,7 @@ from typing import Annotated
 import msgspec
 
 from poller.errors import BadResponse
-from poller.model import CallSnapshot, EntitySnapshot, Observation
+from poller.model import CallSnapshot, EntitySnapshot, Listing, Observation, PageSink
 from poller.state import SourceState
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
 from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad, sweep_pages
@@ -210,14 +210,17 @@ class OutboundBotJobGroupSource(Source):
             raise BadResponse("answer without Jobs", api=LIST_API)
         return answer.Jobs
 
-    async def observe(self, committed: SourceState) -> Observation:
-        sweep = await sweep_pages(1, self.cfg.page_size, self._page, lambda page: page.TotalCount)
-        seen: dict[str, Job] = {}
-        for page in sweep.pages:
-            for job in page.List:
-                seen[job.JobId] = job
-        complete = sweep.totals_agree and len(seen) == sweep.total
-        jobs = [job_entity(job, self.job_group_id) for job in seen.values()]
+    async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
+        listing = Listing(early)
+
+        async def page(number: int) -> int:
+            jobs = await self._page(number)
+            await listing.add(job_entity(job, self.job_group_id) for job in jobs.List)
+            return jobs.TotalCount
+
+        sweep = await sweep_pages(1, self.cfg.page_size, page, lambda total: total)
+        complete = sweep.totals_agree and len(listing) == sweep.total
+        jobs = listing.snapshots()
         entities = list(jobs)
         if complete:
             # counts over a partial listing would be wrong progress: the group waits for a full one

@@ -28,7 +28,7 @@ from poller.errors import (
     TokenExpired,
     Unreachable,
 )
-from poller.model import Observation
+from poller.model import Observation, PageSink
 from poller.ratelimit import LimiterRegistry, SlidingWindowLimiter, Slot
 from poller.state import SourceState
 
@@ -87,8 +87,13 @@ class Source(ABC):
         return self.config.poll_interval
 
     @abstractmethod
-    async def observe(self, committed: SourceState) -> Observation:
-        """Poll the vendor once; raise :class:`SourceError` if the picture is not trustworthy."""
+    async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
+        """Poll the vendor once; raise :class:`SourceError` if the picture is not trustworthy.
+
+        Adapters that read a listing page by page hand each page's snapshots to ``early`` as soon as
+        it is read (through :class:`poller.model.Listing`), so their changes are published without
+        waiting for the rest of the sweep; the returned observation still holds every snapshot.
+        """
 
     @property
     def apis(self) -> Sequence[str]:

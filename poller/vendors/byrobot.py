@@ -42,7 +42,7 @@ import anyio
 import msgspec
 
 from poller.errors import AuthFailed, BadResponse, ClientError, ServerError, SourceError, Throttled
-from poller.model import CallSnapshot, EntitySnapshot, Observation
+from poller.model import CallSnapshot, EntitySnapshot, Observation, PageSink
 from poller.secrets import Secret
 from poller.state import EntityState, SourceState
 from poller.vendors.base import (
@@ -502,7 +502,7 @@ class ByRobotSource(Source):
         due = self._next_idle_read.get(task_id, float("-inf")) <= now
         return _Plan(task, old, active, active or counts_moved or due or task_id in self._retry)
 
-    async def observe(self, committed: SourceState) -> Observation:
+    async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         sweep = await sweep_pages(1, self.cfg.page_size, self._tasks_page, lambda p: p.total or 0)
         listed: dict[str, TaskInfo] = {}
         for page in sweep.pages:

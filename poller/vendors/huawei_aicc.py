@@ -24,7 +24,7 @@ import msgspec
 from poller.control import WatchList
 from poller.differ import VANISHED
 from poller.errors import AuthFailed, BadResponse, ClientError, SourceError, Throttled, TokenExpired
-from poller.model import EntitySnapshot, Observation
+from poller.model import EntitySnapshot, Observation, PageSink
 from poller.secrets import Secret
 from poller.state import EntityState, SourceState
 from poller.vendors.base import (
@@ -319,7 +319,7 @@ class HuaweiAiccSource(Source):
         )
         return decoded[0].detail
 
-    async def observe(self, committed: SourceState) -> Observation:
+    async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         self.watch.load(committed.cursors)
         started = anyio.current_time()
         for task_id in [i for i in self._next_fetch if not self.watch.is_watched(i)]:

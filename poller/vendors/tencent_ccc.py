@@ -13,7 +13,7 @@ import msgspec
 from yarl import URL
 
 from poller.errors import AuthFailed, BadResponse, ClientError, ServerError, Throttled
-from poller.model import EntitySnapshot, Observation
+from poller.model import EntitySnapshot, Listing, Observation, PageSink
 from poller.secrets import Secret
 from poller.state import SourceState
 from poller.vendors.base import (
@@ -157,7 +157,7 @@ def classify(resp: Response) -> DescribeAutoCalloutTasksResponse:
     raise ClientError(detail, api=LIST_API)
 
 
-def normalize(task: AutoCalloutTaskInfo, sdk_app_id: int) -> EntitySnapshot:
+def normalize(task: AutoCalloutTaskInfo, sdk_app_id: int | str) -> EntitySnapshot:
     raw = str(task.State)
     return EntitySnapshot(
         kind=EntityKind.TASK,
@@ -220,17 +220,18 @@ class TencentCccSource(Source):
             raise BadResponse("answer without TotalCount or Tasks", api=LIST_API)
         return result.TotalCount, result.Tasks
 
-    async def observe(self, committed: SourceState) -> Observation:
-        sweep = await sweep_pages(0, self.cfg.page_size, self._page, lambda page: page[0])
-        seen: dict[int, AutoCalloutTaskInfo] = {}
-        for _total, tasks in sweep.pages:
-            for task in tasks:
-                seen[task.TaskId] = task
-        complete = sweep.totals_agree and len(seen) == sweep.total
-        return Observation(
-            entities=[normalize(task, self.sdk_app_id) for task in seen.values()],
-            complete=complete,
-        )
+    async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
+        listing = Listing(early)
+        parent = str(self.sdk_app_id)
+
+        async def page(number: int) -> int:
+            total, tasks = await self._page(number)
+            await listing.add(normalize(task, parent) for task in tasks)
+            return total
+
+        sweep = await sweep_pages(0, self.cfg.page_size, page, lambda total: total)
+        complete = sweep.totals_agree and len(listing) == sweep.total
+        return Observation(entities=listing.snapshots(), complete=complete)
 
 
 def build_sources(config: TencentCccAccount, ctx: AdapterContext) -> list[Source]:
