@@ -9,6 +9,7 @@ while we were down (A→B published, then A→C derived), the value in the hash 
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -247,14 +248,16 @@ def diff(
 
 
 def _remember(snap: EntitySnapshot, seq: int) -> EntityState:
+    # raw values and parents repeat across thousands of entities: one shared string each
+    parent = snap.parent_id
     return EntityState(
         kind=snap.kind.value,
         state=snap.state.value,
-        raw=snap.raw_state,
+        raw=sys.intern(snap.raw_state),
         seq=seq,
         completed=snap.completed,
         total=snap.total,
-        parent=snap.parent_id,
+        parent=None if parent is None else sys.intern(parent),
         name=snap.name,
     )
 

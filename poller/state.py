@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import sys
 import zlib
 from collections.abc import Iterable
 from typing import Any
@@ -89,6 +90,25 @@ _decode_chunk = msgspec.msgpack.Decoder(dict[str, EntityState]).decode
 _decode_meta = msgspec.msgpack.Decoder(Meta).decode
 
 
+def _shared_values(chunk: dict[str, EntityState]) -> dict[str, EntityState]:
+    """Decoding gives each entity its own copy of values that repeat across all of them (kind,
+    state, raw value, parent): one shared string each brings a loaded map down to the size the
+    differ builds (about 150 bytes less per entity)."""
+    intern = sys.intern
+    for entity_id, e in chunk.items():
+        chunk[entity_id] = EntityState(
+            kind=intern(e.kind),
+            state=intern(e.state),
+            raw=intern(e.raw),
+            seq=e.seq,
+            completed=e.completed,
+            total=e.total,
+            parent=None if e.parent is None else intern(e.parent),
+            name=e.name,
+        )
+    return chunk
+
+
 class StateStore:
     """Loads and commits :class:`SourceState` records; one instance per poller process."""
 
@@ -112,7 +132,7 @@ class StateStore:
             for chunk in range(meta.chunks):
                 raw = await self._get(f"{source_key}.g{meta.generation}.{chunk}")
                 if raw:
-                    entities.update(_decode_chunk(raw))
+                    entities.update(_shared_values(_decode_chunk(raw)))
         self._meta[source_key] = meta
         return SourceState(
             entities=entities, cursors=dict(meta.cursors), health=meta.health, stream_seq=meta.stream_seq

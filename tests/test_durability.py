@@ -65,6 +65,9 @@ async def test_state_commit_is_chunked_and_reloads_exactly(nats_server: NatsServ
         await store.commit("src", state, changed=set(entities))
         again = await StateStore(kv).load("src")
         assert again.entities == entities and again.cursors == {"c": 5} and again.stream_seq == 42
+        # values that repeat across entities are one shared string each once loaded (memory per entity)
+        first, second = again.entities["job-1"], again.entities["job-8999"]
+        assert first.kind is second.kind and first.state is second.state and first.raw is second.raw
         keys = await kv.keys()
         assert sum(1 for k in keys if k.startswith("src.g")) > 1  # more than one chunk was needed
         # an incremental commit rewrites only what changed and still reloads exactly
