@@ -50,7 +50,7 @@ from poller.baseline import (
     plain_publish,
 )
 from poller.config import Config, NatsConfig, parse_config
-from poller.differ import Diff, SourceId, diff
+from poller.differ import Diff, SourceId, SweepDiff, diff
 from poller.model import EntitySnapshot, Observation
 from poller.natsserver import NatsServer
 from poller.privacy import Privacy
@@ -329,20 +329,25 @@ def tencent_pages(states: Sequence[int], page_size: int) -> Iterator[bytes]:
 def our_sweep(bodies: Sequence[bytes], committed: SourceState) -> Diff:
     """What one Tencent poll cycle does with its pages: classify, decode, normalize, diff.
 
-    Mirrors ``TencentCccSource.observe`` after the HTTP exchanges (classification decodes the
-    page once and hands it back, exactly as ``_page`` uses it).
+    Mirrors ``TencentCccSource.observe`` with the service's page sink after the HTTP exchanges:
+    each page is decoded once (classification hands it back), normalized, kept in the listing and
+    diffed at once; the end of the sweep diffs nothing twice and looks for vanished tasks.
     """
-    seen: dict[int, AutoCalloutTaskInfo] = {}
+    sweep = SweepDiff(SOURCE, committed, PRIVACY)
+    by_id: dict[str, EntitySnapshot] = {}
     totals: set[int | None] = set()
+    parent = str(APP)
+    now = datetime.now(UTC)
     for body in bodies:
         result = classify(Response(200, {"Content-Type": "application/json"}, body)).Response
         assert result.Tasks is not None
         totals.add(result.TotalCount)
-        for task in result.Tasks:
-            seen[task.TaskId] = task
-    complete = len(totals) == 1 and len(seen) == next(iter(totals))
-    observation = Observation(entities=[normalize(task, APP) for task in seen.values()], complete=complete)
-    return diff(SOURCE, committed, observation, datetime.now(UTC), PRIVACY)
+        page = [normalize(task, parent) for task in result.Tasks]
+        for snap in page:
+            by_id[snap.id] = snap
+        sweep.apply(page, now)
+    complete = len(totals) == 1 and len(by_id) == next(iter(totals))
+    return sweep.finish(Observation(entities=list(by_id.values()), complete=complete), now)
 
 
 # -- decode + diff (each side in a fresh subprocess) ----------------------------------------------------
@@ -531,12 +536,13 @@ def _build_entity_map(n: int, page_size: int, kind: str) -> dict[str, EntityStat
     """Our entity map built the way the first sweeps build it: page → decode → normalize → diff."""
     entities: dict[str, EntityState] = {}
     empty = SourceState()
+    parent = str(APP)  # as the adapter passes it: one string per source
     step = max(page_size, (n // 5) // page_size * page_size)
     for start in range(0, n, page_size):
         body = tencent_page(FIRST_TASK_ID + start, [1] * min(page_size, n - start), n)
         result = _decode_tencent.decode(body).Response
         assert result.Tasks is not None
-        observation = Observation(entities=[normalize(t, APP) for t in result.Tasks], complete=False)
+        observation = Observation(entities=[normalize(t, parent) for t in result.Tasks], complete=False)
         entities.update(diff(SOURCE, empty, observation, datetime.now(UTC), PRIVACY).state.entities)
         if (start + page_size) % step == 0:
             _child_progress(kind, start + page_size, n)
