@@ -16,7 +16,7 @@ import anyio
 import nats
 import pytest
 
-from poller.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, build_parser, main
+from poller.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
 from poller.natsserver import NatsServer
 from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tail import tail, tail_subject
