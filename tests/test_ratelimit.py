@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
 import pytest
 
@@ -9,6 +11,7 @@ from poller.ratelimit import LimiterRegistry, SlidingWindowLimiter
 from poller.secrets import Secret
 from poller.simulators.base import Fault, max_in_window
 from poller.simulators.tencent_ccc import TencentCccSimulator
+from poller.state import SourceState
 from poller.vendors.base import AdapterContext, limiter_trace
 from poller.vendors.tencent_ccc import LIST_API, TencentCccAccount, TencentCccSource
 
@@ -106,3 +109,68 @@ async def test_many_workers_over_real_http_never_exceed_the_vendor_window(limit:
     pause = [t for t in arrivals if throttled[0].at + 0.1 < t < throttled[0].at + 0.9]
     assert pause == []
     assert any(t >= throttled[0].at + 0.9 for t in arrivals)
+
+
+async def test_starts_are_paced_evenly_and_lateness_does_not_add_up() -> None:
+    """With a backlog, one start every window/limit: no bursts, and (nearly) all of the limit used."""
+    limiter = SlidingWindowLimiter(20)
+    starts: list[float] = []
+
+    async def worker() -> None:
+        for _ in range(10):
+            slot = await limiter.acquire()
+            slot.sent()
+            starts.append(anyio.current_time())
+            await anyio.sleep(0.002)  # a busy loop: every wake-up a little late
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(6):
+            tg.start_soon(worker)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    spacing = limiter.window / 20
+    assert max_in_window(starts) <= 20
+    assert min(gaps) > 0.5 * spacing  # never two starts together: paced, not burst
+    # 60 starts on the grid: 59 spacings, not 59 spacings plus every wake-up's lateness
+    rate = (len(starts) - 1) / (starts[-1] - starts[0])
+    assert rate >= 0.96 * 20, rate
+
+
+async def test_a_big_sweep_does_not_starve_a_small_source_on_the_same_credential() -> None:
+    """Two SdkAppIds of one account share a limiter: 60 pages of one must not queue ahead of the other."""
+    import aiohttp
+
+    big_app, small_app = 1400000301, 1400000302
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+        for _ in range(180):
+            sim.add_task(big_app)
+        for _ in range(6):
+            sim.add_task(small_app)
+        async with aiohttp.ClientSession(trace_configs=[limiter_trace()]) as http:
+            ctx = AdapterContext(http=http, limiters=LimiterRegistry())
+            account = TencentCccAccount(
+                vendor="tencent-ccc",
+                account="fair",
+                secret_id=SECRET_ID,
+                secret_key=Secret(SECRET_KEY),
+                sdk_app_ids=[big_app, small_app],
+                endpoint=sim.url,
+                page_size=3,
+                rate_limits={LIST_API: 10},
+            )
+            big, small = TencentCccSource(account, ctx, big_app), TencentCccSource(account, ctx, small_app)
+            done: dict[str, float] = {}
+            started = anyio.current_time()
+
+            async def sweep(name: str, source: TencentCccSource) -> None:
+                observation = await source.observe(SourceState())
+                assert observation.complete
+                done[name] = anyio.current_time() - started
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sweep, "big", big)
+                await anyio.sleep(0.05)  # the big sweep's first page is out and its workers queue up
+                tg.start_soon(sweep, "small", small)
+    assert done["big"] > 5.0  # 60 pages at 10 per second
+    # the small source's 2 pages wait behind about one window of the big one's requests, not all 59
+    assert done["small"] < 2.5, done
+    assert max_in_window(sim.log.times(LIST_API)) <= 10

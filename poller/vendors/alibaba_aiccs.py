@@ -114,7 +114,7 @@ class AiccsSource(Source):
             await listing.add(task_entity(record) for record in tasks.Record)
             return tasks.Total
 
-        sweep = await sweep_pages(1, self.cfg.page_size, page, lambda total: total)
+        sweep = await sweep_pages(1, self.cfg.page_size, page, lambda total: total, self._limiter.limit)
         complete = sweep.totals_agree and len(listing) == sweep.total
         return Observation(entities=listing.snapshots(), complete=complete)
 

@@ -218,7 +218,7 @@ class OutboundBotJobGroupSource(Source):
             await listing.add(job_entity(job, self.job_group_id) for job in jobs.List)
             return jobs.TotalCount
 
-        sweep = await sweep_pages(1, self.cfg.page_size, page, lambda total: total)
+        sweep = await sweep_pages(1, self.cfg.page_size, page, lambda total: total, self._limiter.limit)
         complete = sweep.totals_agree and len(listing) == sweep.total
         jobs = listing.snapshots()
         entities = list(jobs)

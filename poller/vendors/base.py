@@ -198,9 +198,18 @@ class Sweep(Generic[P]):
 
 
 async def sweep_pages(
-    first_number: int, page_size: int, fetch: Callable[[int], Awaitable[P]], total_of: Callable[[P], int]
+    first_number: int,
+    page_size: int,
+    fetch: Callable[[int], Awaitable[P]],
+    total_of: Callable[[P], int],
+    concurrency: int = 20,
 ) -> Sweep[P]:
-    """The first page tells the total; the rest are fetched concurrently (the limiter paces them).
+    """The first page tells the total; the rest are fetched by ``concurrency`` workers in page order.
+
+    The limiter paces them; bounding the workers (to about one window's worth of requests) keeps a
+    big listing from queueing hundreds of requests at a limiter that other sources share: the
+    limiter serves waiters first come first served, so a source with one page waits behind at most
+    a window of another's, not behind its whole sweep.
 
     Entities added or moved while paging can be missed or seen twice, so a listing is complete only
     if every page reported the same total and the de-duplicated count equals it: adapters check
@@ -210,14 +219,16 @@ async def sweep_pages(
     total = total_of(first)
     pages: dict[int, P] = {first_number: first}
     page_count = -(-total // page_size)
+    remaining = iter(range(first_number + 1, first_number + page_count))
 
-    async def fetch_into(number: int) -> None:
-        pages[number] = await fetch(number)
+    async def worker() -> None:
+        for number in remaining:  # one shared iterator: each page is taken by exactly one worker
+            pages[number] = await fetch(number)
 
     if page_count > 1:
         async with anyio.create_task_group() as tg:
-            for number in range(first_number + 1, first_number + page_count):
-                tg.start_soon(fetch_into, number)
+            for _ in range(min(max(1, concurrency), page_count - 1)):
+                tg.start_soon(worker)
     ordered = [pages[n] for n in sorted(pages)]
     return Sweep(ordered, total, len({total_of(page) for page in ordered}) == 1)
 

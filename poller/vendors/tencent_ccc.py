@@ -229,7 +229,7 @@ class TencentCccSource(Source):
             await listing.add(normalize(task, parent) for task in tasks)
             return total
 
-        sweep = await sweep_pages(0, self.cfg.page_size, page, lambda total: total)
+        sweep = await sweep_pages(0, self.cfg.page_size, page, lambda total: total, self._limiter.limit)
         complete = sweep.totals_agree and len(listing) == sweep.total
         return Observation(entities=listing.snapshots(), complete=complete)
 
