@@ -150,6 +150,8 @@ def parse_config(
                 )
             if limit < 1:
                 raise ConfigError(f"{where}.rate_limits.{api}: must be at least 1")
+        if not 0.0 <= account.rate_limit_margin <= 0.5:
+            raise ConfigError(f"{where}.rate_limit_margin: must be between 0 and 0.5 seconds")
         sources.append(account)
     shard = shard_from_env(env) or top.shard
     if shard.count < 1 or not 0 <= shard.index < shard.count:

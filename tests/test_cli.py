@@ -95,6 +95,11 @@ def test_check_config_warns_about_inline_secrets(tmp_path: Path, capsys: pytest.
         ('account = "acme"', 'account = "has spaces"', "sources[0].account"),
         ('url = "nats://127.0.0.1:1"', "url = 5", "nats.url"),
         ("[nats]", '[logging]\nlevel = "LOUD"\n[nats]', "logging.level"),
+        (
+            "sdk_app_ids = [1400000001]",
+            "sdk_app_ids = [1400000001]\nrate_limit_margin = 2",
+            "rate_limit_margin",
+        ),
     ],
 )
 def test_bad_config_names_file_and_field_and_exits_2(

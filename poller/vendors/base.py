@@ -29,7 +29,7 @@ from poller.errors import (
     Unreachable,
 )
 from poller.model import Observation, PageSink
-from poller.ratelimit import LimiterRegistry, SlidingWindowLimiter, Slot
+from poller.ratelimit import DEFAULT_MARGIN, LimiterRegistry, SlidingWindowLimiter, Slot
 from poller.state import SourceState
 
 log = logging.getLogger("poller.vendors")
@@ -43,6 +43,8 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     poll_interval: float = 2.0
     #: per-API request limits overriding the vendor's documented defaults
     rate_limits: dict[str, int] = {}
+    #: seconds added to each one-second window for network jitter between us and the vendor's clock
+    rate_limit_margin: float = DEFAULT_MARGIN
     request_timeout: float = 10.0
     #: attempts after the first for one request (5xx, timeouts, resets, throttling) before the cycle fails
     retries: int = 3
@@ -101,7 +103,7 @@ class Source(ABC):
 
     def limiter(self, api: str, credential: str, default_limit: int) -> SlidingWindowLimiter:
         limit = self.config.rate_limits.get(api, default_limit)
-        return self.ctx.limiters.get(self.vendor, api, credential, limit)
+        return self.ctx.limiters.get(self.vendor, api, credential, limit, self.config.rate_limit_margin)
 
     async def send(
         self,
