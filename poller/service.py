@@ -188,6 +188,15 @@ class Service:
                 await anyio.sleep(delay)
 
     async def _run_source(self, status: SourceStatus) -> None:
+        committer = _Committer(self, status)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(committer.run)
+            try:
+                await self._poll_source(status, committer)
+            finally:
+                committer.close()  # what is pending is still committed (within the shutdown grace)
+
+    async def _poll_source(self, status: SourceStatus, committer: _Committer) -> None:
         source = status.source
         sid = SourceId(vendor=source.vendor, account=source.account, scope=source.scope)
         labels = (source.vendor, source.account, source.scope)
@@ -227,9 +236,12 @@ class Service:
             events: list[EventBase] = health_events + d.events
             new_state = msgspec.structs.replace(d.state, health=health)
             changed: set[str] | None = d.changed
+            if events:
+                await self._publish_final(status, events, new_state, cycle_started)
             if events or changed or new_state.cursors != state.cursors:
-                await self._publish_and_commit(status, events, new_state, changed, cycle_started)
-            status.caught_up = time.monotonic()
+                committer.submit(new_state, changed)
+            elif committer.idle:
+                status.caught_up = time.monotonic()
             state = new_state
             status.degraded = health.degraded
             self.metrics.source_degraded.labels(*labels).set(1 if health.degraded else 0)
@@ -258,34 +270,24 @@ class Service:
             with anyio.move_on_after(delay):
                 await self.stopping.wait()
 
-    async def _publish_and_commit(
-        self,
-        status: SourceStatus,
-        events: list[EventBase],
-        state: SourceState,
-        changed: set[str] | None,
-        cycle_started: float,
+    async def _publish_final(
+        self, status: SourceStatus, events: list[EventBase], state: SourceState, cycle_started: float
     ) -> None:
-        """Shielded: a stop request lets this finish (within the grace period) rather than cut it."""
-        assert self.store is not None and self.publisher is not None
-        store, publisher = self.store, self.publisher
-        source = status.source
+        """The cycle's last events (vanishes, progress, health). Shielded: a stop lets it finish."""
+        assert self.publisher is not None
+        publisher = self.publisher
         with anyio.CancelScope(shield=True) as drain:
             self._drain_scopes.add(drain)
             try:
-                if events:
-                    highest = await publisher.publish(events, status.key)
-                    state.stream_seq = max(state.stream_seq, highest)
-                    self._count(source.vendor, events, cycle_started)
-                await self._retry_nats("state commit", lambda: store.commit(status.key, state, changed))
-                status.last_commit = time.monotonic()
-                self.metrics.commits.labels(source.vendor, "ok").inc()
+                highest = await publisher.publish(events, status.key)
+                state.stream_seq = max(state.stream_seq, highest)
+                self._count(status.source.vendor, events, cycle_started)
             finally:
                 self._drain_scopes.discard(drain)
         if drain.cancelled_caught:
             log.warning(
-                "shutdown grace ran out before publish and commit finished; a restart re-derives them",
-                extra={"vendor": source.vendor, "account": source.account},
+                "shutdown grace ran out before publishing finished; a restart re-derives the events",
+                extra={"vendor": status.source.vendor, "account": status.source.account},
             )
 
     def _page_sink(self, status: SourceStatus, sweep: SweepDiff, cycle_started: float) -> PageSink:
@@ -403,6 +405,77 @@ class Service:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await self._nc.drain() if self._nc.is_connected else await self._nc.close()
             log.info("poller stopped")
+
+
+class _Committer:
+    """Commits a source's state beside its polling, so the next sweep does not wait for the KV.
+
+    Every event a state reflects is acked before the state is handed over, and the stream is the
+    write-ahead log (poller/replay.py): a commit that is late, or lost in a crash, only means more
+    to replay on restart. States handed over while a commit runs are coalesced into one commit of
+    the newest, with the union of their changed entities. Commits are shielded: on stop, what is
+    pending is committed within the shutdown grace.
+    """
+
+    def __init__(self, service: Service, status: SourceStatus) -> None:
+        self._service = service
+        self._status = status
+        self._state: SourceState | None = None
+        self._changed: set[str] | None = set()
+        self._wake = anyio.Event()
+        self._closed = False
+        self._busy = False
+
+    @property
+    def idle(self) -> bool:
+        return self._state is None and not self._busy
+
+    def submit(self, state: SourceState, changed: set[str] | None) -> None:
+        self._state = state
+        if changed is None or self._changed is None:
+            self._changed = None
+        else:
+            self._changed |= changed
+        self._wake.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            if self._state is not None:
+                state, changed = self._state, self._changed
+                self._state, self._changed = None, set()
+                self._busy = True
+                try:
+                    await self._commit(state, changed)
+                finally:
+                    self._busy = False
+            if self._closed and self._state is None:
+                return
+
+    async def _commit(self, state: SourceState, changed: set[str] | None) -> None:
+        service, status = self._service, self._status
+        assert service.store is not None
+        store, source = service.store, status.source
+        with anyio.CancelScope(shield=True) as drain:
+            service._drain_scopes.add(drain)
+            try:
+                await service._retry_nats("state commit", lambda: store.commit(status.key, state, changed))
+                status.last_commit = time.monotonic()
+                if self._state is None:
+                    status.caught_up = status.last_commit
+                service.metrics.commits.labels(source.vendor, "ok").inc()
+            finally:
+                service._drain_scopes.discard(drain)
+        if drain.cancelled_caught:
+            log.warning(
+                "shutdown grace ran out before the state commit finished; a restart replays the stream",
+                extra={"vendor": source.vendor, "account": source.account},
+            )
 
 
 def _kv_key(source_key: str) -> str:

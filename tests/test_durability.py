@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import anyio
 
 from poller.natsserver import NatsServer
@@ -76,3 +79,35 @@ async def test_state_commit_is_chunked_and_reloads_exactly(nats_server: NatsServ
         assert (await StateStore(kv).load("src")).entities == entities
     finally:
         await nc.close()
+
+
+async def test_a_slow_state_commit_does_not_hold_up_polling_and_the_last_state_is_committed_on_stop(
+    nats_server: NatsServer,
+) -> None:
+    """Commits run beside the polling, coalesced; stopping still commits the newest state."""
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+        tasks = [sim.add_task(APP, state=0) for _ in range(4)]
+        config = make_config(nats_server.url, [tencent_source(sim, [APP])], shutdown_grace=5.0)
+        commits: list[float] = []
+        async with running(config) as service:
+            assert service.store is not None
+            store = service.store
+            real_commit = store.commit
+
+            async def slow_commit(*args: Any, **kwargs: Any) -> None:
+                await anyio.sleep(1.5)  # a KV far away, or a big state
+                await real_commit(*args, **kwargs)
+                commits.append(time.monotonic())
+
+            store.commit = slow_commit  # type: ignore[method-assign]
+            started = time.monotonic()
+            for task in tasks:
+                sim.set_state(APP, task, 1)
+                await polls_done(service, 2)
+            polled_for = time.monotonic() - started
+        # four cycles with changes (and four without) in less than two commits' time: no waiting for them
+        assert polled_for < 3.0 and len(commits) < 4, (polled_for, commits)
+        async with running(config) as service:
+            assert service.store is not None
+            state = await service.store.load(service.statuses[next(iter(service.statuses))].key)
+    assert {state.entities[str(t)].raw for t in tasks} == {"1"}  # the newest state, committed on stop
