@@ -9,6 +9,7 @@ while we were down (A→B published, then A→C derived), the value in the hash 
 from __future__ import annotations
 
 import hashlib
+import operator
 import sys
 from collections.abc import Iterable
 from datetime import datetime
@@ -100,6 +101,8 @@ class SweepDiff:
         #: highest stream sequence of the events already published from this cycle
         self.stream_seq = previous.stream_seq
         self._applied: dict[str, EntitySnapshot] = {}
+        #: how many of the previous entities this sweep has seen: all of them means none vanished
+        self._seen_before = 0
 
     def apply(self, snapshots: Iterable[EntitySnapshot], now: datetime) -> list[EventBase]:
         """The events of these snapshots; each snapshot object is applied once per cycle."""
@@ -107,9 +110,13 @@ class SweepDiff:
         entities, changed, applied = self.entities, self.changed, self._applied
         source, privacy = self.source, self.privacy
         vendor, account, key = source.vendor, source.account, source.key
+        before = self.previous.entities
         for snap in snapshots:
-            if applied.get(snap.id) is snap:
+            prior = applied.get(snap.id)
+            if prior is snap:
                 continue
+            if prior is None and snap.id in before:
+                self._seen_before += 1
             applied[snap.id] = snap
             old = entities.get(snap.id)
             if old is not None and old.state != VANISHED:
@@ -193,7 +200,12 @@ class SweepDiff:
 
     def finish(self, observation: Observation, now: datetime) -> Diff:
         """The rest of the observation, then vanishes (complete listings only), calls and cursors."""
-        events = self.apply(observation.entities, now)
+        entities = observation.entities
+        applied = self._applied
+        # a streaming adapter's observation is exactly the snapshots it streamed: checked in C, so
+        # the end of a 100k-entity sweep does not walk them all again in Python
+        streamed = len(entities) == len(applied) and all(map(operator.is_, entities, applied.values()))
+        events = [] if streamed else self.apply(entities, now)
         if observation.complete:
             events.extend(self._vanished(now))
         source, privacy = self.source, self.privacy
@@ -209,9 +221,13 @@ class SweepDiff:
 
     def _vanished(self, now: datetime) -> list[EventBase]:
         events: list[EventBase] = []
-        key, seen = self.source.key, self._applied
-        for entity_id, old in self.previous.entities.items():
-            if entity_id in seen or old.state == VANISHED:
+        key, previous = self.source.key, self.previous.entities
+        if self._seen_before == len(previous):
+            return events  # every entity seen again: nothing to look for (the usual sweep)
+        missing = previous.keys() - self._applied.keys()
+        for entity_id in (k for k in previous if k in missing):
+            old = previous[entity_id]
+            if old.state == VANISHED:
                 continue
             seq = old.seq + 1
             events.append(
