@@ -1,7 +1,9 @@
 """Wires the steps together under one anyio task group.
 
-Each source runs its own loop (bulkhead): poll → diff → publish (every event acked) → commit. A
-source that hangs or fails delays nobody else; one that fails backs off with jitter and reports one
+Each source runs its own loop (bulkhead): poll, each page diffed and published (every event acked)
+as it is read → the rest of the diff at the sweep's end (vanishes, progress, cursors) → the state
+handed to the source's committer, which writes it to the KV beside the next sweep. A source that
+hangs or fails delays nobody else; one that fails backs off with jitter and reports one
 ``source-degraded`` per episode. On stop, polling is cancelled at once while publishes and commits
 already under way get ``shutdown_grace`` seconds to finish (shielded from the cancellation).
 """

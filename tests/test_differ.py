@@ -84,6 +84,19 @@ def test_vanish_only_from_a_complete_listing_and_a_return_gets_fresh_ids() -> No
     assert back.event_id not in {e.event_id for e in first}  # type: ignore[attr-defined]
 
 
+def test_a_tombstone_stays_quiet_and_later_vanishes_are_still_found() -> None:
+    """Sweeps that see every entity again skip the vanish scan; a tombstone must not defeat it."""
+    state, _ = step(SourceState(), task("A"), task("A", tid="t2"), task("A", tid="t3"))
+    state, events = step(state, task("A"), task("A", tid="t3"))
+    assert [(type(e), e.entity_id) for e in events] == [(TaskVanished, "t2")]  # type: ignore[attr-defined]
+    state, events = step(state, task("A"), task("A", tid="t3"))
+    assert events == []  # the tombstone of t2 is not seen and not reported again
+    state, events = step(state, task("A"))
+    assert [(type(e), e.entity_id) for e in events] == [(TaskVanished, "t3")]  # type: ignore[attr-defined]
+    state, events = step(state, task("A"))
+    assert events == []
+
+
 def test_terminal_job_gives_call_finished_before_its_status_change_and_masks_the_number() -> None:
     call = CallSnapshot(
         call_id="j1",
