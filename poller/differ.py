@@ -202,10 +202,11 @@ class SweepDiff:
         """The rest of the observation, then vanishes (complete listings only), calls and cursors."""
         entities = observation.entities
         applied = self._applied
-        # a streaming adapter's observation is exactly the snapshots it streamed: checked in C, so
-        # the end of a 100k-entity sweep does not walk them all again in Python
-        streamed = len(entities) == len(applied) and all(map(operator.is_, entities, applied.values()))
-        events = [] if streamed else self.apply(entities, now)
+        # a streaming adapter's observation starts with exactly the snapshots it streamed (then, say,
+        # a job group's counts): checked in C, so the end of a 100k-entity sweep does not walk them
+        # all again in Python (map stops at the shorter of the two)
+        streamed = len(entities) >= len(applied) and all(map(operator.is_, entities, applied.values()))
+        events = self.apply(entities[len(applied) :] if streamed else entities, now)
         if observation.complete:
             events.extend(self._vanished(now))
         source, privacy = self.source, self.privacy

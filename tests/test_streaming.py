@@ -146,3 +146,27 @@ async def test_a_sweep_failing_midway_keeps_its_published_pages_without_repeatin
     assert not any(isinstance(e, TaskVanished) for e in events)
     assert len({e.event_id for e in events}) == len(events)
     assert [type(e).__name__ for e in events].count("SourceDegraded") == 1
+
+
+async def test_a_sweep_with_the_last_total_requests_every_page_at_once_and_follows_growth() -> None:
+    from poller.vendors.base import sweep_pages
+
+    listing = list(range(25))  # 5 pages of 5
+    requested: list[int] = []
+
+    async def fetch(number: int) -> tuple[int, list[int]]:
+        requested.append(number)
+        return len(listing), listing[number * 5 : number * 5 + 5]
+
+    first = await sweep_pages(0, 5, fetch, lambda page: page[0])
+    assert requested[0] == 0 and sorted(requested) == [0, 1, 2, 3, 4] and first.total == 25
+    listing.extend(range(25, 37))  # grew to 8 pages since
+    requested.clear()
+    grown = await sweep_pages(0, 5, fetch, lambda page: page[0], expected_total=first.total)
+    assert sorted(requested) == list(range(8))
+    assert [x for _, items in grown.pages for x in items] == listing and grown.totals_agree
+    del listing[10:]  # shrank to 2 pages: the extra pages come back empty, the listing is still whole
+    requested.clear()
+    shrunk = await sweep_pages(0, 5, fetch, lambda page: page[0], expected_total=grown.total)
+    assert sorted(requested) == list(range(8))
+    assert [x for _, items in shrunk.pages for x in items] == listing and shrunk.total == 10

@@ -89,6 +89,8 @@ class AiccsSource(Source):
             signature=config.signature,
         )
         self._limiter = self.limiter(LIST_API, API_WIDE, DEFAULT_LIMIT)
+        #: the last sweep's total: the next sweep requests every page at once
+        self._last_total: int | None = None
         self._classify = classifier(LIST_API)
 
     @property
@@ -114,7 +116,10 @@ class AiccsSource(Source):
             await listing.add(task_entity(record) for record in tasks.Record)
             return tasks.Total
 
-        sweep = await sweep_pages(1, self.cfg.page_size, page, lambda total: total, self._limiter.limit)
+        sweep = await sweep_pages(
+            1, self.cfg.page_size, page, lambda total: total, self._limiter.limit, self._last_total
+        )
+        self._last_total = sweep.total
         complete = sweep.totals_agree and len(listing) == sweep.total
         return Observation(entities=listing.snapshots(), complete=complete)
 

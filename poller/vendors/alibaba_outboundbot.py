@@ -190,6 +190,8 @@ class OutboundBotJobGroupSource(Source):
             signature=config.signature,
         )
         self._limiter = self.limiter(LIST_API, config.access_key_id, DEFAULT_LIMIT)
+        #: the last sweep's total: the next sweep requests every page at once
+        self._last_total: int | None = None
         self._classify = classifier(LIST_API)
 
     @property
@@ -224,7 +226,10 @@ class OutboundBotJobGroupSource(Source):
             await listing.add(job_entity(job, self.job_group_id) for job in jobs.List)
             return jobs.TotalCount
 
-        sweep = await sweep_pages(1, self.cfg.page_size, page, lambda total: total, self._limiter.limit)
+        sweep = await sweep_pages(
+            1, self.cfg.page_size, page, lambda total: total, self._limiter.limit, self._last_total
+        )
+        self._last_total = sweep.total
         complete = sweep.totals_agree and len(listing) == sweep.total
         jobs = listing.snapshots()
         entities = list(jobs)

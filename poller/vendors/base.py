@@ -205,32 +205,47 @@ async def sweep_pages(
     fetch: Callable[[int], Awaitable[P]],
     total_of: Callable[[P], int],
     concurrency: int = 20,
+    expected_total: int | None = None,
 ) -> Sweep[P]:
-    """The first page tells the total; the rest are fetched by ``concurrency`` workers in page order.
+    """Every page of a listing, fetched by ``concurrency`` workers in page order.
 
-    The limiter paces them; bounding the workers (to about one window's worth of requests) keeps a
-    big listing from queueing hundreds of requests at a limiter that other sources share: the
-    limiter serves waiters first come first served, so a source with one page waits behind at most
-    a window of another's, not behind its whole sweep.
+    Without ``expected_total`` the first page is read alone to learn the total; with it (the last
+    sweep's total) every expected page is requested at once, so back-to-back sweeps leave no idle
+    round trip between them, and pages the listing grew by are fetched after.
+
+    The limiter paces the requests; bounding the workers (to about one window's worth) keeps a big
+    listing from queueing hundreds of requests at a limiter that other sources share: the limiter
+    serves waiters first come first served, so a source with one page waits behind at most a window
+    of another's, not behind its whole sweep.
 
     Entities added or moved while paging can be missed or seen twice, so a listing is complete only
     if every page reported the same total and the de-duplicated count equals it: adapters check
     that before trusting a missing entity to have vanished.
     """
-    first = await fetch(first_number)
-    total = total_of(first)
-    pages: dict[int, P] = {first_number: first}
-    page_count = -(-total // page_size)
-    remaining = iter(range(first_number + 1, first_number + page_count))
+    pages: dict[int, P] = {}
 
-    async def worker() -> None:
-        for number in remaining:  # one shared iterator: each page is taken by exactly one worker
-            pages[number] = await fetch(number)
+    async def fetch_all(numbers: range) -> None:
+        remaining = iter(numbers)
 
-    if page_count > 1:
+        async def worker() -> None:
+            for number in remaining:  # one shared iterator: each page is taken by exactly one worker
+                pages[number] = await fetch(number)
+
         async with anyio.create_task_group() as tg:
-            for _ in range(min(max(1, concurrency), page_count - 1)):
+            for _ in range(min(max(1, concurrency), len(numbers))):
                 tg.start_soon(worker)
+
+    def count(total: int) -> int:
+        return max(1, -(-total // page_size))
+
+    if expected_total is None:
+        pages[first_number] = await fetch(first_number)
+    else:
+        await fetch_all(range(first_number, first_number + count(expected_total)))
+    total = total_of(pages[first_number])
+    missing = [n for n in range(first_number, first_number + count(total)) if n not in pages]
+    if missing:
+        await fetch_all(range(missing[0], missing[-1] + 1))
     ordered = [pages[n] for n in sorted(pages)]
     return Sweep(ordered, total, len({total_of(page) for page in ordered}) == 1)
 

@@ -182,6 +182,8 @@ class TencentCccSource(Source):
         self.url = config.endpoint.rstrip("/") + "/"
         self.host = host_of(config.endpoint)
         self._limiter = self.limiter(LIST_API, config.secret_id, APIS[LIST_API])
+        #: the last sweep's total: the next sweep requests every page at once
+        self._last_total: int | None = None
 
     @property
     def apis(self) -> tuple[str, ...]:
@@ -229,7 +231,10 @@ class TencentCccSource(Source):
             await listing.add(normalize(task, parent) for task in tasks)
             return total
 
-        sweep = await sweep_pages(0, self.cfg.page_size, page, lambda total: total, self._limiter.limit)
+        sweep = await sweep_pages(
+            0, self.cfg.page_size, page, lambda total: total, self._limiter.limit, self._last_total
+        )
+        self._last_total = sweep.total
         complete = sweep.totals_agree and len(listing) == sweep.total
         return Observation(entities=listing.snapshots(), complete=complete)
 
