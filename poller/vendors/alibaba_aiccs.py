@@ -16,7 +16,7 @@ from poller.errors import BadResponse
 from poller.model import EntitySnapshot, Listing, Observation, PageSink
 from poller.state import SourceState
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
-from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad, sweep_pages
+from poller.vendors.base import AdapterContext, Response, Source, Vendor, decode_or_bad, sweep_pages
 from poller.vendors.normalize import state_map
 from schemas import EntityKind, TaskState
 from schemas.vendors.alibaba import ListTaskRequest, ListTaskResponse, TaskPage, TaskRecord, decoder
@@ -75,6 +75,17 @@ def task_entity(record: TaskRecord) -> EntitySnapshot:
     )
 
 
+def read_task_page(resp: Response) -> TaskPage:
+    """A classified 200 answer → its page of tasks, or a SourceError (the cycle fails as a whole)."""
+    answer: ListTaskResponse = decode_or_bad(_decode_list, resp.body, LIST_API)
+    check_envelope(
+        LIST_API, success=answer.Success, code=answer.Code, message=answer.Message, http_status=None
+    )
+    if answer.Data is None:
+        raise BadResponse("answer without Data", api=LIST_API)
+    return answer.Data
+
+
 class AiccsSource(Source):
     vendor = VENDOR
 
@@ -100,13 +111,7 @@ class AiccsSource(Source):
     async def _page(self, number: int) -> TaskPage:
         request = ListTaskRequest(PageNo=number, PageSize=self.cfg.page_size)
         resp = await call_rpc(self, self.signer, self._limiter, self._classify, LIST_API, request)
-        answer: ListTaskResponse = decode_or_bad(_decode_list, resp.body, LIST_API)
-        check_envelope(
-            LIST_API, success=answer.Success, code=answer.Code, message=answer.Message, http_status=None
-        )
-        if answer.Data is None:
-            raise BadResponse("answer without Data", api=LIST_API)
-        return answer.Data
+        return read_task_page(resp)
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)

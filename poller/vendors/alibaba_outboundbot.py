@@ -22,7 +22,7 @@ from poller.errors import BadResponse
 from poller.model import CallSnapshot, EntitySnapshot, Listing, Observation, PageSink
 from poller.state import SourceState
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
-from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad, sweep_pages
+from poller.vendors.base import AdapterContext, Response, Source, Vendor, decode_or_bad, sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
 from schemas.vendors.alibaba import Job, JobPage, ListJobsByGroupRequest, ListJobsByGroupResponse, decoder
@@ -137,6 +137,21 @@ def call_of(job: Job, job_group_id: str) -> CallSnapshot | None:
     )
 
 
+def read_jobs_page(resp: Response) -> JobPage:
+    """A classified 200 answer → its page of jobs, or a SourceError (the cycle fails as a whole)."""
+    answer: ListJobsByGroupResponse = decode_or_bad(_decode_list, resp.body, LIST_API)
+    check_envelope(
+        LIST_API,
+        success=answer.Success,
+        code=answer.Code,
+        message=answer.Message,
+        http_status=answer.HttpStatusCode,
+    )
+    if answer.Jobs is None:
+        raise BadResponse("answer without Jobs", api=LIST_API)
+    return answer.Jobs
+
+
 def job_entity(job: Job, job_group_id: str) -> EntitySnapshot:
     return EntitySnapshot(
         kind=EntityKind.JOB,
@@ -206,17 +221,7 @@ class OutboundBotJobGroupSource(Source):
             PageSize=self.cfg.page_size,
         )
         resp = await call_rpc(self, self.signer, self._limiter, self._classify, LIST_API, request)
-        answer: ListJobsByGroupResponse = decode_or_bad(_decode_list, resp.body, LIST_API)
-        check_envelope(
-            LIST_API,
-            success=answer.Success,
-            code=answer.Code,
-            message=answer.Message,
-            http_status=answer.HttpStatusCode,
-        )
-        if answer.Jobs is None:
-            raise BadResponse("answer without Jobs", api=LIST_API)
-        return answer.Jobs
+        return read_jobs_page(resp)
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)
