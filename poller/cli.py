@@ -40,10 +40,10 @@ def _load(path: str) -> Config | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from poller.lifecycle import run_until_signalled
     from poller.ops.configview import secret_values
     from poller.ops.logs import configure
-    from poller.service import Service
+    from poller.runtime.lifecycle import run_until_signalled
+    from poller.runtime.service import Service
 
     config = _load(args.config)
     if config is None:
@@ -59,8 +59,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from poller.demo import run_demo
     from poller.ops.logs import configure
+    from poller.tools.demo import run_demo
 
     configure("WARNING", "text")
     try:
@@ -98,7 +98,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    from poller.tail import TailError, tail, tail_subject
+    from poller.tools.tail import TailError, tail, tail_subject
 
     subject = tail_subject(args.prefix, args.vendor, args.account, args.type)
     mode = f"stream {args.stream} from its start" if args.from_start else "live"
@@ -140,7 +140,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from poller.simulate import run_simulators
+    from poller.tools.simulate import run_simulators
 
     code: int = anyio.run(run_simulators, args.seed, args.host, args.port, args.vendor, args.evolve_every)
     return code
@@ -148,9 +148,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     try:
-        bench = importlib.import_module("poller.bench")
+        bench = importlib.import_module("poller.tools.bench")
     except ModuleNotFoundError as exc:
-        if exc.name != "poller.bench":
+        if exc.name != "poller.tools.bench":
             raise  # the benchmark exists but something it imports is missing: say so, not "not built"
         print("bench: the benchmark is not built yet in this version", file=sys.stderr)
         return EXIT_FAILURE

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from poller.errors import ConfigError
-from poller.privacy import PersonalDataPolicy
+from poller.pipeline.privacy import PersonalDataPolicy
 from poller.secrets import Secret
 from poller.vendors import VENDORS
 from poller.vendors.base import AccountConfig

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from poller.natsserver import NatsServer
+from poller.tools.natsserver import NatsServer
 
 
 @pytest.fixture

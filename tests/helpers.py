@@ -12,7 +12,7 @@ import msgspec
 import nats
 
 from poller.config import Config, parse_config
-from poller.service import Service
+from poller.runtime.service import Service
 from schemas import Event
 
 

@@ -17,12 +17,12 @@ import nats
 import pytest
 
 from poller.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
-from poller.natsserver import NatsServer
 from poller.simulators.tencent_ccc import TencentCccSimulator
-from poller.tail import tail, tail_subject
+from poller.tools.natsserver import NatsServer
+from poller.tools.tail import tail, tail_subject
 from schemas import TaskAppeared, encoder
 from tests.helpers import make_config, polls_done, running, stream_events
-from tests.test_tencent_e2e import SECRET_ID, SECRET_KEY, tencent_source
+from tests.system.test_tencent_e2e import SECRET_ID, SECRET_KEY, tencent_source
 
 COMMANDS = ("run", "demo", "check-config", "tail", "simulate", "bench", "schema")
 GOOD = """
@@ -255,9 +255,9 @@ def test_bench_runs_the_benchmark_or_says_it_is_not_built(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen: list[list[str]] = []
-    monkeypatch.setattr("poller.bench.main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.setattr("poller.tools.bench.main", lambda argv: seen.append(argv) or 0)
     assert main(["bench", "--only", "cpu", "--only", "publish", "--quick"]) == 0
     assert seen == [["--only", "cpu", "--only", "publish", "--quick"]]
-    monkeypatch.setitem(sys.modules, "poller.bench", None)  # what an install without it looks like
+    monkeypatch.setitem(sys.modules, "poller.tools.bench", None)  # what an install without it looks like
     assert main(["bench", "--quick"]) == EXIT_FAILURE
     assert "not built" in capsys.readouterr().err

@@ -6,11 +6,11 @@ import logging
 
 import pytest
 
-from poller.natsserver import NatsServer
 from poller.simulators.base import Fault
 from poller.simulators.tencent_ccc import TencentCccSimulator
+from poller.tools.natsserver import NatsServer
 from tests.helpers import make_config, polls_done, running, stream_events, wait_until
-from tests.test_tencent_e2e import SECRET_ID, SECRET_KEY, tencent_source
+from tests.system.test_tencent_e2e import SECRET_ID, SECRET_KEY, tencent_source
 
 APP = 1400000400
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from poller.simulators.alibaba_common import AlibabaSimulator, Params, int_param
+from poller.simulators.base import DemoSetup
 from poller.vendors.alibaba_aiccs import LIST_API, VERSION
 from schemas.vendors.alibaba import ListTaskResponse, TaskPage, TaskRecord
-
-if TYPE_CHECKING:
-    from poller.simulators.registry import DemoSetup
 
 STATUSES = ("INIT", "RELEASE", "READY", "RUNNING", "STOP", "SYSTEM_STOP", "CANCEL", "SYSTEM_CANCEL", "DONE")
 NEXT_STATUSES: dict[str, tuple[str, ...]] = {
@@ -193,7 +191,6 @@ class AiccsSimulator(AlibabaSimulator):
 
 
 def demo_setup(seed: int) -> DemoSetup:
-    from poller.simulators.registry import DemoSetup
 
     access_key_id, secret = "LTAIdemoAiccs", "demo-aiccs-secret"
     sim = AiccsSimulator(credentials={access_key_id: secret}, seed=seed)

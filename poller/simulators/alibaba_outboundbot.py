@@ -11,11 +11,12 @@ import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from poller.simulators.alibaba_common import AlibabaSimulator, Params, int_param
+from poller.simulators.base import DemoSetup
 from poller.vendors.alibaba_outboundbot import LIST_API, VERSION
 from schemas.vendors.alibaba import (
     Contact,
@@ -25,9 +26,6 @@ from schemas.vendors.alibaba import (
     ListJobsByGroupResponse,
     NumberList,
 )
-
-if TYPE_CHECKING:
-    from poller.simulators.registry import DemoSetup
 
 JOB_STATUSES = ("Scheduling", "Executing", "Succeeded", "Paused", "Failed", "Cancelled", "Drafted")
 #: what a job can move to next; terminal ones stay
@@ -235,7 +233,6 @@ class OutboundBotSimulator(AlibabaSimulator):
 
 
 def demo_setup(seed: int) -> DemoSetup:
-    from poller.simulators.registry import DemoSetup
 
     access_key_id, secret = "LTAIdemoOutboundBot", "demo-outboundbot-secret"
     sim = OutboundBotSimulator(credentials={access_key_id: secret}, seed=seed, stringly=True)

@@ -272,3 +272,12 @@ def json_response(payload: bytes, status: int = 200, content_type: str = "applic
     response = web.Response(body=payload, status=status)
     response.headers["Content-Type"] = content_type
     return response
+
+
+@dataclass
+class DemoSetup:
+    simulator: Simulator
+    #: [[sources]] entries for the poller, given the simulator's base URL
+    sources: Callable[[str], list[dict[str, Any]]]
+    #: one step of scripted, seeded evolution
+    evolve: Callable[[], None]

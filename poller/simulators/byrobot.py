@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from poller.simulators.base import Fault, Simulator, json_response
+from poller.simulators.base import DemoSetup, Fault, Simulator, json_response
 from poller.vendors.byrobot import (
     APIS,
     CALLS_API,
@@ -51,9 +51,6 @@ from schemas.vendors.byrobot import (
     TaskInfo,
     TaskResultItem,
 )
-
-if TYPE_CHECKING:
-    from poller.simulators.registry import DemoSetup
 
 CST = timezone(timedelta(hours=8))
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -600,7 +597,6 @@ DEMO_APP_SECRET = "byrobot-demo-app-secret"
 
 
 def demo_setup(seed: int) -> DemoSetup:
-    from poller.simulators.registry import DemoSetup
 
     sim = ByRobotSimulator(credentials={DEMO_APP_KEY: DEMO_APP_SECRET}, seed=seed)
     sim.add_company(DEMO_COMPANY, DEMO_APP_KEY)

@@ -25,12 +25,12 @@ import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from poller.simulators.base import Fault, Simulator, json_response
+from poller.simulators.base import DemoSetup, Fault, Simulator, json_response
 from poller.vendors.huawei_aicc import DETAIL_API, DETAIL_PATH, NOT_FOUND_CODE, TOKEN_API, TOKEN_PATH
 from schemas.vendors.huawei import (
     CaseInfo,
@@ -42,9 +42,6 @@ from schemas.vendors.huawei import (
     TaskInfo,
     TokenIssued,
 )
-
-if TYPE_CHECKING:
-    from poller.simulators.registry import DemoSetup
 
 CONTENT_TYPE = "application/json;charset=UTF-8"
 INVALID_TOKEN = "CM-401001"
@@ -260,7 +257,6 @@ class HuaweiAiccSimulator(Simulator):
 
 
 def demo_setup(seed: int) -> DemoSetup:
-    from poller.simulators.registry import DemoSetup
 
     sim = HuaweiAiccSimulator(clients={"demo-client": "demo-client-secret"}, seed=seed)
     ids = [sim.add_task(f"回访任务 {n}") for n in range(1, 5)]

@@ -6,12 +6,11 @@ entries that point the poller at it, and a step that moves its world forward.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import import_module
-from typing import Any
 
-from poller.simulators.base import Simulator
+from poller.simulators.base import DemoSetup
+
+__all__ = ["DemoSetup", "demo_setups"]
 
 _MODULES = (
     "alibaba_aiccs",
@@ -20,15 +19,6 @@ _MODULES = (
     "huawei_aicc",
     "tencent_ccc",
 )
-
-
-@dataclass
-class DemoSetup:
-    simulator: Simulator
-    #: [[sources]] entries for the poller, given the simulator's base URL
-    sources: Callable[[str], list[dict[str, Any]]]
-    #: one step of scripted, seeded evolution
-    evolve: Callable[[], None]
 
 
 def demo_setups(seed: int) -> dict[str, DemoSetup]:

@@ -6,17 +6,14 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from poller.simulators.base import Fault, Simulator, json_response
+from poller.simulators.base import DemoSetup, Fault, Simulator, json_response
 from poller.vendors.tencent_ccc import LIST_API, SERVICE, tc3_signature, tc3_string_to_sign
 from schemas.vendors.tencent_ccc import AutoCalloutTaskInfo, DescribeAutoCalloutTasksRequest
-
-if TYPE_CHECKING:
-    from poller.simulators.registry import DemoSetup
 
 _AUTH = re.compile(
     r"^TC3-HMAC-SHA256 Credential=(?P<id>[^/]+)/(?P<date>\d{4}-\d{2}-\d{2})/(?P<service>[^/]+)/tc3_request,"
@@ -181,7 +178,6 @@ class TencentCccSimulator(Simulator):
 
 
 def demo_setup(seed: int) -> DemoSetup:
-    from poller.simulators.registry import DemoSetup
 
     sim = TencentCccSimulator(credentials={"AKIDdemo": "demo-secret-key"}, seed=seed)
     apps = (1400000001, 1400000002)

@@ -13,10 +13,12 @@ from typing import Annotated
 import msgspec
 
 from poller.errors import BadResponse
-from poller.model import EntitySnapshot, Listing, Observation, PageSink
-from poller.state import SourceState
+from poller.pipeline.snapshot import EntitySnapshot, Observation, PageSink
+from poller.pipeline.state import SourceState
+from poller.transport import Response
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
-from poller.vendors.base import AdapterContext, Response, Source, Vendor, decode_or_bad, sweep_pages
+from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad
+from poller.vendors.listing import Listing, sweep_pages
 from poller.vendors.normalize import state_map
 from schemas import EntityKind, TaskState
 from schemas.vendors.alibaba import ListTaskRequest, ListTaskResponse, TaskPage, TaskRecord, decoder
@@ -110,8 +112,13 @@ class AiccsSource(Source):
 
     async def _page(self, number: int) -> TaskPage:
         request = ListTaskRequest(PageNo=number, PageSize=self.cfg.page_size)
-        resp = await call_rpc(self, self.signer, self._limiter, self._classify, LIST_API, request)
-        return read_task_page(resp)
+        classify = self._classify
+
+        def parse(resp: Response) -> TaskPage:
+            classify(resp)
+            return read_task_page(resp)
+
+        return await call_rpc(self, self.signer, self._limiter, parse, LIST_API, request)
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)

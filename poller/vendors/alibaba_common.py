@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 from yarl import URL
 
 from poller.errors import AuthFailed, BadResponse, ClientError, ServerError, SourceError, Throttled
-from poller.ratelimit import SlidingWindowLimiter
 from poller.secrets import Secret
+from poller.transport import Response
+from poller.transport.ratelimit import SlidingWindowLimiter
 from poller.vendors.alibaba_signing import v1_sign_query, v3_sign_headers
-from poller.vendors.base import AccountConfig, Response, Source
+from poller.vendors.base import AccountConfig, Source
 from schemas.vendors.alibaba import ErrorBody, decoder
+
+T = TypeVar("T")
 
 log = logging.getLogger("poller.vendors.alibaba")
 
@@ -142,16 +145,17 @@ async def call_rpc(
     source: Source,
     signer: RpcSigner,
     limiter: SlidingWindowLimiter,
-    classify: Callable[[Response], None],
+    parse: Callable[[Response], T],
     action: str,
     request: msgspec.Struct,
-) -> Response:
-    """One RPC-style call: every API parameter in the query string, signed afresh per attempt."""
+) -> T:
+    """One RPC-style call: every API parameter in the query string, signed afresh per attempt.
+
+    ``parse`` classifies and decodes inside the attempt, so an undecodable answer is retried.
+    """
     params = {k: str(v) for k, v in msgspec.structs.asdict(request).items() if v is not None}
     query, prepare = signer.request(action, params)
-    return await source.send(
-        action, limiter, "POST", signer.url, classify=classify, prepare=prepare, params=query
-    )
+    return await source.send(action, limiter, "POST", signer.url, parse=parse, prepare=prepare, params=query)
 
 
 def error_for(code: str, message: str, status: int, api: str) -> SourceError:

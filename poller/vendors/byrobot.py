@@ -42,19 +42,12 @@ import anyio
 import msgspec
 
 from poller.errors import AuthFailed, BadResponse, ClientError, ServerError, SourceError, Throttled
-from poller.model import CallSnapshot, EntitySnapshot, Observation, PageSink
+from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation, PageSink
+from poller.pipeline.state import EntityState, SourceState
 from poller.secrets import Secret
-from poller.state import EntityState, SourceState
-from poller.vendors.base import (
-    AccountConfig,
-    AdapterContext,
-    Response,
-    Source,
-    Vendor,
-    decode_or_bad,
-    server_status,
-    sweep_pages,
-)
+from poller.transport import Response
+from poller.vendors.base import AccountConfig, AdapterContext, Source, Vendor, decode_or_bad, server_status
+from poller.vendors.listing import sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallDetail, CallOutcome, EntityKind, TaskState
 from schemas.vendors.byrobot import (
@@ -453,24 +446,22 @@ class ByRobotSource(Source):
         body: msgspec.Struct | None = None,
     ) -> T:
         payload = msgspec.json.encode(body) if body is not None else None
-        decoded: list[T] = []
 
-        def classify(resp: Response) -> None:
-            decoded[:] = [read_answer(resp, api, decoder)]
+        def parse(resp: Response) -> T:
+            return read_answer(resp, api, decoder)
 
         async def prepare() -> tuple[Mapping[str, str], bytes | None]:
             return auth_headers(self.cfg.app_key, self.cfg.app_secret.reveal()), payload
 
-        await self.send(
+        return await self.send(
             api,
             self._limiters[api],
             "POST" if body is not None else "GET",
             self.base + api,
-            classify=classify,
+            parse=parse,
             prepare=prepare,
             params=params,
         )
-        return decoded[0]
 
     # -- tasks --------------------------------------------------------------------------------
     async def _tasks_page(self, number: int) -> Page[TaskInfo]:

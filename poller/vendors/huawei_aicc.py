@@ -21,22 +21,14 @@ from typing import Annotated, Literal
 import anyio
 import msgspec
 
-from poller.control import WatchList
-from poller.differ import VANISHED
 from poller.errors import AuthFailed, BadResponse, ClientError, SourceError, Throttled, TokenExpired
-from poller.model import EntitySnapshot, Observation, PageSink
+from poller.pipeline.snapshot import EntitySnapshot, Observation, PageSink
+from poller.pipeline.state import VANISHED, EntityState, SourceState
 from poller.secrets import Secret
-from poller.state import EntityState, SourceState
-from poller.vendors.base import (
-    AccountConfig,
-    AdapterContext,
-    Response,
-    Source,
-    Vendor,
-    decode_or_bad,
-    server_status,
-)
+from poller.transport import Response
+from poller.vendors.base import AccountConfig, AdapterContext, Source, Vendor, decode_or_bad, server_status
 from poller.vendors.normalize import state_map
+from poller.vendors.watch import WatchList
 from schemas import EntityKind, TaskState
 from schemas.vendors.huawei import DetailRequestBody, TaskDetail, TaskDetailAnswer, TaskId, TokenAnswer
 
@@ -155,15 +147,16 @@ def token_lifetime(answer: TokenAnswer) -> float:
     return seconds if seconds > 0 else FALLBACK_TOKEN_LIFETIME
 
 
-def classify_token(resp: Response) -> None:
+def read_token(resp: Response) -> TokenAnswer:
+    """The token answer decoded, or the classified error of a failed token request."""
     server_status(resp, TOKEN_API)
     if resp.status == 429:
         raise Throttled("HTTP 429", api=TOKEN_API)
     if resp.status == 200:
-        answer = decode_or_bad(_decode_token, resp.body, TOKEN_API)
+        answer: TokenAnswer = decode_or_bad(_decode_token, resp.body, TOKEN_API)
         if not answer.access_token:
             raise BadResponse(f"token answer without access_token: {answer.message}", api=TOKEN_API)
-        return
+        return answer
     try:
         message = _decode_token.decode(resp.body).message
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -284,10 +277,9 @@ class HuaweiAiccSource(Source):
         async def prepare() -> tuple[Mapping[str, str], bytes]:
             return {"Content-Type": "application/x-www-form-urlencoded"}, form
 
-        resp = await self.send(
-            TOKEN_API, self._token_limiter, "POST", self._token_url, classify=classify_token, prepare=prepare
+        answer = await self.send(
+            TOKEN_API, self._token_limiter, "POST", self._token_url, parse=read_token, prepare=prepare
         )
-        answer = _decode_token.decode(resp.body)
         assert answer.access_token
         return answer.access_token, token_lifetime(answer)
 
@@ -298,26 +290,25 @@ class HuaweiAiccSource(Source):
         """The task's detail, or None when the vendor says it does not exist."""
         body = msgspec.json.encode(DetailRequestBody(id=task_id)) if self.cfg.method == "POST" else None
         used: list[str] = []
-        decoded: list[TaskDetailAnswer] = []
 
         async def prepare() -> tuple[Mapping[str, str], bytes | None]:
             token = await self.tokens.get()
             used[:] = [token]
             return {"Content-Type": "application/json", "access-token": token}, body
 
-        def classify(resp: Response) -> None:
+        def parse(resp: Response) -> TaskDetailAnswer:
             try:
-                decoded[:] = [classify_detail(resp, self._not_found)]
+                return classify_detail(resp, self._not_found)
             except TokenExpired:
                 if used:
                     self.tokens.invalidate(used[0])
                 raise
 
         url = self.detail_url(task_id)
-        await self.send(
-            DETAIL_API, self._detail_limiter, self.cfg.method, url, classify=classify, prepare=prepare
+        answer = await self.send(
+            DETAIL_API, self._detail_limiter, self.cfg.method, url, parse=parse, prepare=prepare
         )
-        return decoded[0].detail
+        return answer.detail
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         self.watch.load(committed.cursors)

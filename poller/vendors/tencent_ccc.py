@@ -13,19 +13,12 @@ import msgspec
 from yarl import URL
 
 from poller.errors import AuthFailed, BadResponse, ClientError, ServerError, Throttled
-from poller.model import EntitySnapshot, Listing, Observation, PageSink
+from poller.pipeline.snapshot import EntitySnapshot, Observation, PageSink
+from poller.pipeline.state import SourceState
 from poller.secrets import Secret
-from poller.state import SourceState
-from poller.vendors.base import (
-    AccountConfig,
-    AdapterContext,
-    Response,
-    Source,
-    Vendor,
-    decode_or_bad,
-    server_status,
-    sweep_pages,
-)
+from poller.transport import Response
+from poller.vendors.base import AccountConfig, AdapterContext, Source, Vendor, decode_or_bad, server_status
+from poller.vendors.listing import Listing, sweep_pages
 from poller.vendors.normalize import state_map
 from schemas import EntityKind, TaskState
 from schemas.vendors.tencent_ccc import (
@@ -208,16 +201,8 @@ class TencentCccSource(Source):
             )
             return headers, payload
 
-        decoded: list[DescribeAutoCalloutTasksResponse] = []
-        await self.send(
-            LIST_API,
-            self._limiter,
-            "POST",
-            self.url,
-            classify=lambda r: decoded.append(classify(r)),
-            prepare=prepare,
-        )
-        result = decoded[-1].Response  # classification decoded it already: once per page is enough
+        answer = await self.send(LIST_API, self._limiter, "POST", self.url, parse=classify, prepare=prepare)
+        result = answer.Response
         if result.TotalCount is None or result.Tasks is None:
             raise BadResponse("answer without TotalCount or Tasks", api=LIST_API)
         return result.TotalCount, result.Tasks

@@ -1,0 +1,43 @@
+"""The one status protocol the operator's views read: readiness, the HTTP port and metrics.
+
+The runtime implements :class:`StatusProvider`; nothing in ``poller.ops`` reads the runtime's
+internals, so the views cannot drift from each other or depend on how the runtime is built.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+__all__ = ["ServiceView", "SourceView", "StatusProvider"]
+
+
+class SourceView(msgspec.Struct, frozen=True, kw_only=True):
+    """One source as the runtime sees it; times are ``time.monotonic()`` readings."""
+
+    key: str
+    vendor: str
+    account: str
+    scope: str
+    poll_interval: float
+    started: float
+    last_success: float | None
+    degraded: bool
+
+
+class ServiceView(msgspec.Struct, frozen=True, kw_only=True):
+    nats_connected: bool
+    stream_and_bucket: bool
+    stopping: bool
+    sources: list[SourceView]
+
+
+class StatusProvider(Protocol):
+    """What the ops port needs from whatever runs the sources."""
+
+    def status_view(self) -> ServiceView: ...
+
+    def metrics_exposition(self) -> bytes:
+        """The Prometheus text exposition, with scrape-time gauges brought up to date."""
+        ...

@@ -1,0 +1,103 @@
+"""The listing template the paged adapters share: every page of a sweep, and its snapshots by id."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import anyio
+
+from poller.pipeline.snapshot import EntitySnapshot, PageSink
+
+__all__ = ["Listing", "Sweep", "sweep_pages"]
+
+
+class Listing:
+    """The snapshots of one sweep by id, each page streamed to ``early`` as it arrives.
+
+    Pages may be read concurrently and an entity that moved while paging can appear twice; the last
+    page read wins. The service diffs and publishes each streamed page at once, then diffs the final
+    :class:`Observation`, skipping the snapshot objects it has already applied.
+    """
+
+    def __init__(self, early: PageSink | None) -> None:
+        self.by_id: dict[str, EntitySnapshot] = {}
+        self._early = early
+
+    async def add(self, snapshots: Iterable[EntitySnapshot]) -> None:
+        page = list(snapshots)
+        by_id = self.by_id
+        for snap in page:
+            by_id[snap.id] = snap
+        if self._early is not None and page:
+            await self._early(page)
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def snapshots(self) -> list[EntitySnapshot]:
+        return list(self.by_id.values())
+
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class Sweep(Generic[P]):
+    """Every page of one listing, in page order, and whether the pages agreed on the total."""
+
+    pages: list[P]
+    total: int
+    totals_agree: bool
+
+
+async def sweep_pages(
+    first_number: int,
+    page_size: int,
+    fetch: Callable[[int], Awaitable[P]],
+    total_of: Callable[[P], int],
+    concurrency: int = 20,
+    expected_total: int | None = None,
+) -> Sweep[P]:
+    """Every page of a listing, fetched by ``concurrency`` workers in page order.
+
+    Without ``expected_total`` the first page is read alone to learn the total; with it (the last
+    sweep's total) every expected page is requested at once, so back-to-back sweeps leave no idle
+    round trip between them, and pages the listing grew by are fetched after.
+
+    The limiter paces the requests; bounding the workers (to about one window's worth) keeps a big
+    listing from queueing hundreds of requests at a limiter that other sources share: the limiter
+    serves waiters first come first served, so a source with one page waits behind at most a window
+    of another's, not behind its whole sweep.
+
+    Entities added or moved while paging can be missed or seen twice, so a listing is complete only
+    if every page reported the same total and the de-duplicated count equals it: adapters check
+    that before trusting a missing entity to have vanished.
+    """
+    pages: dict[int, P] = {}
+
+    async def fetch_all(numbers: range) -> None:
+        remaining = iter(numbers)
+
+        async def worker() -> None:
+            for number in remaining:  # one shared iterator: each page is taken by exactly one worker
+                pages[number] = await fetch(number)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(max(1, concurrency), len(numbers))):
+                tg.start_soon(worker)
+
+    def count(total: int) -> int:
+        return max(1, -(-total // page_size))
+
+    if expected_total is None:
+        pages[first_number] = await fetch(first_number)
+    else:
+        await fetch_all(range(first_number, first_number + count(expected_total)))
+    total = total_of(pages[first_number])
+    missing = [n for n in range(first_number, first_number + count(total)) if n not in pages]
+    if missing:
+        await fetch_all(range(missing[0], missing[-1] + 1))
+    ordered = [pages[n] for n in sorted(pages)]
+    return Sweep(ordered, total, len({total_of(page) for page in ordered}) == 1)

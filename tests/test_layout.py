@@ -1,0 +1,169 @@
+"""The package's shape: imports point one way, down the data path, with no cycle anywhere.
+
+Every import is counted, at module level, inside functions and under ``TYPE_CHECKING`` alike: a
+cycle hidden from the interpreter is still a cycle for the reader.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: layer -> the layers it may import (besides itself); a layer is a top-level name under poller/
+ALLOWED: dict[str, set[str]] = {
+    "schemas": set(),
+    "poller.errors": {"schemas"},
+    "poller.secrets": set(),
+    "poller.pipeline": {"schemas", "poller.errors", "poller.secrets"},
+    "poller.transport": {"poller.errors"},
+    "poller.vendors": {"schemas", "poller.errors", "poller.secrets", "poller.pipeline", "poller.transport"},
+    "poller.config": {
+        "schemas",
+        "poller.errors",
+        "poller.secrets",
+        "poller.pipeline",
+        "poller.transport",
+        "poller.vendors",
+    },
+    "poller.ops": {"schemas", "poller.errors", "poller.secrets", "poller.pipeline", "poller.config"},
+    "poller.simulators": {
+        "schemas",
+        "poller.errors",
+        "poller.pipeline",
+        "poller.transport",
+        "poller.vendors",
+    },
+    "poller.runtime": {
+        "schemas",
+        "poller.errors",
+        "poller.secrets",
+        "poller.pipeline",
+        "poller.transport",
+        "poller.vendors",
+        "poller.config",
+        "poller.ops",
+    },
+    "poller.tools": {
+        "schemas",
+        "poller.errors",
+        "poller.secrets",
+        "poller.pipeline",
+        "poller.transport",
+        "poller.vendors",
+        "poller.config",
+        "poller.ops",
+        "poller.runtime",
+        "poller.simulators",
+    },
+    "poller.cli": {
+        "schemas",
+        "poller.errors",
+        "poller.secrets",
+        "poller.pipeline",
+        "poller.transport",
+        "poller.vendors",
+        "poller.config",
+        "poller.ops",
+        "poller.runtime",
+        "poller.simulators",
+        "poller.tools",
+    },
+    "poller": set(),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for top in ("poller", "schemas"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            found[_module_name(path)] = path
+    return found
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """Project modules ``name`` imports, resolved to the longest known module name."""
+    tree = ast.parse(path.read_text(), str(path))
+    is_package = path.name == "__init__.py"
+    targets: set[str] = set()
+    for node in ast.walk(tree):
+        candidates: list[str] = []
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".") if is_package else name.split(".")[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            candidates = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        for candidate in candidates:
+            parts = candidate.split(".")
+            while parts and ".".join(parts) not in known:
+                parts.pop()
+            if parts and parts[0] in ("poller", "schemas"):
+                targets.add(".".join(parts))
+                break
+    targets.discard(name)
+    return targets
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: _imports(name, path, known) for name, path in modules.items()}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] == "schemas":
+        return "schemas"
+    return ".".join(parts[:2]) if len(parts) > 1 else "poller"
+
+
+def test_every_layer_imports_only_downward() -> None:
+    wrong = []
+    for module, targets in _graph().items():
+        layer = _layer(module)
+        assert layer in ALLOWED, f"{module} is in no known layer: add it to ALLOWED"
+        for target in targets:
+            other = _layer(target)
+            if other != layer and other not in ALLOWED[layer] and other != "poller":
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, "imports against the data path:\n" + "\n".join(sorted(wrong))
+
+
+def test_no_import_cycle() -> None:
+    graph = _graph()
+    done: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycles.append([*path[path.index(module) :], module])
+            return
+        if module in done:
+            return
+        for target in sorted(graph.get(module, ())):
+            visit(target, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_walk_sees_function_level_and_type_checking_imports() -> None:
+    """The checker itself: imports inside functions and TYPE_CHECKING blocks are edges too."""
+    graph = _graph()
+    # poller.cli imports the runtime lazily, inside its command functions
+    assert "poller.runtime.service" in graph["poller.cli"]
+    assert "poller.pipeline.state" in graph["poller.pipeline.differ"]

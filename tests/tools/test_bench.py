@@ -1,0 +1,88 @@
+"""The benchmark's seconds-long version: every figure is produced, and the rate limits held.
+
+No speed target is asserted (the machine is shared; ``poller bench`` prints the targets and the
+gaps). What is asserted is what must hold on any machine: each figure is a positive number next to
+the baseline's, the JSON file says the same as the run, and the limiter's sliding-window guarantee,
+proved from the simulator's own log of request arrivals.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from pathlib import Path
+
+import msgspec
+
+from poller.simulators.base import max_in_window
+from poller.tools import bench
+
+MEASURED_ALWAYS = (
+    "tencent-ccc.limit_use",
+    "tencent-ccc.throttled",
+    "tencent-ccc.latency_p50",
+    "tencent-ccc.latency_p99",
+    "tencent-ccc.first_sweep",
+    "decode_diff",
+    "decode_diff_first_sweep",
+    "publish",
+    "memory_per_entity",
+    "memory_per_entity_built",
+    "memory_per_entity_loaded",
+    "kv_bytes_per_entity",
+)
+OUTBOUNDBOT = ("limit_use", "throttled", "latency_p50", "latency_p99", "first_sweep")
+
+
+def test_quick_bench_produces_every_figure_within_the_rate_limits(tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    table = io.StringIO()
+    outcome = bench.run_cli(["--quick", "--json", str(path)], out=table)
+
+    results = msgspec.json.decode(path.read_bytes(), type=bench.Results)
+    assert results == outcome.results
+    assert results.quick
+    figures = {figure.key: figure for figure in results.figures}
+    for key in MEASURED_ALWAYS:
+        figure = figures[key]
+        assert figure.ours is not None and figure.baseline is not None, key
+        if key.endswith("throttled"):
+            assert figure.ours >= 0 and figure.baseline >= 0
+        else:
+            assert figure.ours > 0 and figure.baseline > 0, key
+            assert figure.ratio is not None and figure.ratio > 0
+        assert figure.label in table.getvalue()
+
+    outboundbot_present = all(importlib.util.find_spec(m) for m in bench.OUTBOUNDBOT_MODULES)
+    for name in OUTBOUNDBOT:
+        figure = figures[f"alibaba-outboundbot.{name}"]
+        if outboundbot_present and figure.ours is not None:
+            assert figure.baseline is not None
+        else:
+            assert figure.ours is None and figure.note.startswith("not measured")
+
+    for row in results.latency:
+        if not row.measured:
+            continue
+        assert row.floor_seconds == row.pages / row.limit > 0
+        for run in (row.ours, row.baseline):
+            assert run is not None
+            assert run.samples > 0 and run.samples + run.missed == run.changes
+            assert run.requests_in_window > 0
+
+    assert results.memory is not None
+    assert results.memory.built.entities == results.memory.loaded.entities == bench.QUICK.memory_entities
+    assert results.memory.built.chunks >= 1
+
+    # The simulators run in processes of their own (they play the vendor: the poller's busy event
+    # loop cannot delay their clock), so their arrival logs are the sliding-window proof: no second
+    # of any run of ours saw more requests than the limit, and no request of ours was throttled.
+    ours = {label: log for label, log in outcome.arrivals.items() if label.endswith(" ours")}
+    assert "tencent-ccc ours" in ours
+    for label, (limit, arrivals) in ours.items():
+        assert len(arrivals) > 0 and limit > 0, label
+        assert max_in_window(arrivals) <= limit, label
+    for row in results.latency:
+        if row.measured and row.ours is not None:
+            assert row.ours.throttled == 0, row.label
+            assert row.ours.max_in_window <= row.limit, row.label
