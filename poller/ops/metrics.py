@@ -67,6 +67,12 @@ class Metrics:
             registry=r,
         )
         self.commits = Counter("aicc_state_commits", "State commits", ["vendor", "result"], registry=r)
+        self.fenced = Counter(
+            "aicc_state_fenced",
+            "Sources this process stopped polling because another writer committed their state",
+            ["vendor", "account", "scope"],
+            registry=r,
+        )
         self.entities = Gauge(
             "aicc_entities_tracked", "Entities in committed state", ["vendor", "account", "scope"], registry=r
         )

@@ -5,6 +5,12 @@ chunks by a stable hash of the entity id. Chunks are written first and the small
 (cursors, health, which chunk generation is live) last: a crash between the two leaves the old meta
 pointing at the old generation's chunks, or the new meta at complete new chunks. Re-deriving events
 from an older committed state gives the same event ids, which JetStream de-duplicates.
+
+Fenced: ``meta`` is only ever written as a compare-and-set on the revision this store loaded or
+last wrote, and chunks are only written under a generation named after this store's writer id, so
+a second writer of one source (two replicas during a hand-over, two processes on one file) can
+neither overwrite the winner's meta nor touch the chunks it points at: the loser gets
+:class:`StateFenced` and must stop polling that source.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import hashlib
 import itertools
 import re
 import sys
+import uuid
 import zlib
 from collections.abc import Iterable
 from typing import Any
@@ -21,11 +28,11 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import msgspec
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from poller.pipeline.state import EntityState, Health, SourceState
 
-__all__ = ["StateStore", "chunk_of", "chunks_needed", "kv_key_token"]
+__all__ = ["StateFenced", "StateStore", "chunk_of", "chunks_needed", "kv_key_token"]
 
 CHUNK_TARGET_BYTES = 256 * 1024
 #: entities sorted into chunks between two yields to the event loop during a commit (~5 ms)
@@ -33,8 +40,18 @@ COMMIT_SLICE = 10_000
 ENTITY_BYTES_ESTIMATE = 96
 
 
+class StateFenced(Exception):
+    """Another writer committed this source's state since we loaded it: it owns the source now."""
+
+    def __init__(self, source_key: str) -> None:
+        super().__init__(f"state of {source_key} was committed by another writer")
+        self.source_key = source_key
+
+
 class Meta(msgspec.Struct, kw_only=True):
     generation: int = 0
+    #: the writer whose chunks this generation is (empty in states written before fencing)
+    writer: str = ""
     #: the highest stream sequence whose event this state already reflects
     stream_seq: int = 0
     chunks: int = 1
@@ -91,28 +108,37 @@ def _shared_values(chunk: dict[str, EntityState]) -> dict[str, EntityState]:
 class StateStore:
     """Loads and commits :class:`SourceState` records; one instance per poller process."""
 
-    def __init__(self, kv: Any) -> None:
+    def __init__(self, kv: Any, writer: str | None = None) -> None:
         self._kv = kv
+        #: unique per store: names the chunk generations this store writes
+        self.writer = writer or uuid.uuid4().hex[:12]
         self._meta: dict[str, Meta] = {}
+        #: revision of each source's meta as loaded or last written by us (0: absent)
+        self._revision: dict[str, int] = {}
 
-    async def _get(self, key: str) -> bytes | None:
+    async def _entry(self, key: str) -> tuple[bytes | None, int]:
+        """The value and revision of ``key`` (None, 0 when absent or deleted)."""
         try:
             entry = await self._kv.get(key)
         except KeyNotFoundError:
-            return None
+            return None, 0
         value = entry.value
-        return bytes(value) if value is not None else None
+        return (bytes(value) if value else None), int(entry.revision or 0)
+
+    async def _get(self, key: str) -> bytes | None:
+        return (await self._entry(key))[0]
 
     async def load(self, source_key: str) -> SourceState:
-        raw_meta = await self._get(f"{source_key}.meta")
+        raw_meta, revision = await self._entry(f"{source_key}.meta")
         meta = _decode_meta(raw_meta) if raw_meta else Meta()
         entities: dict[str, EntityState] = {}
         if raw_meta:
             for chunk in range(meta.chunks):
-                raw = await self._get(f"{source_key}.g{meta.generation}.{chunk}")
+                raw = await self._get(_chunk_key(source_key, meta, chunk))
                 if raw:
                     entities.update(_shared_values(_decode_chunk(raw)))
         self._meta[source_key] = meta
+        self._revision[source_key] = revision
         return SourceState(
             entities=entities, cursors=dict(meta.cursors), health=meta.health, stream_seq=meta.stream_seq
         )
@@ -121,9 +147,11 @@ class StateStore:
         """Persist ``state``; ``changed`` names the entities whose chunk must be rewritten (None: all)."""
         old = self._meta.get(source_key) or Meta()
         needed = chunks_needed(len(state.entities))
-        relayout = needed > old.chunks or changed is None or source_key not in self._meta
+        # chunks are rewritten in place only in a generation this store wrote itself
+        relayout = needed > old.chunks or changed is None or old.writer != self.writer
         meta = Meta(
             generation=old.generation + 1 if relayout else old.generation,
+            writer=self.writer,
             chunks=max(needed, old.chunks) if not relayout else needed,
             cursors=dict(state.cursors),
             health=state.health,
@@ -146,7 +174,7 @@ class StateStore:
                         buckets[chunk][entity_id] = entity
                 await anyio.lowlevel.checkpoint()
             for chunk, content in buckets.items():
-                await self._kv.put(f"{source_key}.g{meta.generation}.{chunk}", _encode(content))
+                await self._kv.put(_chunk_key(source_key, meta, chunk), _encode(content))
         if (
             dirty
             or relayout
@@ -157,10 +185,30 @@ class StateStore:
                 old.stream_seq,
             )
         ):
-            await self._kv.put(f"{source_key}.meta", _encode(meta))
+            self._revision[source_key] = await self._write_meta(source_key, _encode(meta))
         if relayout and source_key in self._meta:
             for chunk in range(old.chunks):
                 # a stale chunk of an old generation is harmless garbage if its purge fails
                 with contextlib.suppress(Exception):
-                    await self._kv.purge(f"{source_key}.g{old.generation}.{chunk}")
+                    await self._kv.purge(_chunk_key(source_key, old, chunk))
         self._meta[source_key] = meta
+
+    async def _write_meta(self, source_key: str, value: bytes) -> int:
+        """Compare-and-set on the revision we know; our own earlier write (an ack lost in an outage,
+        then retried) is recognised by its content, anything else fences us out."""
+        key = f"{source_key}.meta"
+        known = self._revision.get(source_key, 0)
+        try:
+            if known:
+                return int(await self._kv.update(key, value, last=known))
+            return int(await self._kv.create(key, value))
+        except KeyWrongLastSequenceError:
+            current, revision = await self._entry(key)
+            if current == value:
+                return revision
+            raise StateFenced(source_key) from None
+
+
+def _chunk_key(source_key: str, meta: Meta, chunk: int) -> str:
+    generation = f"{meta.generation}-{meta.writer}" if meta.writer else str(meta.generation)
+    return f"{source_key}.g{generation}.{chunk}"

@@ -13,6 +13,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from poller.config import NatsConfig
+from poller.pipeline.store import StateFenced
 
 __all__ = ["connect", "ensure_infrastructure", "retry_nats"]
 
@@ -94,6 +95,8 @@ async def retry_nats(what: str, call: Callable[[], Awaitable[T]]) -> T:
     while True:
         try:
             return await call()
+        except StateFenced:
+            raise  # another writer owns the state: retrying can only overwrite it
         except Exception as exc:
             attempt += 1
             delay = min(5.0, 0.2 * 2**attempt) * (0.5 + random.random())

@@ -26,7 +26,7 @@ from poller.pipeline.publisher import Publisher
 from poller.pipeline.replay import replay
 from poller.pipeline.snapshot import EntitySnapshot, PageSink
 from poller.pipeline.state import SourceState
-from poller.pipeline.store import StateStore
+from poller.pipeline.store import StateFenced, StateStore
 from poller.pipeline.subjects import subject_token
 from poller.runtime.committer import Committer
 from poller.runtime.connection import retry_nats
@@ -75,12 +75,21 @@ class SourceLoop:
             self._drains,
             on_commit=lambda outcome: self._metrics.commits.labels(vendor, outcome).inc(),
         )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(committer.run)
-            try:
-                await self._poll(status, committer)
-            finally:
-                committer.close()  # what is pending is still committed (within the shutdown grace)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(committer.run)
+                try:
+                    await self._poll(status, committer)
+                finally:
+                    committer.close()  # what is pending is still committed (within the shutdown grace)
+        except* StateFenced:
+            # the committer lost a compare-and-set: the task group cancelled the poll at once
+            status.fenced = True
+            self._metrics.fenced.labels(vendor, status.source.account, status.source.scope).inc()
+            log.error(
+                "another writer committed this source's state; stopped polling it here",
+                extra={"vendor": vendor, "account": status.source.account, "scope": status.source.scope},
+            )
 
     async def _poll(self, status: SourceStatus, committer: Committer) -> None:
         source = status.source

@@ -19,6 +19,8 @@ class SourceStatus:
     last_success: float | None = None
     last_commit: float | None = None
     degraded: bool = False
+    #: another writer committed this source's state: this process stopped polling it
+    fenced: bool = False
     started: float = field(default_factory=time.monotonic)
     #: the last time nothing this source observed was waiting to be committed (commit lag = now - this);
     #: a quiet source commits nothing, so "time since the last commit" would alert falsely
