@@ -50,7 +50,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     configure(config.logging.level, config.logging.format, secrets=secret_values(config))
     try:
-        anyio.run(run_until_signalled, Service(config))
+        service = Service(config)
+    except ConfigError as exc:  # e.g. TLS files that cannot be read: before anything connects
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        anyio.run(run_until_signalled, service)
     except Exception:
         # one JSON log line with the traceback, rather than a bare traceback a log shipper splits up
         log.exception("poller failed")

@@ -22,8 +22,23 @@ from poller.vendors import VENDORS
 from poller.vendors.base import AccountConfig
 
 
+class NatsTlsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """TLS to NATS: the CA that signed the servers' certificates, and a client certificate for mTLS."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: the name the servers' certificates carry when it differs from the host in the URL
+    server_name: str | None = None
+
+
 class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     url: str = "nats://127.0.0.1:4222"
+    #: several servers of one cluster (tried in turn, reconnects go to any); ``url`` when empty
+    servers: list[str] = []
+    tls: NatsTlsConfig | None = None
+    #: an NKey user seed (``SU…``), a secret reference like any other
+    nkey_seed: Secret | None = None
     stream: str = "AICC"
     subject_prefix: str = "aicc"
     state_bucket: str = "aicc_poller_state"
@@ -153,6 +168,9 @@ def parse_config(
         if not 0.0 <= account.rate_limit_margin <= 0.5:
             raise ConfigError(f"{where}.rate_limit_margin: must be between 0 and 0.5 seconds")
         sources.append(account)
+    tls = top.nats.tls
+    if tls is not None and (tls.cert_file is None) != (tls.key_file is None):
+        raise ConfigError(f"{path}: nats.tls: cert_file and key_file go together (a client certificate)")
     shard = shard_from_env(env) or top.shard
     if shard.count < 1 or not 0 <= shard.index < shard.count:
         got = f"{shard.index}/{shard.count}"

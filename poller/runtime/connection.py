@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -12,10 +13,11 @@ import nats
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from poller.config import NatsConfig
+from poller.config import NatsConfig, NatsTlsConfig
+from poller.errors import ConfigError
 from poller.pipeline.store import StateFenced
 
-__all__ = ["connect", "ensure_infrastructure", "retry_nats"]
+__all__ = ["connect", "ensure_infrastructure", "retry_nats", "tls_context"]
 
 log = logging.getLogger("poller.runtime")
 T = TypeVar("T")
@@ -34,7 +36,7 @@ async def connect(
         log.warning("NATS client error", extra={"error": f"{type(exc).__name__}: {exc}"[:200]})
 
     options: dict[str, Any] = {
-        "servers": [cfg.url],
+        "servers": list(cfg.servers) or [cfg.url],
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 1,
         "connect_timeout": 5,
@@ -52,6 +54,12 @@ async def connect(
         options["token"] = cfg.token.reveal()
     if cfg.creds_file:
         options["user_credentials"] = cfg.creds_file
+    if cfg.nkey_seed:
+        options["nkeys_seed_str"] = cfg.nkey_seed.reveal()
+    if cfg.tls is not None:
+        options["tls"] = tls_context(cfg.tls)
+        if cfg.tls.server_name:
+            options["tls_hostname"] = cfg.tls.server_name
     options.update(extra_options or {})
     while True:
         try:
@@ -59,6 +67,18 @@ async def connect(
         except Exception as exc:
             log.warning("cannot connect to NATS yet", extra={"error": f"{type(exc).__name__}"})
             await anyio.sleep(1.0)
+
+
+def tls_context(cfg: NatsTlsConfig) -> ssl.SSLContext:
+    """Verify the servers against ``ca_file`` (the system store without one); present a client
+    certificate when one is configured. A file that cannot be read is a configuration error."""
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cfg.ca_file)
+        if cfg.cert_file and cfg.key_file:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"nats.tls: cannot use the configured files: {exc}") from exc
+    return context
 
 
 async def ensure_infrastructure(js: Any, cfg: NatsConfig) -> Any:

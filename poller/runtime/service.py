@@ -27,7 +27,7 @@ from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
 from poller.pipeline.publisher import Publisher
 from poller.pipeline.store import StateStore, kv_key_token
-from poller.runtime.connection import connect, ensure_infrastructure, retry_nats
+from poller.runtime.connection import connect, ensure_infrastructure, retry_nats, tls_context
 from poller.runtime.control import serve_control
 from poller.runtime.drain import Drains
 from poller.runtime.sharding import owns
@@ -49,6 +49,8 @@ class Service:
         self, config: Config, *, metrics: Metrics | None = None, nats_options: dict[str, Any] | None = None
     ):
         self.config = config
+        if config.nats.tls is not None:
+            tls_context(config.nats.tls)  # unreadable files are a configuration error, raised now
         self.metrics = metrics or Metrics()
         self.limiters = LimiterRegistry()
         self.privacy = Privacy(
@@ -201,8 +203,9 @@ class Service:
             # would reach the vendor late and crowd the vendor's window; in-flight requests are already
             # bounded by the limiters (rate x latency) and the request timeouts
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+            # trust_env: vendor requests go through HTTPS_PROXY / HTTP_PROXY (and skip NO_PROXY) when set
             async with aiohttp.ClientSession(
-                timeout=timeout, connector=connector, trace_configs=[limiter_trace()]
+                timeout=timeout, connector=connector, trace_configs=[limiter_trace()], trust_env=True
             ) as http:
                 ctx = AdapterContext(
                     http=http, limiters=self.limiters, observe_request=self.metrics.observe_request

@@ -32,8 +32,10 @@ def free_port() -> int:
 class NatsServer:
     """A JetStream-enabled ``nats-server`` on loopback with its own store; restartable on the same port."""
 
-    def __init__(self, port: int | None = None, store_dir: str | None = None) -> None:
+    def __init__(self, port: int | None = None, store_dir: str | None = None, config: str = "") -> None:
+        """``config``: nats-server configuration text (TLS, authorization, …) added to the defaults."""
         self.port = port or free_port()
+        self.config = config
         self._tmp = None if store_dir else tempfile.TemporaryDirectory(prefix="aicc-nats-")
         self.store_dir = store_dir or (self._tmp.name if self._tmp else "")
         self.process: subprocess.Popen[bytes] | None = None
@@ -43,8 +45,22 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> NatsServer:
+        command = [
+            nats_server_binary(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            self.store_dir,
+        ]
+        if self.config:
+            config_file = Path(self.store_dir) / "nats-server.conf"
+            config_file.write_text(self.config)
+            command += ["-c", str(config_file)]
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.store_dir],
+            command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
