@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -74,12 +74,26 @@ class ShardConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     count: int = 1
 
 
+class CoordinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How replicas share the accounts: leases in NATS KV, or the static ``[shard]`` split."""
+
+    mode: Literal["leases", "static"] = "leases"
+    #: a replica that stops renewing (killed, cut off) loses its accounts after this long
+    lease_ttl: float = 15.0
+    #: unique per replica; a stable one (a StatefulSet pod's name) lets a restarted replica take
+    #: its accounts back at once instead of after the TTL; unset: host, process id and a random part
+    replica_id: str | None = None
+    members_bucket: str = "aicc_poller_members"
+    leases_bucket: str = "aicc_poller_leases"
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     nats: NatsConfig = NatsConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     http: HttpConfig = HttpConfig()
     logging: LoggingConfig = LoggingConfig()
     shard: ShardConfig = ShardConfig()
+    coordination: CoordinationConfig = CoordinationConfig()
     #: SIGTERM drain: in-flight publishes and commits get this long before we give up
     shutdown_grace: float = 10.0
     sources: list[AccountConfig] = []
@@ -172,10 +186,20 @@ def parse_config(
     if tls is not None and (tls.cert_file is None) != (tls.key_file is None):
         raise ConfigError(f"{path}: nats.tls: cert_file and key_file go together (a client certificate)")
     shard = shard_from_env(env) or top.shard
+    coordination = top.coordination
+    if shard.count > 1 and coordination.mode == "leases":
+        # a [shard] split (or POLLER_SHARD in the environment) is an explicit choice of static mode
+        coordination = msgspec.structs.replace(coordination, mode="static")
+    if not 3.0 <= coordination.lease_ttl <= 600.0:
+        raise ConfigError(f"{path}: coordination.lease_ttl: must be between 3 and 600 seconds")
+    replica_id = env.get("POLLER_REPLICA_ID") or coordination.replica_id
+    if replica_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", replica_id):
+        raise ConfigError(f"{path}: coordination.replica_id: use 1-64 of A-Z a-z 0-9 _ -")
+    coordination = msgspec.structs.replace(coordination, replica_id=replica_id)
     if shard.count < 1 or not 0 <= shard.index < shard.count:
         got = f"{shard.index}/{shard.count}"
         raise ConfigError(f"{path}: shard.index: must be in 0..shard.count-1 (got {got})")
-    config: Config = msgspec.structs.replace(top, sources=sources, shard=shard)
+    config: Config = msgspec.structs.replace(top, sources=sources, shard=shard, coordination=coordination)
     return config
 
 

@@ -30,6 +30,8 @@ def readiness(view: ServiceView, now: float | None = None) -> Readiness:
     now = time.monotonic() if now is None else now
     stale = []
     for source in view.sources:
+        if not source.owned:
+            continue  # another replica polls it: its freshness is that replica's readiness
         allowed = max(3 * source.poll_interval, 30.0)
         if source.last_success is None:
             if now - source.started > max(STARTUP_GRACE, allowed):

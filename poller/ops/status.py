@@ -24,6 +24,8 @@ class SourceView(msgspec.Struct, frozen=True, kw_only=True):
     started: float
     last_success: float | None
     degraded: bool
+    #: polled by this replica now (with leases, another replica may own it)
+    owned: bool = True
 
 
 class ServiceView(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 import anyio
 import nats
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, BucketNotFoundError
 
-from poller.config import NatsConfig, NatsTlsConfig
+from poller.config import CoordinationConfig, NatsConfig, NatsTlsConfig
 from poller.errors import ConfigError
 from poller.pipeline.store import StateFenced
 
-__all__ = ["connect", "ensure_infrastructure", "retry_nats", "tls_context"]
+__all__ = ["connect", "ensure_coordination", "ensure_infrastructure", "retry_nats", "tls_context"]
 
 log = logging.getLogger("poller.runtime")
 T = TypeVar("T")
@@ -107,6 +107,24 @@ async def ensure_infrastructure(js: Any, cfg: NatsConfig) -> Any:
             description="aicc-poller committed snapshots and cursors",
         )
     return kv
+
+
+async def ensure_coordination(js: Any, cfg: CoordinationConfig, replicas: int) -> tuple[Any, Any]:
+    """The members and leases buckets: entries expire after the lease TTL unless refreshed."""
+    buckets = []
+    for name, what in ((cfg.members_bucket, "live replicas"), (cfg.leases_bucket, "account leases")):
+        try:
+            kv = await js.key_value(name)
+        except BucketNotFoundError:
+            kv = await js.create_key_value(
+                bucket=name,
+                history=1,
+                ttl=cfg.lease_ttl,
+                replicas=replicas,
+                description=f"aicc-poller {what}",
+            )
+        buckets.append(kv)
+    return buckets[0], buckets[1]
 
 
 async def retry_nats(what: str, call: Callable[[], Awaitable[T]]) -> T:

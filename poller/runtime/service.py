@@ -27,9 +27,16 @@ from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
 from poller.pipeline.publisher import Publisher
 from poller.pipeline.store import StateStore, kv_key_token
-from poller.runtime.connection import connect, ensure_infrastructure, retry_nats, tls_context
+from poller.runtime.connection import (
+    connect,
+    ensure_coordination,
+    ensure_infrastructure,
+    retry_nats,
+    tls_context,
+)
 from poller.runtime.control import serve_control
 from poller.runtime.drain import Drains
+from poller.runtime.leases import Ownership, unique_replica_id
 from poller.runtime.sharding import owns
 from poller.runtime.source_loop import SourceLoop
 from poller.runtime.status import SourceStatus
@@ -71,6 +78,9 @@ class Service:
         #: the ops HTTP port once bound
         self.http_port: int | None = None
         self.store: StateStore | None = None
+        self.replica_id = config.coordination.replica_id or unique_replica_id()
+        #: the leases this replica holds (None with static sharding)
+        self.ownership: Ownership | None = None
 
     @property
     def nats(self) -> Any:
@@ -97,6 +107,7 @@ class Service:
                     started=status.started,
                     last_success=status.last_success,
                     degraded=status.degraded,
+                    owned=status.owned,
                 )
                 for key, status in self.statuses.items()
             ],
@@ -121,10 +132,14 @@ class Service:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def build_sources(self, ctx: AdapterContext) -> list[Source]:
+        """Every enabled source; with static sharding only this replica's (leases decide later)."""
         sources: list[Source] = []
         shard = self.config.shard
+        static = self.config.coordination.mode == "static"
         for account in self.config.sources:
-            if not account.enabled or not owns(account.vendor, account.account, shard.index, shard.count):
+            if not account.enabled:
+                continue
+            if static and not owns(account.vendor, account.account, shard.index, shard.count):
                 continue
             sources.extend(VENDORS[account.vendor].sources(account, ctx))
         return sources
@@ -177,6 +192,12 @@ class Service:
         try:
             js = self._js = self._nc.jetstream(timeout=cfg.ack_timeout)
             kv = await retry_nats("stream and bucket set-up", lambda: ensure_infrastructure(js, cfg))
+            coordination = self.config.coordination
+            if coordination.mode == "leases":
+                members, leases = await retry_nats(
+                    "coordination buckets set-up", lambda: ensure_coordination(js, coordination, cfg.replicas)
+                )
+                self.ownership = Ownership(members, leases, self.replica_id, coordination.lease_ttl)
             self.infrastructure_ready = True
             self.store = StateStore(kv)
             self.publisher = Publisher(
@@ -197,6 +218,7 @@ class Service:
                 drains=self._drains,
                 stopping=self.stopping,
                 poll_scopes=self._poll_scopes,
+                ownership=self.ownership,
             )
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
             # no pool cap: a request waiting for a pooled connection after the limiter let it start
@@ -219,17 +241,24 @@ class Service:
                     for s in sources
                     if isinstance(watch := getattr(s, "watch", None), WatchList)
                 ]
-                log.info("poller started", extra={"sources": len(sources)})
+                log.info("poller started", extra={"sources": len(sources), "replica": self.replica_id})
                 self.started.set()
                 async with anyio.create_task_group() as helpers:
                     for task in extra_tasks or []:
                         helpers.start_soon(task, self)
                     helpers.start_soon(self._enforce_grace)
                     helpers.start_soon(serve_control, self._nc, cfg.subject_prefix, watched)
+                    if self.ownership is not None:
+                        helpers.start_soon(self.ownership.keep_membership)
+                        helpers.start_soon(self.ownership.keep_leases)
                     async with anyio.create_task_group() as loops:
                         for status in self.statuses.values():
                             loops.start_soon(loop.run, status)
                         await self.stopping.wait()
+                    if self.ownership is not None:
+                        # every loop has released its lease: the others may take the accounts now
+                        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                            await self.ownership.leave()
                     helpers.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,12 +32,16 @@ from poller.pipeline.subjects import subject_token
 from poller.runtime.committer import Committer
 from poller.runtime.connection import retry_nats
 from poller.runtime.drain import Drains
+from poller.runtime.leases import Ownership
 from poller.runtime.status import SourceStatus
 from schemas.events import EventBase, event_type
 
 __all__ = ["SourceLoop"]
 
 log = logging.getLogger("poller.runtime")
+
+#: how often a replica that should own an account asks for its lease while someone else holds it
+LEASE_RETRY = 0.5
 
 
 class SourceLoop:
@@ -55,6 +60,7 @@ class SourceLoop:
         drains: Drains,
         stopping: anyio.Event,
         poll_scopes: set[anyio.CancelScope],
+        ownership: Ownership | None = None,
     ) -> None:
         self._js = js
         self._stream = stream
@@ -66,8 +72,57 @@ class SourceLoop:
         self._drains = drains
         self._stopping = stopping
         self._poll_scopes = poll_scopes
+        self._ownership = ownership
 
     async def run(self, status: SourceStatus) -> None:
+        if self._ownership is None:
+            status.owned = True
+            await self._run_owned(status, lambda: True)
+        else:
+            await self._run_leased(status, self._ownership)
+
+    async def _run_leased(self, status: SourceStatus, ownership: Ownership) -> None:
+        """Poll while this replica holds the account's lease; wait for it otherwise."""
+        account = f"{status.source.vendor}.{status.source.account}"
+        while not self._stopping.is_set():
+            start_at = None
+            if ownership.should_own(account):
+                try:
+                    start_at = await ownership.hold(account)
+                except Exception as exc:  # NATS unreachable for now: ask again shortly
+                    log.warning("cannot take the account's lease yet", extra={"error": type(exc).__name__})
+            if start_at is None:
+                with anyio.move_on_after(LEASE_RETRY):
+                    await _first_of(self._stopping.wait, ownership.membership_changed)
+                continue
+            try:
+                # a hand-over: the last owner's requests may still count in the vendor's window
+                with anyio.move_on_after(max(0.0, start_at - time.time())):
+                    await self._stopping.wait()
+                if self._stopping.is_set():
+                    break
+                await self._leased_epoch(status, ownership, account)
+            finally:
+                status.owned = False
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await ownership.release(account)
+
+    async def _leased_epoch(self, status: SourceStatus, ownership: Ownership, account: str) -> None:
+        """Poll until the lease is lost (cancelled at once) or handed over (after the cycle)."""
+        lost = ownership.lost(account)
+        status.owned = True
+        log.info("polling this source here", extra={"source": status.key})
+        async with anyio.create_task_group() as tg:
+
+            async def cancel_when_lost() -> None:
+                await lost.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(cancel_when_lost)
+            await self._run_owned(status, lambda: not lost.is_set() and ownership.should_own(account))
+            tg.cancel_scope.cancel()
+
+    async def _run_owned(self, status: SourceStatus, keep_polling: Callable[[], bool]) -> None:
         vendor = status.source.vendor
         committer = Committer(
             self._store,
@@ -79,7 +134,7 @@ class SourceLoop:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(committer.run)
                 try:
-                    await self._poll(status, committer)
+                    await self._poll(status, committer, keep_polling)
                 finally:
                     committer.close()  # what is pending is still committed (within the shutdown grace)
         except* StateFenced:
@@ -91,7 +146,9 @@ class SourceLoop:
                 extra={"vendor": vendor, "account": status.source.account, "scope": status.source.scope},
             )
 
-    async def _poll(self, status: SourceStatus, committer: Committer) -> None:
+    async def _poll(
+        self, status: SourceStatus, committer: Committer, keep_polling: Callable[[], bool]
+    ) -> None:
         source = status.source
         sid = SourceId(vendor=source.vendor, account=source.account, scope=source.scope)
         labels = (source.vendor, source.account, source.scope)
@@ -101,7 +158,7 @@ class SourceLoop:
         await retry_nats("replay", lambda: replay(self._js, self._stream, subjects, status.key, state))
         self._metrics.entities.labels(*labels).set(len(state.entities))
         failures = 0
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and keep_polling():
             cycle_started = time.monotonic()
             failure: tuple[str, str, str] | None = None
             observation = None
@@ -201,3 +258,15 @@ class SourceLoop:
         for event in events:
             self._metrics.events.labels(vendor, event_type(event)).inc()
             self._metrics.detection_lag.labels(vendor).observe(lag)
+
+
+async def _first_of(*waits: Callable[[], Awaitable[None]]) -> None:
+    """Return as soon as any of ``waits`` returns."""
+    async with anyio.create_task_group() as tg:
+
+        async def one(wait: Callable[[], Awaitable[None]]) -> None:
+            await wait()
+            tg.cancel_scope.cancel()
+
+        for wait in waits:
+            tg.start_soon(one, wait)

@@ -21,6 +21,8 @@ class SourceStatus:
     degraded: bool = False
     #: another writer committed this source's state: this process stopped polling it
     fenced: bool = False
+    #: this process polls the source now (static sharding: always; leases: while it holds the lease)
+    owned: bool = False
     started: float = field(default_factory=time.monotonic)
     #: the last time nothing this source observed was waiting to be committed (commit lag = now - this);
     #: a quiet source commits nothing, so "time since the last commit" would alert falsely

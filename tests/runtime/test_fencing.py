@@ -17,7 +17,8 @@ APP = 1400000001
 async def test_the_loser_of_a_commit_race_stops_polling_and_never_overwrites(nats_server: NatsServer) -> None:
     async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}, seed=3) as sim:
         tasks = [sim.add_task(APP, state=0) for _ in range(4)]
-        config = make_config(nats_server.url, [tencent_source(sim, [APP])])
+        # static sharding: without leases, both processes poll, and only fencing keeps the state whole
+        config = make_config(nats_server.url, [tencent_source(sim, [APP])], coordination={"mode": "static"})
         async with running(config) as first:
             await polls_done(first, 2)
             # a second process with the same file: it loads the committed state and polls too

@@ -237,6 +237,10 @@ async def test_chaos_kills_lose_nothing_and_double_nothing(tmp_path: Path) -> No
                 ack_timeout = 1.0
                 [http]
                 enabled = false
+                [coordination]
+                # a stable identity, as a StatefulSet pod has: the restarted poller takes its
+                # leases back at once instead of waiting for the killed one's to expire
+                replica_id = "chaos-poller"
                 """
             )
             + "".join(textwrap.dedent(world.source()) + common for world in worlds)

@@ -1,0 +1,244 @@
+"""Ownership of sources by leases in NATS KV: replicas join and leave without configuration.
+
+Every replica keeps a member key alive in a bucket whose entries expire after the lease TTL, and
+computes each source's owner by rendezvous hashing over the live members, so sources spread
+evenly and only the sources of a replica that joined or left move. The owner holds a lease key
+for the source (create, then compare-and-set renewals); a replica that dies stops renewing and
+its leases expire with the TTL. A replica that is no longer a source's owner (a member joined)
+or that stops (SIGTERM) finishes the cycle, lets its committer flush, and writes the lease back
+as released with the time; the next owner waits one rate-limit window after that time before its
+first request, so two owners never spend one credential in the same second.
+
+Leases decide who polls; the fenced state commits (:class:`~poller.pipeline.store.StateFenced`)
+decide who writes, so even a replica that wrongly believes it owns a source cannot overwrite the
+state of the one that does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+import anyio
+import msgspec
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+
+__all__ = ["HANDOVER_WINDOW", "LeaseRecord", "Ownership", "rendezvous_owner", "unique_replica_id"]
+
+log = logging.getLogger("poller.runtime.leases")
+
+#: how long after a release the next owner waits: one rate-limit window and a margin
+HANDOVER_WINDOW = 1.2
+
+
+class LeaseRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """The value of a lease key: who holds it, or since when nobody does."""
+
+    owner: str
+    released_at: float = 0.0
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_lease = msgspec.json.Decoder(LeaseRecord).decode
+
+
+def unique_replica_id() -> str:
+    """Host, process and a random part: unique even for several replicas on one host."""
+    host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def rendezvous_owner(key: str, members: set[str]) -> str:
+    """The member with the highest hash for ``key`` (highest-random-weight hashing)."""
+    return max(
+        members, key=lambda member: hashlib.blake2b(f"{member}\x1f{key}".encode(), digest_size=8).digest()
+    )
+
+
+def _lease_key(account_key: str) -> str:
+    return f"lease.{account_key}"
+
+
+class Ownership:
+    """This replica's view of the membership and the leases it holds."""
+
+    def __init__(self, members_kv: Any, leases_kv: Any, replica_id: str, ttl: float) -> None:
+        self._members_kv = members_kv
+        self._leases_kv = leases_kv
+        self.replica_id = replica_id
+        self.ttl = ttl
+        self.members: set[str] = {replica_id}
+        self._revisions: dict[str, int] = {}
+        self._held: dict[str, _Held] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+        self._changed = anyio.Event()
+        self._left = False
+
+    @property
+    def refresh_every(self) -> float:
+        return self.ttl / 3
+
+    # -- membership -------------------------------------------------------------------------------
+    async def keep_membership(self) -> None:
+        """Refresh our member key and read everyone's, until cancelled."""
+        while True:
+            try:
+                if not self._left:
+                    await self._members_kv.put(f"member.{self.replica_id}", _encode(time.time()))
+                self._update_members(await self._live_members())
+            except Exception as exc:  # NATS is down: keep the last view, leases stop renewing anyway
+                log.warning("membership refresh failed", extra={"error": type(exc).__name__})
+            await anyio.sleep(min(self.refresh_every, 2.0))
+
+    async def _live_members(self) -> set[str]:
+        try:
+            keys = await self._members_kv.keys()
+        except NoKeysError:
+            keys = []
+        found = {k.removeprefix("member.") for k in keys if k.startswith("member.")}
+        if not self._left:
+            found.add(self.replica_id)
+        return found
+
+    def _update_members(self, members: set[str]) -> None:
+        if members != self.members:
+            log.info(
+                "replica membership changed", extra={"members": len(members), "replica": self.replica_id}
+            )
+            self.members = members
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def membership_changed(self) -> None:
+        await self._changed.wait()
+
+    def should_own(self, account_key: str) -> bool:
+        return not self._left and rendezvous_owner(account_key, self.members) == self.replica_id
+
+    async def leave(self) -> None:
+        """Stop claiming anything; the others see our member key gone at their next refresh."""
+        self._left = True
+        try:
+            await self._members_kv.delete(f"member.{self.replica_id}")
+        except Exception as exc:
+            log.warning("could not remove our member key", extra={"error": type(exc).__name__})
+
+    # -- leases ----------------------------------------------------------------------------------
+    # One lease per account, not per source: every source of an account spends the same
+    # credentials' limits, so they must all be polled by one replica.
+
+    async def hold(self, account_key: str) -> float | None:
+        """Join (or take) the account's lease; returns when polling may start (``time.time()``), or
+        None when another replica holds it. Every successful ``hold`` needs a ``release``."""
+        # the sources of one account ask at once: one request to NATS, the others join its answer
+        async with self._locks.setdefault(account_key, anyio.Lock()):
+            held = self._held.get(account_key)
+            if held is not None:
+                if held.lost.is_set():
+                    return None  # the other sources of the account are still letting go of it
+                held.holders += 1
+                return held.start_at
+            start_at = await self._try_acquire(account_key)
+            if start_at is not None:
+                self._held[account_key] = _Held(start_at=start_at, renewed=time.monotonic())
+            return start_at
+
+    def lost(self, account_key: str) -> anyio.Event:
+        """Set when the account's lease is no longer ours (taken after it expired, or unrenewable)."""
+        held = self._held.get(account_key)
+        if held is None:
+            lost = anyio.Event()
+            lost.set()
+            return lost
+        return held.lost
+
+    async def release(self, account_key: str) -> None:
+        """Drop one holder; the last one hands the account over: the lease says released, and when."""
+        held = self._held.get(account_key)
+        if held is None:
+            return
+        held.holders -= 1
+        if held.holders > 0:
+            return
+        del self._held[account_key]
+        revision = self._revisions.pop(account_key, None)
+        if revision is None or held.lost.is_set():
+            return
+        record = LeaseRecord(owner="", released_at=time.time())
+        try:
+            await self._leases_kv.update(_lease_key(account_key), _encode(record), last=revision)
+        except Exception as exc:  # it expires with the TTL anyway
+            log.warning(
+                "could not release a lease", extra={"account": account_key, "error": type(exc).__name__}
+            )
+
+    def held(self) -> list[str]:
+        return sorted(self._held)
+
+    async def keep_leases(self) -> None:
+        """Renew every held lease, until cancelled; a lease not renewed for most of the TTL is lost."""
+        while True:
+            await anyio.sleep(self.refresh_every)
+            for account_key, held in list(self._held.items()):
+                if held.lost.is_set():
+                    continue
+                try:
+                    still_ours = await self._renew(account_key)
+                except Exception as exc:  # NATS unreachable: ours until the TTL says otherwise
+                    log.warning(
+                        "lease renewal failed", extra={"account": account_key, "error": type(exc).__name__}
+                    )
+                    still_ours = time.monotonic() - held.renewed < self.ttl * 0.8
+                else:
+                    if still_ours:
+                        held.renewed = time.monotonic()
+                if not still_ours:
+                    log.warning("lease lost; stopped polling the account", extra={"account": account_key})
+                    held.lost.set()
+
+    async def _try_acquire(self, account_key: str) -> float | None:
+        key = _lease_key(account_key)
+        mine = _encode(LeaseRecord(owner=self.replica_id))
+        try:
+            entry = await self._leases_kv.get(key)
+        except KeyNotFoundError:
+            entry = None
+        try:
+            if entry is None or not entry.value:
+                self._revisions[account_key] = int(await self._leases_kv.create(key, mine))
+                return time.time()
+            record = _decode_lease(entry.value)
+            if record.owner not in ("", self.replica_id):
+                return None
+            self._revisions[account_key] = int(await self._leases_kv.update(key, mine, last=entry.revision))
+            return record.released_at + HANDOVER_WINDOW if record.owner == "" else time.time()
+        except (KeyWrongLastSequenceError, msgspec.DecodeError, msgspec.ValidationError):
+            return None  # someone else was faster (or wrote something we cannot read): not ours
+
+    async def _renew(self, account_key: str) -> bool:
+        revision = self._revisions.get(account_key)
+        if revision is None:
+            return False
+        try:
+            self._revisions[account_key] = int(
+                await self._leases_kv.update(
+                    _lease_key(account_key), _encode(LeaseRecord(owner=self.replica_id)), last=revision
+                )
+            )
+            return True
+        except KeyWrongLastSequenceError:
+            self._revisions.pop(account_key, None)
+            return False
+
+
+class _Held:
+    def __init__(self, start_at: float, renewed: float) -> None:
+        self.start_at = start_at
+        self.renewed = renewed
+        self.holders = 1
+        self.lost = anyio.Event()
