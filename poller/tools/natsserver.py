@@ -101,3 +101,64 @@ class NatsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class NatsCluster:
+    """Three (or more) JetStream servers on loopback joined by routes: R3 streams, leader elections."""
+
+    def __init__(self, size: int = 3, name: str = "aicc") -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="aicc-nats-cluster-")
+        cluster_ports = [free_port() for _ in range(size)]
+        routes = ",".join(f"nats://127.0.0.1:{p}" for p in cluster_ports)
+        self.servers = []
+        for i, cluster_port in enumerate(cluster_ports):
+            store = Path(self._tmp.name) / f"n{i + 1}"
+            store.mkdir()
+            config = (
+                f'server_name: "n{i + 1}"\n'
+                f'cluster {{ name: "{name}", listen: "127.0.0.1:{cluster_port}", routes: [{routes}] }}\n'
+            )
+            self.servers.append(NatsServer(store_dir=str(store), config=config))
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.url for server in self.servers]
+
+    def by_name(self, name: str) -> NatsServer:
+        """The server a JetStream cluster report names (``n1`` …)."""
+        return self.servers[int(name.removeprefix("n")) - 1]
+
+    def start(self) -> NatsCluster:
+        for server in self.servers:
+            server.start()
+        return self
+
+    async def wait_for_jetstream(self, timeout: float = 30.0) -> None:
+        """Until the cluster has elected its JetStream meta leader and answers account requests."""
+        import anyio
+        import nats
+
+        deadline = time.monotonic() + timeout
+        nc = await nats.connect(servers=self.urls)
+        try:
+            while True:
+                try:
+                    await nc.jetstream(timeout=1.0).account_info()
+                    return
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    await anyio.sleep(0.2)
+        finally:
+            await nc.close()
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> NatsCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
