@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 K8S = DEPLOY / "k8s"
+K8S_TRY_OUT = DEPLOY / "k8s-try-out"
 ALERTS = DEPLOY / "prometheus" / "alerts.yaml"
 ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yaml"
 DASHBOARD = DEPLOY / "grafana" / "aicc-poller.json"
@@ -137,11 +138,21 @@ def duration_seconds(text: str) -> float:
 
 
 def k8s_resources() -> list[dict[str, Any]]:
+    """What ``kubectl apply -k deploy/k8s-try-out`` applies: deploy/k8s (its resources and the
+    ConfigMap its generator makes) and the placeholder Secrets."""
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     docs: list[dict[str, Any]] = []
     for name in kustomization["resources"]:
         assert (K8S / name).is_file(), f"kustomization lists missing {name}"
         docs.extend(load_yaml_documents(K8S / name))
+    for generator in kustomization.get("configMapGenerator", []):
+        data = {Path(f).name: (K8S / f).read_text() for f in generator["files"]}
+        docs.append({"kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": data})
+    try_out = yaml.safe_load((K8S_TRY_OUT / "kustomization.yaml").read_text())
+    assert "../k8s" in try_out["resources"]
+    for name in try_out["resources"]:
+        if name != "../k8s":
+            docs.extend(load_yaml_documents(K8S_TRY_OUT / name))
     return docs
 
 
@@ -367,11 +378,11 @@ def test_k8s_statefulset_config_secrets_probes_and_budget_agree(tmp_path: Path) 
     replicas = spec["replicas"]
     assert replicas >= 2
 
-    # shard from the pod ordinal; the count is the replica count
+    # leases share the accounts: no shard count to keep equal to the replica count; the pod's name
+    # is its stable replica id
     env = {e["name"]: e for e in container["env"]}
-    field = env["POLLER_SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
-    assert field == "metadata.labels['apps.kubernetes.io/pod-index']"
-    assert env["POLLER_SHARD_COUNT"]["value"] == str(replicas)
+    assert not [name for name in env if name.startswith("POLLER_SHARD")]
+    assert env["POLLER_REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert spec["podManagementPolicy"] == "Parallel"
 
     # the command: the image's, on the ConfigMap mounted where the image reads it
@@ -407,11 +418,9 @@ def test_k8s_statefulset_config_secrets_probes_and_budget_agree(tmp_path: Path) 
         toml_text = toml_text.replace(f'"{ref}"', json.dumps(str(local / directory.lstrip("/") / name)))
     config_file = tmp_path / "poller.toml"
     config_file.write_text(toml_text)
-    last = replicas - 1
-    config = load_config(
-        config_file, env={**secret_env, "POLLER_SHARD_INDEX": str(last), "POLLER_SHARD_COUNT": str(replicas)}
-    )
-    assert (config.shard.index, config.shard.count) == (last, replicas)
+    config = load_config(config_file, env={**secret_env, "POLLER_REPLICA_ID": "aicc-poller-2"})
+    assert config.coordination.mode == "leases" and config.coordination.replica_id == "aicc-poller-2"
+    assert config.shard.count == 1
     assert len(config.sources) >= 2
 
     # ports and probes
@@ -465,8 +474,58 @@ def test_k8s_kustomization_builds() -> None:
         [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=False
     )
     assert built.returncode == 0, built.stderr
-    kinds = {doc["kind"] for doc in yaml.safe_load_all(built.stdout) if doc}
-    assert {"StatefulSet", "ConfigMap", "Secret", "Service", "PodDisruptionBudget"} <= kinds
+    docs = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+    kinds = {doc["kind"] for doc in docs}
+    assert {"StatefulSet", "ConfigMap", "Service", "PodDisruptionBudget", "NetworkPolicy"} <= kinds
+    assert "Secret" not in kinds, "placeholder Secrets only with deploy/k8s-try-out"
+    # the generated ConfigMap's name carries a content hash, and the pods mount that name
+    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    mounted = {v["configMap"]["name"] for v in sts["spec"]["template"]["spec"]["volumes"] if "configMap" in v}
+    assert (
+        mounted == {configmap["metadata"]["name"]} and configmap["metadata"]["name"] != "aicc-poller-config"
+    )
+    for extra, expected in (
+        (K8S_TRY_OUT, {"Secret"}),
+        (K8S / "monitoring", {"ServiceMonitor", "PrometheusRule"}),
+    ):
+        built = subprocess.run(
+            [kubectl, "kustomize", str(extra)], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert built.returncode == 0, built.stderr
+        assert expected <= {doc["kind"] for doc in yaml.safe_load_all(built.stdout) if doc}
+
+
+def test_k8s_monitoring_autoscaling_and_network_policy_fit_the_poller() -> None:
+    docs = k8s_resources()
+    sts = one_of(docs, "StatefulSet")
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    port_names = {p["name"] for p in container["ports"]}
+    service = by_name(docs, "Service", sts["spec"]["serviceName"])
+
+    rule = yaml.safe_load((K8S / "monitoring" / "prometheusrule.yaml").read_text())
+    alerts = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())
+    assert rule["spec"]["groups"] == alerts["groups"], "prometheusrule.yaml is alerts.yaml for the Operator"
+    monitor = yaml.safe_load((K8S / "monitoring" / "servicemonitor.yaml").read_text())
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= {p["name"] for p in service["spec"]["ports"]}
+
+    hpa = yaml.safe_load((K8S / "hpa.example.yaml").read_text())
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": "aicc-poller",
+    }
+    assert hpa["spec"]["minReplicas"] >= 1
+
+    policy = one_of(docs, "NetworkPolicy")
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"].items()
+        <= sts["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]} <= port_names
+    egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert {4222, 53, 443} <= egress_ports
 
 
 # -- alerting --------------------------------------------------------------------------------------------
