@@ -22,18 +22,35 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 
-__all__ = ["HANDOVER_WINDOW", "LeaseRecord", "Ownership", "rendezvous_owner", "unique_replica_id"]
+__all__ = [
+    "HANDOVER_WINDOW",
+    "Budget",
+    "LeaseRecord",
+    "MemberRecord",
+    "Ownership",
+    "rendezvous_owner",
+    "unique_replica_id",
+]
 
 log = logging.getLogger("poller.runtime.leases")
 
 #: how long after a release the next owner waits: one rate-limit window and a margin
 HANDOVER_WINDOW = 1.2
+
+
+class MemberRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """The value of a member key: when it was refreshed, and the fleet-wide limits it spends."""
+
+    seen: float
+    #: ``vendor/api`` of every fleet-wide limit this replica's accounts use
+    budgets: list[str] = []
 
 
 class LeaseRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,6 +62,15 @@ class LeaseRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 _encode = msgspec.json.Encoder().encode
 _decode_lease = msgspec.json.Decoder(LeaseRecord).decode
+_decode_member = msgspec.json.Decoder(MemberRecord).decode
+
+Budget = tuple[str, str]
+"""(vendor, api) of a limit that covers every caller of the API together."""
+
+
+def _budget(text: str) -> Budget:
+    vendor, api = text.split("/", 1)
+    return vendor, api
 
 
 def unique_replica_id() -> str:
@@ -67,7 +93,22 @@ def _lease_key(account_key: str) -> str:
 class Ownership:
     """This replica's view of the membership and the leases it holds."""
 
-    def __init__(self, members_kv: Any, leases_kv: Any, replica_id: str, ttl: float) -> None:
+    def __init__(
+        self,
+        members_kv: Any,
+        leases_kv: Any,
+        replica_id: str,
+        ttl: float,
+        *,
+        budgets_of: Callable[[str], frozenset[Budget]] = lambda _account: frozenset(),
+        apply_shares: Callable[[dict[Budget, float]], None] = lambda _shares: None,
+    ) -> None:
+        """``budgets_of`` names the fleet-wide limits an account's sources spend; ``apply_shares``
+        gets this replica's part of each (1 / the replicas that spend it)."""
+        self._budgets_of = budgets_of
+        self._apply_shares = apply_shares
+        #: fleet-wide limits every other live member spends, from its member record
+        self._others_budgets: dict[str, set[Budget]] = {}
         self._members_kv = members_kv
         self._leases_kv = leases_kv
         self.replica_id = replica_id
@@ -84,16 +125,28 @@ class Ownership:
         return self.ttl / 3
 
     # -- membership -------------------------------------------------------------------------------
+    @property
+    def membership_period(self) -> float:
+        return min(self.refresh_every, 2.0)
+
+    def my_budgets(self) -> set[Budget]:
+        return {budget for account in self._held for budget in self._budgets_of(account)}
+
+    async def _announce(self) -> None:
+        record = MemberRecord(seen=time.time(), budgets=sorted(f"{v}/{a}" for v, a in self.my_budgets()))
+        await self._members_kv.put(f"member.{self.replica_id}", _encode(record))
+
     async def keep_membership(self) -> None:
         """Refresh our member key and read everyone's, until cancelled."""
         while True:
             try:
                 if not self._left:
-                    await self._members_kv.put(f"member.{self.replica_id}", _encode(time.time()))
+                    await self._announce()
                 self._update_members(await self._live_members())
+                self._share_budgets()
             except Exception as exc:  # NATS is down: keep the last view, leases stop renewing anyway
                 log.warning("membership refresh failed", extra={"error": type(exc).__name__})
-            await anyio.sleep(min(self.refresh_every, 2.0))
+            await anyio.sleep(self.membership_period)
 
     async def _live_members(self) -> set[str]:
         try:
@@ -101,9 +154,46 @@ class Ownership:
         except NoKeysError:
             keys = []
         found = {k.removeprefix("member.") for k in keys if k.startswith("member.")}
+        others: dict[str, set[Budget]] = {}
+        for member in found - {self.replica_id}:
+            try:
+                entry = await self._members_kv.get(f"member.{member}")
+                record = _decode_member(entry.value)
+            except (KeyNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
+                continue  # gone meanwhile, or an older replica's record: spends nothing we know of
+            others[member] = {_budget(b) for b in record.budgets if "/" in b}
+        self._others_budgets = others
         if not self._left:
             found.add(self.replica_id)
         return found
+
+    async def _until_peers_took_their_share(self, budgets: set[Budget], announced: float) -> None:
+        """A peer reads the members after writing its own record, then sets its shares: a record it
+        wrote after one that was written after our announcement proves it has read ours. Bounded by
+        the TTL (a peer that stopped refreshing is leaving anyway)."""
+        peers = {m for m, spent in self._others_budgets.items() if spent & budgets}
+        seen_after: dict[str, int] = dict.fromkeys(peers, 0)
+        last: dict[str, float] = {}
+        deadline = time.monotonic() + self.ttl
+        while peers and time.monotonic() < deadline:
+            for member in list(peers):
+                try:
+                    record = _decode_member((await self._members_kv.get(f"member.{member}")).value)
+                except (KeyNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
+                    peers.discard(member)
+                    continue
+                if record.seen > announced and record.seen != last.get(member):
+                    last[member] = record.seen
+                    seen_after[member] += 1
+                if seen_after[member] >= 2:
+                    peers.discard(member)
+            if peers:
+                await anyio.sleep(0.1)
+
+    def _share_budgets(self) -> None:
+        mine = self.my_budgets()
+        spent_by_others = [b for budgets in self._others_budgets.values() for b in budgets]
+        self._apply_shares({budget: 1.0 / (1 + spent_by_others.count(budget)) for budget in mine})
 
     def _update_members(self, members: set[str]) -> None:
         if members != self.members:
@@ -143,9 +233,21 @@ class Ownership:
                     return None  # the other sources of the account are still letting go of it
                 held.holders += 1
                 return held.start_at
+            before = self.my_budgets()
             start_at = await self._try_acquire(account_key)
-            if start_at is not None:
-                self._held[account_key] = _Held(start_at=start_at, renewed=time.monotonic())
+            if start_at is None:
+                return None
+            self._held[account_key] = _Held(start_at=start_at, renewed=time.monotonic())
+            new = self.my_budgets() - before
+            if new:
+                # a fleet-wide limit we did not spend yet: say so, take our share at once, and wait
+                # until every other replica spending it has taken its smaller share
+                self._share_budgets()
+                try:
+                    await self._announce()
+                    await self._until_peers_took_their_share(new, announced=time.time())
+                except Exception as exc:
+                    log.warning("could not announce a fleet budget", extra={"error": type(exc).__name__})
             return start_at
 
     def lost(self, account_key: str) -> anyio.Event:

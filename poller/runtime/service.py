@@ -155,6 +155,10 @@ class Service:
         await anyio.sleep(self.config.shutdown_grace)
         self._drains.cancel_all()
 
+    def _apply_fleet_shares(self, shares: dict[tuple[str, str], float]) -> None:
+        for (vendor, api), share in shares.items():
+            self.limiters.set_fleet_share(vendor, api, share)
+
     def _bound(self, port: int) -> None:
         self.http_port = port
 
@@ -197,7 +201,14 @@ class Service:
                 members, leases = await retry_nats(
                     "coordination buckets set-up", lambda: ensure_coordination(js, coordination, cfg.replicas)
                 )
-                self.ownership = Ownership(members, leases, self.replica_id, coordination.lease_ttl)
+                self.ownership = Ownership(
+                    members,
+                    leases,
+                    self.replica_id,
+                    coordination.lease_ttl,
+                    budgets_of=_fleet_budgets,
+                    apply_shares=self._apply_fleet_shares,
+                )
             self.infrastructure_ready = True
             self.store = StateStore(kv)
             self.publisher = Publisher(
@@ -264,6 +275,13 @@ class Service:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await self._nc.drain() if self._nc.is_connected else await self._nc.close()
             log.info("poller stopped")
+
+
+def _fleet_budgets(account_key: str) -> frozenset[tuple[str, str]]:
+    """The fleet-wide limits an account (``vendor.account``) spends: its vendor's fleet APIs."""
+    vendor = account_key.split(".", 1)[0]
+    spec = VENDORS.get(vendor)
+    return frozenset((vendor, api) for api in spec.fleet_apis) if spec else frozenset()
 
 
 def _kv_key(source_key: str) -> str:

@@ -31,6 +31,9 @@ import anyio
 #: jitter. 20 ms leaves 98% of a limit usable; with starts paced (no queue at the vendor's front door)
 #: the benchmark's simulators saw none of it. Far from the vendor, raise ``rate_limit_margin``.
 DEFAULT_MARGIN = 0.02
+#: the credential of a limit that covers an API for every caller together (Alibaba AICCS): a fleet of
+#: replicas splits it between the replicas that use it
+FLEET_WIDE = "*"
 
 
 class Slot:
@@ -74,12 +77,16 @@ class SlidingWindowLimiter:
         self._reduced_at = -1e18
         self.started = 0
         self.throttle_answers = 0
+        #: this process's part of a limit that a fleet of replicas shares (1: all of it)
+        self.share = 1.0
 
     def effective_limit(self, now: float | None = None) -> int:
-        """The limit in force: full, or climbing back by 10% of it per window after a throttle."""
+        """The limit in force: full (or this replica's share of a fleet-wide one), or climbing back
+        by 10% of it per window after a throttle."""
         now = self.clock() if now is None else now
-        regained = (now - self._reduced_at) / self.window * max(1.0, self.limit * 0.1)
-        return max(1, min(self.limit, int(self._reduced_to + regained)))
+        cap = max(1, int(self.limit * self.share))
+        regained = (now - self._reduced_at) / self.window * max(1.0, cap * 0.1)
+        return max(1, min(cap, int(self._reduced_to + regained)))
 
     def _occupied(self, now: float) -> int:
         """Slots still in the window: unsent ones, and sent ones less than a window ago."""
@@ -148,3 +155,9 @@ class LimiterRegistry:
 
     def items(self) -> list[tuple[tuple[str, str, str], SlidingWindowLimiter]]:
         return list(self._limiters.items())
+
+    def set_fleet_share(self, vendor: str, api: str, share: float) -> None:
+        """This replica's part of the fleet-wide limit of ``vendor``'s ``api``."""
+        limiter = self._limiters.get((vendor, api, FLEET_WIDE))
+        if limiter is not None:
+            limiter.share = min(1.0, max(share, 0.0))

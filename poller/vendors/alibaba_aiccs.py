@@ -15,7 +15,7 @@ import msgspec
 from poller.errors import BadResponse
 from poller.pipeline.snapshot import EntitySnapshot, Observation, PageSink
 from poller.pipeline.state import SourceState
-from poller.transport import Response
+from poller.transport import FLEET_WIDE, Response
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
 from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad
 from poller.vendors.listing import Listing, sweep_pages
@@ -31,7 +31,7 @@ LIST_API = "ListTask"
 #: API-wide across all users (doc: "API 频率:500 次/秒")
 DEFAULT_LIMIT = 500
 #: the limiter key: the limit is not per credential
-API_WIDE = "*"
+API_WIDE = FLEET_WIDE
 #: the product's endpoint rule is "central" in the official SDK
 DEFAULT_ENDPOINT = "https://aiccs.aliyuncs.com"
 
@@ -147,5 +147,6 @@ VENDOR_SPEC = Vendor(
     account_config=AiccsAccount,
     sources=build_sources,
     apis=APIS,
+    fleet_apis=frozenset({LIST_API}),
     doc="Alibaba Cloud AICCS ListTask (V3 or V1 signature, 500 req/s API-wide, pages from 1)",
 )

@@ -150,4 +150,7 @@ class Vendor:
     account_config: type[AccountConfig]
     sources: Callable[[Any, AdapterContext], list[Source]]
     apis: Mapping[str, int]
+    #: APIs whose limit covers every caller together: replicas split it (their limiter's credential
+    #: is :data:`poller.transport.FLEET_WIDE`)
+    fleet_apis: frozenset[str] = frozenset()
     doc: str = ""

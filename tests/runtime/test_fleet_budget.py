@@ -1,0 +1,60 @@
+"""A limit that covers an API for every caller together (AICCS) is split between the replicas that
+spend it: from the simulator's own log, the whole fleet stays within it in every second."""
+
+from __future__ import annotations
+
+import anyio
+
+from poller.simulators.alibaba_aiccs import AiccsSimulator
+from poller.simulators.base import max_in_window
+from poller.tools.natsserver import NatsServer
+from poller.vendors.alibaba_aiccs import LIST_API
+from tests.helpers import make_config, running, wait_until
+
+LIMIT = 10  # the simulator's API-wide limit, and the configured one
+
+
+def _source(sim: AiccsSimulator, account: str) -> dict[str, object]:
+    return {
+        "vendor": "alibaba-aiccs",
+        "account": account,
+        "access_key_id": f"AK{account}",
+        "access_key_secret": f"secret-{account}",
+        "endpoint": sim.url,
+        "poll_interval": 0.0,  # back to back: each replica alone would spend the whole limit
+        "rate_limits": {LIST_API: LIMIT},
+        "retries": 1,
+        "failure_backoff": 0.2,
+    }
+
+
+def _owned(service: object) -> set[str]:
+    return {s.source.account for s in service.statuses.values() if s.owned}  # type: ignore[attr-defined]
+
+
+async def test_two_replicas_split_an_api_wide_limit(nats_server: NatsServer) -> None:
+    accounts = [f"fleet{i}" for i in range(4)]
+    credentials = {f"AK{a}": f"secret-{a}" for a in accounts}
+    async with AiccsSimulator(credentials=credentials, seed=3, rate_limit=LIMIT) as sim:
+        for a in accounts:
+            sim.tasks[f"AK{a}"] = {}
+        config = make_config(
+            nats_server.url, [_source(sim, a) for a in accounts], coordination={"lease_ttl": 3.0}
+        )
+        async with running(config) as first, running(config) as second:
+            await wait_until(
+                lambda: (
+                    bool(_owned(first))
+                    and bool(_owned(second))
+                    and _owned(first) | _owned(second) == set(accounts)
+                ),
+                timeout=20,
+            )
+            both_since = sim.log.times()[-1] if sim.log.times() else 0.0
+            await anyio.sleep(4.0)
+    times = sim.log.times(api=LIST_API)
+    assert max_in_window(times) <= LIMIT, max_in_window(times)
+    assert sim.log.count("throttled") == 0
+    # and the budget is used: both replicas together, not one replica's share alone
+    busy = [t for t in times if t > both_since + 1.0]
+    assert max_in_window(busy) >= LIMIT * 0.7, max_in_window(busy)
