@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.events import EVENT_TYPES, Event, EventBase
+from .events import EVENT_TYPES, SCHEMA_VERSION, Event, EventBase
 
 HERE = Path(__file__).resolve().parent
 JSON_SCHEMA_FILE = HERE / "events.schema.json"
@@ -62,10 +62,11 @@ def asyncapi() -> dict[str, Any]:
         "asyncapi": "3.0.0",
         "info": {
             "title": "aicc-poller events",
-            "version": "1.0.0",
+            "version": str(SCHEMA_VERSION),
             "description": (
                 "Typed change events from AI outbound-calling platforms, published to NATS JetStream "
-                "(stream AICC). Decode any payload with msgspec.json.Decoder(schemas.Event)."
+                "(stream AICC). Decode any payload with msgspec.json.Decoder(aicc_events.Event) "
+                "(the aicc-events distribution)."
             ),
         },
         "defaultContentType": "application/json",
