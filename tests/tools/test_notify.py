@@ -413,3 +413,25 @@ def test_cli_exits_2_on_a_bad_notify_config_and_keeps_secrets_out_of_the_message
     assert main(["notify", "--config", str(config)]) == EXIT_CONFIG
     err = capsys.readouterr().err
     assert "targets.t.url: expected an http" in err and "token-abc" not in err
+
+
+def test_a_group_is_ready_at_the_end_of_its_window_or_when_full() -> None:
+    from poller.tools.notify.notifier import _Held, _RuleWorker
+
+    config = parse_notify_config(
+        {
+            "targets": {"t": {"kind": "webhook", "url": "http://127.0.0.1:1/x"}},
+            "notify": [{"name": "r", "target": "t", "preset": "line-failures", "group_max_events": 100}],
+        }
+    )
+    rule = config.notify[0]
+    worker = _RuleWorker(rule, config.targets["t"], None)  # type: ignore[arg-type]
+    calls = [
+        e for e in _events() if isinstance(e, CallFinished) and e.outcome is CallOutcome.CALLER_IN_ARREARS
+    ]
+    for call in calls[:99]:
+        assert worker.offer(_Held(None), "aicc.byrobot.acme.call-finished", "s", call)
+    assert worker._ready() is None  # a 300 s window, 99 events: still collecting
+    worker.offer(_Held(None), "aicc.byrobot.acme.call-finished", "s", calls[99])
+    assert worker._ready() == ("byrobot", "acme", "caller_in_arrears")
+    assert not worker.offer(_Held(None), "other.subject", "s", calls[0])

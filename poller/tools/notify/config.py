@@ -73,6 +73,8 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     group_by: list[str] = []
     #: how long a group collects events after its first one before it is sent (0: at once)
     group_window_seconds: float = 0.0
+    #: a group this large is sent before its window ends: held events count against max_ack_pending
+    group_max_events: int = 1000
     #: messages per minute this rule may send; a group waiting for its turn keeps collecting
     max_messages_per_minute: int = 20
     max_attempts: int = 5
@@ -198,6 +200,7 @@ def _check_rule(rule: Rule, where: str, targets: Mapping[str, Target], fields: s
             raise ConfigError(f"{where}.group_by: {name!r} is not an event field")
     checks = (
         ("group_window_seconds", rule.group_window_seconds >= 0),
+        ("group_max_events", 1 <= rule.group_max_events <= 1000),
         ("degraded_for_minutes", rule.degraded_for_minutes >= 0),
         ("max_messages_per_minute", rule.max_messages_per_minute >= 1),
         ("max_attempts", rule.max_attempts >= 1),

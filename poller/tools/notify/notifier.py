@@ -120,8 +120,10 @@ class _RuleWorker:
 
     def _ready(self) -> tuple[str, ...] | None:
         now = time.monotonic()
-        window = self.rule.group_window_seconds
-        return next((k for k, b in self.batches.items() if b.opened + window <= now), None)
+        window, most = self.rule.group_window_seconds, self.rule.group_max_events
+        return next(
+            (k for k, b in self.batches.items() if b.opened + window <= now or len(b.events) >= most), None
+        )
 
     def _rate_wait(self) -> float:
         now = time.monotonic()
@@ -204,7 +206,7 @@ class Notifier:
         self.workers = [_RuleWorker(r, config.targets[r.target], self) for r in config.notify]
         #: held messages by stream sequence (a redelivery of one still held replaces its handle)
         self.held: dict[int, _Held] = {}
-        self.counts = {"sent": 0, "failed_attempts": 0, "dead_lettered": 0, "undecodable": 0}
+        self.counts = {"sent": 0, "failed_attempts": 0, "dead_lettered": 0, "undecodable": 0, "ack_failed": 0}
         self.started = anyio.Event()
         self._js: Any = None
         #: how far the stream has been read, in event time: the latest event's time, or now once
@@ -311,7 +313,7 @@ class Notifier:
                 raw=msg.data.decode(errors="replace")[:10_000],
             )
             await self.dead_letter("undecodable", dead)
-            await msg.ack()
+            await self._ack(msg)
             return
         self.horizon = max(self.horizon, event.observed_at.timestamp())
         source = (msg.headers or {}).get(SOURCE_HEADER) or f"{event.vendor}.{event.account}"
@@ -324,14 +326,23 @@ class Notifier:
         held.pending = sum(w.offer(held, msg.subject, source, event) for w in self.workers)
         if held.pending == 0:
             del self.held[seq]
-            await msg.ack()
+            await self._ack(msg)
 
     async def release_all(self, helds: list[_Held]) -> None:
         for held in helds:
             held.pending -= 1
             if held.pending == 0:
                 self.held.pop(held.msg.metadata.sequence.stream, None)
-                await held.msg.ack()
+                await self._ack(held.msg)
+
+    async def _ack(self, msg: Any) -> None:
+        """An ack that cannot be sent is not a reason to stop: the message comes back after
+        ack_wait and is notified again (counted, logged) rather than the process crash-looping."""
+        try:
+            await msg.ack()
+        except nats.errors.Error as exc:
+            self.counts["ack_failed"] += 1
+            log.warning("ack failed; the event will be redelivered", extra={"error": type(exc).__name__})
 
     async def dead_letter(self, name: str, dead: DeadLetter) -> None:
         """Published to JetStream (acked by the server) before the original events are acked."""
