@@ -435,3 +435,47 @@ def test_a_group_is_ready_at_the_end_of_its_window_or_when_full() -> None:
     worker.offer(_Held(None), "aicc.byrobot.acme.call-finished", "s", calls[99])
     assert worker._ready() == ("byrobot", "acme", "caller_in_arrears")
     assert not worker.offer(_Held(None), "other.subject", "s", calls[0])
+
+
+@pytest.mark.slow
+async def test_a_killed_notifier_misses_nothing_and_repeats_at_most_the_message_in_flight(
+    tmp_path: Path,
+) -> None:
+    receivers = Receivers()
+    runner = web.AppRunner(receivers.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    with NatsServer(store_dir=str(tmp_path / "js")) as server:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        await ensure_infrastructure(js, NatsConfig(url=server.url))
+        config = tmp_path / "notify.toml"
+        config.write_text(_config(server.url, f"http://127.0.0.1:{port}"))
+        log = tmp_path / "notify.log"
+        await _publish(js, [e for e in _events() if isinstance(e, TaskAppeared)][:30])
+        first = _notifier(config, log)
+        try:
+            await wait_until(lambda: len(receivers.webhook) >= 8, timeout=15)
+        finally:
+            first.kill()  # SIGKILL: no nak, no flush; unacked events come back after ack_wait (2 s)
+            await anyio.to_thread.run_sync(first.wait, 15)
+        assert len(receivers.webhook) < 30, "killed too late to show a restart"
+        second = _notifier(config, log)
+
+        def all_seen() -> bool:
+            return len({e["event_id"] for body in receivers.webhook for e in body["events"]}) == 30
+
+        try:
+            await wait_until(all_seen, timeout=20)
+            await anyio.sleep(1.0)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            await anyio.to_thread.run_sync(second.wait, 15)
+        await nc.close()
+    await runner.cleanup()
+    ids = Counter(e["event_id"] for body in receivers.webhook for e in body["events"])
+    assert set(ids) == {f"new-{i}" for i in range(30)}
+    # one message per rule is in flight at a time: only it can have been taken but not acked
+    assert sum(ids.values()) - len(ids) <= 1, ids.most_common(3)
