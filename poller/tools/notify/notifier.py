@@ -40,8 +40,8 @@ __all__ = ["DeadLetter", "Notifier", "serve"]
 log = logging.getLogger("poller.notify")
 
 FETCH_BATCH = 256
-#: how long one delivery attempt (and the acks after it) may run on after a stop was asked for
-SHUTDOWN_GRACE = 15.0
+#: beyond the target's own timeout, how long the acks after a delivery may take once a stop was asked
+ACK_GRACE = 5.0
 TICK = 0.1
 
 
@@ -164,7 +164,8 @@ class _RuleWorker:
             # the attempt itself is shielded: a stop is taken here, between attempts
             await anyio.lowlevel.checkpoint()
             self.sent.append(time.monotonic())
-            with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_GRACE):
+            error = "no answer in time"
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.target.timeout_seconds + ACK_GRACE):
                 try:
                     await deliver(self.notifier.session, self.target, message)
                 except DeliveryFailed as exc:
