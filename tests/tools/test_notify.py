@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -479,3 +480,31 @@ async def test_a_killed_notifier_misses_nothing_and_repeats_at_most_the_message_
     assert set(ids) == {f"new-{i}" for i in range(30)}
     # one message per rule is in flight at a time: only it can have been taken but not acked
     assert sum(ids.values()) - len(ids) <= 1, ids.most_common(3)
+
+
+async def test_a_notifier_started_before_the_poller_waits_for_the_stream(nats_server: NatsServer) -> None:
+    from poller.tools.notify import Notifier
+
+    receivers = Receivers()
+    runner = web.AppRunner(receivers.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    config = parse_notify_config(tomllib.loads(_config(nats_server.url, f"http://127.0.0.1:{port}")))
+    notifier = Notifier(config)
+    nc = await nats.connect(nats_server.url)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(notifier.run)
+            await anyio.sleep(0.5)
+            assert not notifier.started.is_set()  # no stream yet: waiting, not crashed
+            js = nc.jetstream()
+            await ensure_infrastructure(js, NatsConfig(url=nats_server.url))
+            await _publish(js, [e for e in _events() if isinstance(e, TaskAppeared)][:1])
+            await wait_until(lambda: len(receivers.webhook) == 1, timeout=10)
+            tg.cancel_scope.cancel()
+    finally:
+        await nc.close()
+        await runner.cleanup()
+    assert receivers.webhook[0]["events"][0]["event_id"] == "new-0"
