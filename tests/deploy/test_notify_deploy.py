@@ -54,7 +54,12 @@ def test_the_mounted_notify_config_decodes_with_the_env_compose_passes() -> None
     for kind, name in env_refs(tomllib.loads(path.read_text())):
         assert kind == "env" and name in passed, f"{name} is not passed to the notify container"
     config = load_notify_config(str(path), env=passed)
-    assert {r.preset for r in config.notify} == {"task-failed-by-system", "source-degraded", "line-failures"}
+    assert {r.preset for r in config.notify} == {
+        "task-failed-by-system",
+        "new-task",
+        "source-degraded",
+        "line-failures",
+    }
     assert config.nats.url == "nats://nats:4222" and "nats" in compose()["services"]
     # without the robot's URL the notifier says so and exits, it does not start half-configured
     unset = {key: interpolate(str(value), {}) for key, value in environment.items()}

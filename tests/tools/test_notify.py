@@ -181,6 +181,8 @@ degraded_for_minutes = 0.1
 name = "new-tasks"
 target = "hook"
 types = ["task-appeared"]
+kinds = ["task"]
+initial_inventory = false
 max_messages_per_minute = 1000
 template = "new task {{entity_id}} in {{vendor}}/{{account}}"
 
@@ -247,6 +249,15 @@ def _events() -> list[EventBase]:
                 **_entity(event_id=f"new-{i}", entity_id=f"n{i}", seq=1),
                 current=Status(state=TaskState.RUNNING, raw="1"),
                 initial_inventory=False,
+            )
+        )
+    for event_id, inventory in (("inventory-0", True), ("legacy-0", None)):
+        # the first listing's inventory, and a payload from before the flag: not "new tasks"
+        events.append(
+            TaskAppeared(
+                **_entity(event_id=event_id, entity_id=event_id, seq=1),
+                current=Status(state=TaskState.RUNNING, raw="1"),
+                initial_inventory=inventory,
             )
         )
     events.append(
@@ -388,6 +399,11 @@ def test_a_template_is_filled_from_the_event_and_its_group() -> None:
             "group_by: 'nope' is not an event",
         ),
         ({"notify": []}, "at least one [[notify]] rule"),
+        ({"notify": [{"name": "r", "target": "t", "initial_inventory": False}]}, "only with types"),
+        (
+            {"notify": [{"name": "r", "target": "t", "kinds": ["campaign"]}]},
+            "notify[0].kinds[0]: Invalid enum",
+        ),
         ({"targets": {"t": {"kind": "sms", "url": "x"}}}, "targets.t.kind: Invalid enum value 'sms'"),
     ],
 )

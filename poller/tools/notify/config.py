@@ -19,7 +19,7 @@ import msgspec
 from poller.config import LoggingConfig, NatsConfig, _convert
 from poller.errors import ConfigError
 from poller.secrets import Secret
-from schemas import EVENT_TYPES, CallOutcome, DegradeReason, TaskState
+from schemas import EVENT_TYPES, CallOutcome, DegradeReason, EntityKind, TaskState
 
 __all__ = [
     "PRESETS",
@@ -66,6 +66,10 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     reasons: list[DegradeReason] = []
     vendors: list[str] = []
     accounts: list[str] = []
+    #: entity events only: task, job (a single OutboundBot callee) or job_group
+    kinds: list[EntityKind] = []
+    #: task-appeared only: false for tasks created since the first listing, true for that listing
+    initial_inventory: bool | None = None
     #: source-degraded only: notify once the episode lasted this long without a source-recovered
     degraded_for_minutes: float = 0.0
     template: str = "[{vendor}/{account}] {type}: {event_id}"
@@ -128,6 +132,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "[{vendor}/{account}] {api} has been degraded for over {degraded_for_minutes} min: "
             "{reason} ({detail})"
         ),
+    },
+    "new-task": {
+        "types": ["task-appeared"],
+        "kinds": ["task", "job_group"],
+        "initial_inventory": False,
+        "template": "[{vendor}/{account}] new {kind} {name} ({entity_id}): {current.state}",
     },
     "line-failures": {
         "types": ["call-finished"],
@@ -210,6 +220,8 @@ def _check_rule(rule: Rule, where: str, targets: Mapping[str, Target], fields: s
     for name, ok in checks:
         if not ok:
             raise ConfigError(f"{where}.{name}: out of range")
+    if rule.initial_inventory is not None and rule.types != ["task-appeared"]:
+        raise ConfigError(f'{where}.initial_inventory: only with types = ["task-appeared"]')
     if rule.degraded_for_minutes and rule.types != ["source-degraded"]:
         raise ConfigError(f'{where}.degraded_for_minutes: only with types = ["source-degraded"]')
     target = targets[rule.target]

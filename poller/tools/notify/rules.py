@@ -8,7 +8,7 @@ import msgspec
 
 from poller.tools.notify.config import Rule, placeholders
 from schemas import CallFinished, Event, JobStatusChanged, SourceDegraded, TaskAppeared, TaskStatusChanged
-from schemas.events import event_type
+from schemas.events import EntityEvent, event_type
 
 __all__ = ["group_key", "matches", "render", "subject_matches"]
 
@@ -38,6 +38,13 @@ def matches(rule: Rule, subject: str, event: Event) -> bool:
             return False
         if event.current.state not in rule.states:
             return False
+    if rule.kinds and not (isinstance(event, EntityEvent) and event.kind in rule.kinds):
+        return False
+    if rule.initial_inventory is not None and not (
+        isinstance(event, TaskAppeared) and event.initial_inventory is rule.initial_inventory
+    ):
+        # a payload from before schema 2 does not say, so it matches neither value
+        return False
     if rule.outcomes and not (isinstance(event, CallFinished) and event.outcome in rule.outcomes):
         return False
     return not rule.reasons or (isinstance(event, SourceDegraded) and event.reason in rule.reasons)
