@@ -7,6 +7,7 @@ preset (the useful defaults) and override any of its keys.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -232,8 +233,6 @@ def _check_rule(rule: Rule, where: str, targets: Mapping[str, Target], fields: s
 def parse_notify_config(
     data: Mapping[str, Any], *, path: str = "<config>", env: Mapping[str, str] | None = None
 ) -> NotifyConfig:
-    import os
-
     env = os.environ if env is None else env
     base = Path(path).parent if path and not path.startswith("<") else Path.cwd()
     data = dict(data)
