@@ -128,6 +128,28 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_notify(args: argparse.Namespace) -> int:
+    from poller.ops.logs import check, configure
+    from poller.tools.notify import load_notify_config, serve
+
+    try:
+        config = load_notify_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    problem = check(config.logging.level, config.logging.format)
+    if problem is not None:
+        print(f"config error: {args.config}: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure(config.logging.level, config.logging.format, secrets=config.secret_values())
+    try:
+        anyio.run(serve, config)
+    except Exception:
+        log.exception("notifier failed")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from schemas import contract
 
@@ -247,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("bench_args", nargs="*", help="arguments passed to the benchmark")
     bench.set_defaults(func=_cmd_bench)
+
+    notify = command(
+        "notify",
+        "send [[notify]] rules' messages (DingTalk, Feishu, WeCom, webhook) from a durable consumer",
+        "0 stopped by SIGTERM/SIGINT (held events go back to the stream), 1 runtime failure, "
+        "2 bad configuration (file and field on stderr)",
+    )
+    notify.add_argument("--config", "-c", required=True, help="TOML file with [targets.*] and [[notify]]")
+    notify.set_defaults(func=_cmd_notify)
 
     schema = command(
         "schema",

@@ -1,13 +1,16 @@
 """The aicc-poller event contract: import this package to decode what the poller publishes.
 
 import msgspec
-from schemas import Event
+from aicc_events import Event      # the slim distribution (schemas/pyproject.toml); in this repo: schemas
 event = msgspec.json.decode(payload, type=Event)
+
+Imports inside the package are relative, so the same files work under either name.
 """
 
-from schemas.enums import CallOutcome, DegradeReason, EntityKind, TaskState
-from schemas.events import (
+from .enums import CallOutcome, DegradeReason, EntityKind, TaskState
+from .events import (
     EVENT_TYPES,
+    SCHEMA_VERSION,
     CallDetail,
     CallFinished,
     Event,
@@ -26,6 +29,7 @@ from schemas.events import (
 
 __all__ = [
     "EVENT_TYPES",
+    "SCHEMA_VERSION",
     "CallDetail",
     "CallFinished",
     "CallOutcome",

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.events import EVENT_TYPES, Event, EventBase
+from .events import EVENT_TYPES, SCHEMA_VERSION, Event, EventBase
 
 HERE = Path(__file__).resolve().parent
 JSON_SCHEMA_FILE = HERE / "events.schema.json"
@@ -24,8 +24,21 @@ def _tag(event_type: type[EventBase]) -> str:
     return str(info.tag)
 
 
+_TAG_DESCRIPTION = "the event type; also the last token of the subject"
+
+
+def _describe_tags(definitions: dict[str, Any]) -> dict[str, Any]:
+    """msgspec writes the ``type`` tag without a description; every other field has one."""
+    for definition in definitions.values():
+        tag = definition.get("properties", {}).get("type")
+        if isinstance(tag, dict) and "enum" in tag:
+            tag["description"] = _TAG_DESCRIPTION
+    return definitions
+
+
 def json_schema() -> dict[str, Any]:
     schema = msgspec.json.schema(Event, ref_template="#/$defs/{name}")
+    _describe_tags(schema["$defs"])
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "aicc-poller event"
     schema["description"] = "Any event published on aicc.<vendor>.<account>.<event-type>; tagged by `type`."
@@ -34,6 +47,7 @@ def json_schema() -> dict[str, Any]:
 
 def asyncapi() -> dict[str, Any]:
     _, components = msgspec.json.schema_components([Event], ref_template="#/components/schemas/{name}")
+    _describe_tags(components)
     messages: dict[str, Any] = {}
     for event_type in EVENT_TYPES:
         tag = _tag(event_type)
@@ -62,10 +76,11 @@ def asyncapi() -> dict[str, Any]:
         "asyncapi": "3.0.0",
         "info": {
             "title": "aicc-poller events",
-            "version": "1.0.0",
+            "version": str(SCHEMA_VERSION),
             "description": (
                 "Typed change events from AI outbound-calling platforms, published to NATS JetStream "
-                "(stream AICC). Decode any payload with msgspec.json.Decoder(schemas.Event)."
+                "(stream AICC). Decode any payload with msgspec.json.Decoder(aicc_events.Event) "
+                "(the aicc-events distribution)."
             ),
         },
         "defaultContentType": "application/json",

@@ -46,6 +46,8 @@ class CallOutcome(StrEnum):
 
 
 class EntityKind(StrEnum):
+    """What an entity event is about: a task, a single-callee job (OutboundBot) or a job group."""
+
     TASK = "task"
     JOB = "job"
     JOB_GROUP = "job_group"

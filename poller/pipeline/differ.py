@@ -20,7 +20,7 @@ import msgspec
 from poller.pipeline.identity import SourceId, event_id
 from poller.pipeline.privacy import Privacy
 from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation
-from poller.pipeline.state import VANISHED, EntityState, SourceState
+from poller.pipeline.state import INVENTORY_LISTED, INVENTORY_LISTING, VANISHED, EntityState, SourceState
 from schemas import (
     CallFinished,
     EntityKind,
@@ -86,6 +86,12 @@ class SweepDiff:
         self._applied: dict[str, EntitySnapshot] = {}
         #: how many of the previous entities this sweep has seen: all of them means none vanished
         self._seen_before = 0
+        cursors = previous.cursors
+        #: every entity that appears is part of the source's first listing (a state committed before
+        #: these cursors existed has entities, and its appearances are new)
+        self.initial_inventory = INVENTORY_LISTED not in cursors and (
+            not previous.entities or INVENTORY_LISTING in cursors
+        )
 
     def apply(self, snapshots: Iterable[EntitySnapshot], now: datetime) -> list[EventBase]:
         """The events of these snapshots; each snapshot object is applied once per cycle."""
@@ -171,6 +177,7 @@ class SweepDiff:
                         current=Status(state=snap.state, raw=snap.raw_state),
                         completed=snap.completed,
                         total=snap.total,
+                        initial_inventory=self.initial_inventory,
                     )
                 )
             entities[snap.id] = _remember(snap, seq)
@@ -197,11 +204,16 @@ class SweepDiff:
             events.append(_call_event(source, call, privacy, now, call.ended_at or "", call.raw_outcome))
         cursors = dict(self.previous.cursors)
         cursors.update(observation.cursors)
+        cursors.pop(INVENTORY_LISTING, None)
+        cursors[INVENTORY_LISTED] = 1
         return Diff(events=events, state=self._state(cursors), changed=self.changed)
 
     def unfinished(self) -> Diff:
         """What a failed cycle keeps: the pages already applied (their events may be published)."""
-        return Diff(events=[], state=self._state(dict(self.previous.cursors)), changed=self.changed)
+        cursors = dict(self.previous.cursors)
+        if self.initial_inventory and self.changed:
+            cursors[INVENTORY_LISTING] = 1
+        return Diff(events=[], state=self._state(cursors), changed=self.changed)
 
     def _vanished(self, now: datetime) -> list[EventBase]:
         events: list[EventBase] = []

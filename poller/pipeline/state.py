@@ -19,10 +19,22 @@ from schemas import (
     TaskVanished,
 )
 
-__all__ = ["VANISHED", "EntityState", "Health", "SourceState", "apply_published"]
+__all__ = [
+    "INVENTORY_LISTED",
+    "INVENTORY_LISTING",
+    "VANISHED",
+    "EntityState",
+    "Health",
+    "SourceState",
+    "apply_published",
+]
 
 #: the state of an entity a complete listing no longer shows (its counter is kept)
 VANISHED = "vanished"
+#: cursor: a sweep of the source finished, so whatever appears from now on is new, not inventory
+INVENTORY_LISTED = "inventory.listed"
+#: cursor: the first sweep's events are (partly) out but it did not finish; the next still lists inventory
+INVENTORY_LISTING = "inventory.listing"
 
 
 class EntityState(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -60,6 +72,9 @@ def apply_published(state: SourceState, event: Event, at_seq: int) -> None:
     entities = state.entities
     match event:
         case TaskAppeared():
+            if event.initial_inventory and INVENTORY_LISTED not in state.cursors:
+                # the first sweep's events outran its commit: the next sweep still lists inventory
+                state.cursors = {**state.cursors, INVENTORY_LISTING: 1}
             old = entities.get(event.entity_id)
             if old is None or old.seq < event.seq:
                 entities[event.entity_id] = EntityState(

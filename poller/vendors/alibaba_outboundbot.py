@@ -128,6 +128,8 @@ def call_of(job: Job, job_group_id: str) -> CallSnapshot | None:
         reason = job.FailureReason or None
         outcome = FAILURE_REASONS.normalize(reason) if reason else CallOutcome.FAILED
         raw = reason or "Failed"
+    # ListJobsByGroup's Job carries no call time or talk time (neither the API reference nor the SDK's
+    # response model has one), so started_at, ended_at and duration_seconds stay null here
     return CallSnapshot(
         call_id=job.JobId,
         task_id=job_group_id,

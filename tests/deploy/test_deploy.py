@@ -479,7 +479,9 @@ def test_k8s_kustomization_builds() -> None:
     assert {"StatefulSet", "ConfigMap", "Service", "PodDisruptionBudget", "NetworkPolicy"} <= kinds
     assert "Secret" not in kinds, "placeholder Secrets only with deploy/k8s-try-out"
     # the generated ConfigMap's name carries a content hash, and the pods mount that name
-    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    (configmap,) = [
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("aicc-poller-config")
+    ]
     sts = next(d for d in docs if d["kind"] == "StatefulSet")
     mounted = {v["configMap"]["name"] for v in sts["spec"]["template"]["spec"]["volumes"] if "configMap" in v}
     assert (

@@ -1,0 +1,3 @@
+module example.com/aicc-events-consumer
+
+go 1.19
