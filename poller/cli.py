@@ -40,7 +40,6 @@ def _load(path: str) -> Config | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from poller.ops.configview import secret_values
     from poller.ops.logs import configure
     from poller.runtime.lifecycle import run_until_signalled
     from poller.runtime.service import Service
@@ -48,9 +47,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    configure(config.logging.level, config.logging.format, secrets=secret_values(config))
+    service = Service(config)
+    configure(config.logging.level, config.logging.format, redactor=service.redactor)
     try:
-        anyio.run(run_until_signalled, Service(config))
+        anyio.run(run_until_signalled, service)
     except Exception:
         # one JSON log line with the traceback, rather than a bare traceback a log shipper splits up
         log.exception("poller failed")

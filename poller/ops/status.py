@@ -24,6 +24,9 @@ class SourceView(msgspec.Struct, frozen=True, kw_only=True):
     started: float
     last_success: float | None
     degraded: bool
+    #: the degradation reason of the last cycle and the vendor's words (redacted); None after a good one
+    failure_reason: str | None = None
+    failure: str | None = None
 
 
 class ServiceView(msgspec.Struct, frozen=True, kw_only=True):
