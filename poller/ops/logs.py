@@ -15,13 +15,16 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from poller.pipeline.privacy import Privacy
-from poller.pipeline.redact import Redactor
+from poller.pipeline.redact import VERBATIM_FIELDS, Redactor
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FORMATS = ("json", "text")
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _default_redactor = Redactor()
+#: context fields that are our own identifiers (a ten-digit SdkAppId scope is not a phone number):
+#: only credentials are masked there, as in the events' identity fields
+_IDENTITY_FIELDS = VERBATIM_FIELDS | {"subject", "source"}
 
 
 def _plain(value: Any) -> Any:
@@ -45,8 +48,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_") and key not in entry:
                 plain = _plain(value)
-                # numbers we log are our own counts; text may quote a vendor
-                entry[key] = self.redactor(plain) if isinstance(plain, str) else plain
+                # numbers we log are our own counts and identities are ours; other text may quote a vendor
+                if isinstance(plain, str):
+                    plain = self.redactor.secrets(plain) if key in _IDENTITY_FIELDS else self.redactor(plain)
+                entry[key] = plain
         if record.exc_info:
             entry["error"] = self.redactor(self.formatException(record.exc_info))
         elif record.exc_text:

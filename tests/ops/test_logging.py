@@ -97,10 +97,19 @@ def test_numbers_we_log_as_numbers_are_kept_and_digit_runs_in_text_are_masked(
     stream = io.StringIO()
     configure("INFO", "json", stream)
     logging.getLogger("poller.test").warning(
-        "vendor said: app 1400000001 unknown", extra={"sdk_app_id": 1400000001}
+        "vendor said: app 1400000001 unknown",
+        extra={
+            "sdk_app_id": 1400000001,
+            "scope": "1400000001",
+            "detail": "app 1400000001",
+            "api": "token=abcdef",
+        },
     )
     entry = json.loads(stream.getvalue())
     assert entry["sdk_app_id"] == 1400000001 and entry["message"] == "vendor said: app 140*****01 unknown"
+    # identities are ours (as in events) and keep their digits; credentials are masked everywhere
+    assert entry["scope"] == "1400000001" and entry["detail"] == "app 140*****01"
+    assert entry["api"] == "token=<redacted>"
 
 
 def test_configured_secret_values_are_masked_in_every_format(restore_root_logging: None) -> None:

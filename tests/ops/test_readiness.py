@@ -48,7 +48,7 @@ async def test_a_hung_or_failing_vendor_is_named_in_the_body_and_the_process_sta
                 body = (await _readyz(port))[1]
                 failing = body["sources_failing"]
                 assert isinstance(failing, list)
-                return any(p["account"] == "refused" for p in failing)
+                return any(p["account"] == "refused" and p["problem"] == "failing" for p in failing)
 
             await wait_until(refused_reported, timeout=15)
             await wait_until(lambda: service.statuses["tencent-ccc.fine.1400000101"].last_success is not None)
