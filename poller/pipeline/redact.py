@@ -94,10 +94,19 @@ _LANDLINE = r"(?:(?:\+|00)86[-\s]?\(?0?\d{2,3}\)?|\(?0\d{2,3}\)?)[-\s]?\d{7,8}"
 #: a digit run long enough to be a number someone could be reached at (not part of a word or decimal)
 _DIGIT_RUN = r"\d{7,}"
 _PHONE = re.compile(
-    rf"(?<![0-9+])(?:{_MOBILE}|{_LANDLINE})(?!\d)"
-    rf"|(?<![A-Za-z0-9])(?<!\d\.)(?:\+|00)?{_DIGIT_RUN}(?![A-Za-z0-9])(?!\.\d)"
+    # the lookahead first: a position that cannot start a number fails at once
+    rf"(?=[\d+(])(?:(?<![0-9+])(?:{_MOBILE}|{_LANDLINE})(?!\d)"
+    rf"|(?<![A-Za-z0-9])(?<!\d\.)(?:\+|00)?{_DIGIT_RUN}(?![A-Za-z0-9])(?!\.\d))"
 )
 _NOT_DIGIT = re.compile(r"\D")
+_RECENT_LIMIT = 4096
+_CREDENTIAL_HINT = re.compile(r"(?i)" + _CREDENTIAL_WORD + r"|sign").search
+_NAME_HINT = re.compile(r"(?i)name|姓名|联系人|客户").search
+_BEARER_HINT = re.compile(r"(?i)bearer|basic").search
+_DIGITS_HINT = re.compile(r"\d{3}").search
+#: what every masked thing contains at least one of: three digits in a row (the shortest group of
+#: a separated phone number), a key/value separator, a scheme or token prefix
+_SUSPECT = r"\d{3}|[:=：]|(?i:bearer|basic)|eyJ"
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -117,7 +126,13 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = (), privacy: Privacy | None = None) -> None:
         forms = {form for s in secrets if len(s) >= MIN_SECRET_LENGTH for form in _secret_forms(s)}
         ordered = sorted(forms, key=len, reverse=True)  # the longest first: no half-masked value
-        self._secrets = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+        secrets_pattern = "|".join(re.escape(v) for v in ordered)
+        self._secrets = re.compile(secrets_pattern) if ordered else None
+        #: text without any of these cannot hold anything masked here: most text skips every pass
+        self._suspect = re.compile("|".join([_SUSPECT, secrets_pattern] if ordered else [_SUSPECT])).search
+        self._fields: dict[type, tuple[str, ...]] = {}
+        #: an entity's name comes back in each of its events: the last few thousand answers, kept
+        self._recent: dict[str, str] = {}
         self._privacy = privacy or Privacy(PersonalDataPolicy.MASK)
         hashing = self._privacy.policy is PersonalDataPolicy.HASH
         #: what the operator's views and logs show: masked, or hashed if the policy hashes
@@ -125,33 +140,55 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         """For logs, ``/readyz``, metric labels and control replies: personal data never kept."""
+        if not self._suspect(text):
+            return text
         return self._personal(self.secrets(text), self._outside)
 
     def secrets(self, text: str) -> str:
         """Credentials only (personal data untouched)."""
+        if not self._suspect(text):
+            return text
         if self._secrets is not None:
             text = self._secrets.sub(MASK, text)
-        text = mask_url_password(text)
-        text = _KEYED_CREDENTIAL.sub(_mask_credential, text)
-        text = _JWT.sub(MASK, text)
-        return _BEARER.sub(lambda m: m.group(1) + " " + MASK, text)
+        # each pass only where its cheap hint is present: most text needs none of them
+        if "://" in text:
+            text = mask_url_password(text)
+        if _CREDENTIAL_HINT(text):
+            text = _KEYED_CREDENTIAL.sub(_mask_credential, text)
+        if "eyJ" in text:
+            text = _JWT.sub(MASK, text)
+        if _BEARER_HINT(text):
+            text = _BEARER.sub(lambda m: m.group(1) + " " + MASK, text)
+        return text
 
     def event_text(self, text: str) -> str:
         """For an event's free-text field: personal data as the privacy policy says."""
-        text = self.secrets(text)
-        if self._privacy.policy is PersonalDataPolicy.KEEP:
+        if not self._suspect(text):
             return text
-        return self._personal(text, self._privacy)
+        done = self._recent.get(text)
+        if done is not None:
+            return done
+        redacted = self.secrets(text)
+        if self._privacy.policy is not PersonalDataPolicy.KEEP:
+            redacted = self._personal(redacted, self._privacy)
+        if len(self._recent) >= _RECENT_LIMIT:
+            self._recent.clear()
+        self._recent[text] = redacted
+        return redacted
 
     def event(self, event: S) -> S:
         """The event with every free-text field (vendor messages, names, reasons) redacted."""
-        changes: dict[str, Any] = {}
-        for name in event.__struct_fields__:
-            if name in VERBATIM_FIELDS:
-                continue
+        fields = self._fields.get(type(event))
+        if fields is None:
+            fields = self._fields[type(event)] = _text_fields(type(event))
+        changes: dict[str, Any] | None = None
+        for name in fields:
             value = getattr(event, name)
+            if value is None:
+                continue
             scrubbed = self._scrub(value)
             if scrubbed is not value:
+                changes = changes or {}
                 changes[name] = scrubbed
         return msgspec.structs.replace(event, **changes) if changes else event
 
@@ -181,7 +218,31 @@ class Redactor:
                 return privacy.phone(digits) or ""
             return mask_phone(digits)
 
-        return _PHONE.sub(phone, _KEYED_NAME.sub(name, text))
+        if _NAME_HINT(text):
+            text = _KEYED_NAME.sub(name, text)
+        return _PHONE.sub(phone, text) if _DIGITS_HINT(text) else text
+
+
+def _may_hold_text(type_: msgspec.inspect.Type) -> bool:
+    """Whether a value of this declared type can carry free text (enums and numbers cannot)."""
+    if isinstance(type_, msgspec.inspect.StrType):
+        return True
+    if isinstance(type_, msgspec.inspect.UnionType):
+        return any(_may_hold_text(t) for t in type_.types)
+    if isinstance(type_, msgspec.inspect.StructType):
+        return bool(_text_fields(type_.cls))
+    if isinstance(type_, msgspec.inspect.DictType):
+        return _may_hold_text(type_.value_type)
+    if isinstance(type_, msgspec.inspect.ListType | msgspec.inspect.TupleType):
+        return _may_hold_text(type_.item_type) if hasattr(type_, "item_type") else True
+    return isinstance(type_, msgspec.inspect.AnyType)
+
+
+def _text_fields(cls: type) -> tuple[str, ...]:
+    """The fields of a Struct the redaction visits: declared to hold text, and not an identity."""
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return tuple(f.name for f in info.fields if f.name not in VERBATIM_FIELDS and _may_hold_text(f.type))
 
 
 def _mask_credential(match: re.Match[str]) -> str:
