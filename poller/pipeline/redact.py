@@ -37,6 +37,8 @@ __all__ = ["MASK", "VERBATIM_FIELDS", "Redactor", "mask_url_password"]
 MASK = "<redacted>"
 #: configured secrets shorter than this would mask ordinary words; a secret that short is not one
 MIN_SECRET_LENGTH = 4
+#: a start of a configured secret this long is masked too (no innocent text begins like a secret)
+MIN_SECRET_PREFIX = 8
 #: event fields that are identities, codes or already under the privacy policy: never rewritten
 VERBATIM_FIELDS = frozenset(
     {
@@ -115,6 +117,18 @@ def mask_url_password(text: str) -> str:
     return _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", text)
 
 
+def _prefixes(value: str) -> str:
+    """A pattern for the value or, when it is long, any start of it of ``MIN_SECRET_PREFIX`` or more
+    characters: a vendor's message cut at a length limit may end half-way through a secret."""
+    if len(value) <= MIN_SECRET_PREFIX:
+        return re.escape(value)
+    head, rest = value[:MIN_SECRET_PREFIX], value[MIN_SECRET_PREFIX:]
+    tail = ""
+    for char in reversed(rest):
+        tail = f"(?:{re.escape(char)}{tail})?"
+    return re.escape(head) + tail
+
+
 def _secret_forms(value: str) -> set[str]:
     """The value as it may appear in a body or a message: raw, URL-encoded, JSON-escaped."""
     return {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]}
@@ -126,7 +140,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = (), privacy: Privacy | None = None) -> None:
         forms = {form for s in secrets if len(s) >= MIN_SECRET_LENGTH for form in _secret_forms(s)}
         ordered = sorted(forms, key=len, reverse=True)  # the longest first: no half-masked value
-        secrets_pattern = "|".join(re.escape(v) for v in ordered)
+        secrets_pattern = "|".join(_prefixes(v) for v in ordered)
         self._secrets = re.compile(secrets_pattern) if ordered else None
         #: text without any of these cannot hold anything masked here: most text skips every pass
         self._suspect = re.compile("|".join([_SUSPECT, secrets_pattern] if ordered else [_SUSPECT])).search
