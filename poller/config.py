@@ -22,8 +22,8 @@ from poller.secrets import Secret
 from poller.vendors import VENDORS
 from poller.vendors.base import AccountConfig
 
-#: one or more comma-separated server URLs, each with a scheme the NATS client speaks
-_NATS_URL = r"^(nats|tls|ws|wss)://[^\s,]+(\s*,\s*(nats|tls|ws|wss)://[^\s,]+)*$"
+#: a server URL with a scheme the NATS client speaks (credentials may be part of it)
+_NATS_URL = r"^(nats|tls|ws|wss)://[^\s,/]+/?$"
 #: JetStream stream and KV bucket names: no spaces, dots or wildcards (they become subject tokens)
 _JS_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 #: a subject prefix: dot-separated tokens without wildcards or spaces

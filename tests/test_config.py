@@ -219,6 +219,7 @@ BAD_CONFIGS: list[tuple[str, str]] = [
     (strict_case(vendor="huawei-aicc", source="terminal_detail_interval = -1"), "terminal_detail_interval"),
     (strict_case(vendor="huawei-aicc", source="token_refresh_at = 0"), "sources[0].token_refresh_at"),
     (strict_case().replace('"nats://127.0.0.1:1"', '"localhost:4222"'), "nats.url"),
+    (strict_case().replace('"nats://127.0.0.1:1"', '"nats://a:1, nats://b:2"'), "nats.url"),
     (nats_case("duplicate_window = 900000", "max_age_days = 1"), "nats.duplicate_window"),
 ]
 BAD_CONFIGS += [
