@@ -263,6 +263,7 @@ def test_bench_runs_the_benchmark_or_says_it_is_not_built(
     assert "not built" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 19 interpreter start-ups
 def test_each_class_of_bad_config_exits_2_from_real_processes_before_connecting(tmp_path: Path) -> None:
     """``check-config`` and ``run`` as real processes: exit 2, file and field on stderr, and the NATS
     address (a listening socket here) never sees a connection."""
