@@ -23,12 +23,12 @@ EXIT_CODES = "Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage,
 log = logging.getLogger("poller.cli")
 
 
-def _load(path: str) -> Config | None:
+def _load(path: str, *, resolve_secrets: bool = True) -> Config | None:
     """The config, or None after saying on stderr which file and field are wrong."""
     from poller.ops import logs
 
     try:
-        config = load_config(path)
+        config = load_config(path, resolve_secrets=resolve_secrets)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return None
@@ -40,7 +40,6 @@ def _load(path: str) -> Config | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from poller.ops.configview import secret_values
     from poller.ops.logs import configure
     from poller.runtime.lifecycle import run_until_signalled
     from poller.runtime.service import Service
@@ -48,12 +47,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    configure(config.logging.level, config.logging.format, secrets=secret_values(config))
+    if not any(source.enabled for source in config.sources):
+        # a service that polls nothing looks healthy and does nothing: most likely a typo'd table
+        print(f"config error: {args.config}: sources: no enabled [[sources]] table", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         service = Service(config)
     except ConfigError as exc:  # e.g. TLS files that cannot be read: before anything connects
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    configure(config.logging.level, config.logging.format, redactor=service.redactor)
     try:
         anyio.run(run_until_signalled, service)
     except Exception:
@@ -80,7 +83,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     from poller.ops.configview import effective, inline_secrets, to_toml
     from poller.vendors import VENDORS
 
-    config = _load(args.config)
+    config = _load(args.config, resolve_secrets=not args.no_secrets)
     if config is None:
         return EXIT_CONFIG
     document = effective(config)
@@ -98,6 +101,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         state = "" if source.enabled else " (disabled)"
         print(f"{source.vendor}/{source.account}{state}: {shown}", file=sys.stderr)
     enabled = sum(1 for source in config.sources if source.enabled)
+    if not enabled:
+        print("warning: no enabled source: `poller run` refuses this file", file=sys.stderr)
     print(f"ok: {len(config.sources)} source(s), {enabled} enabled", file=sys.stderr)
     return EXIT_OK
 
@@ -228,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("config", help="TOML configuration file")
     check.add_argument("--format", choices=("toml", "json"), default="toml", help="output format")
+    check.add_argument(
+        "--no-secrets",
+        action="store_true",
+        help='check secret references for shape ({env = "NAME"}, {file = "/path"}) without reading them '
+        "(for CI, where the production secrets are not available)",
+    )
     check.set_defaults(func=_cmd_check_config)
 
     tail = command(

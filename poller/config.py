@@ -11,15 +11,23 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
 from poller.errors import ConfigError
 from poller.pipeline.privacy import PersonalDataPolicy
 from poller.secrets import Secret
 from poller.vendors import VENDORS
 from poller.vendors.base import AccountConfig
+
+#: a server URL with a scheme the NATS client speaks (credentials may be part of it)
+_NATS_URL = r"^(nats|tls|ws|wss)://[^\s,/]+/?$"
+#: JetStream stream and KV bucket names: no spaces, dots or wildcards (they become subject tokens)
+_JS_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+#: a subject prefix: dot-separated tokens without wildcards or spaces
+_SUBJECT_PREFIX = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 
 
 class NatsTlsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -33,24 +41,25 @@ class NatsTlsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    url: str = "nats://127.0.0.1:4222"
+    url: Annotated[str, Meta(pattern=_NATS_URL)] = "nats://127.0.0.1:4222"
     #: several servers of one cluster (tried in turn, reconnects go to any); ``url`` when empty
-    servers: list[str] = []
+    servers: list[Annotated[str, Meta(pattern=_NATS_URL)]] = []
     tls: NatsTlsConfig | None = None
     #: an NKey user seed (``SU…``), a secret reference like any other
     nkey_seed: Secret | None = None
-    stream: str = "AICC"
-    subject_prefix: str = "aicc"
-    state_bucket: str = "aicc_poller_state"
+    stream: Annotated[str, Meta(pattern=_JS_NAME)] = "AICC"
+    subject_prefix: Annotated[str, Meta(pattern=_SUBJECT_PREFIX, max_length=128)] = "aicc"
+    state_bucket: Annotated[str, Meta(pattern=_JS_NAME)] = "aicc_poller_state"
     #: JetStream de-duplication window; a poller restarted within it never doubles an event
-    duplicate_window: float = 900.0
-    replicas: int = 1
-    max_age_days: float = 7.0
-    user: str | None = None
+    duplicate_window: Annotated[float, Meta(gt=0)] = 900.0
+    #: JetStream allows 1 to 5 copies of a stream
+    replicas: Annotated[int, Meta(ge=1, le=5)] = 1
+    max_age_days: Annotated[float, Meta(gt=0)] = 7.0
+    user: Annotated[str, Meta(min_length=1)] | None = None
     password: Secret | None = None
     token: Secret | None = None
-    creds_file: str | None = None
-    ack_timeout: float = 5.0
+    creds_file: Annotated[str, Meta(min_length=1)] | None = None
+    ack_timeout: Annotated[float, Meta(gt=0)] = 5.0
 
 
 class PrivacyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -60,8 +69,9 @@ class PrivacyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True
-    host: str = "0.0.0.0"
-    port: int = 9464
+    host: Annotated[str, Meta(min_length=1)] = "0.0.0.0"
+    #: 0 picks a free port
+    port: Annotated[int, Meta(ge=0, le=65535)] = 9464
 
 
 class LoggingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -70,8 +80,8 @@ class LoggingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class ShardConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    index: int = 0
-    count: int = 1
+    index: Annotated[int, Meta(ge=0)] = 0
+    count: Annotated[int, Meta(ge=1)] = 1
 
 
 class CoordinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -79,15 +89,15 @@ class CoordinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
 
     mode: Literal["leases", "static"] = "leases"
     #: a replica that stops renewing (killed, cut off) loses its accounts after this long
-    lease_ttl: float = 15.0
+    lease_ttl: Annotated[float, Meta(ge=3, le=600)] = 15.0
     #: unique per replica; a stable one (a StatefulSet pod's name) lets a restarted replica take
     #: its accounts back at once instead of after the TTL; unset: host, process id and a random part
-    replica_id: str | None = None
-    members_bucket: str = "aicc_poller_members"
-    leases_bucket: str = "aicc_poller_leases"
+    replica_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    members_bucket: Annotated[str, Meta(pattern=_JS_NAME)] = "aicc_poller_members"
+    leases_bucket: Annotated[str, Meta(pattern=_JS_NAME)] = "aicc_poller_leases"
 
 
-class Config(msgspec.Struct, frozen=True, kw_only=True):
+class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     nats: NatsConfig = NatsConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     http: HttpConfig = HttpConfig()
@@ -95,19 +105,26 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     shard: ShardConfig = ShardConfig()
     coordination: CoordinationConfig = CoordinationConfig()
     #: SIGTERM drain: in-flight publishes and commits get this long before we give up
-    shutdown_grace: float = 10.0
+    shutdown_grace: Annotated[float, Meta(ge=0)] = 10.0
     sources: list[AccountConfig] = []
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _resolve_secret(obj: Any, env: Mapping[str, str], base: Path) -> Secret:
+def _resolve_secret(obj: Any, env: Mapping[str, str] | None, base: Path) -> Secret:
+    """The secret a reference names; with ``env`` None only the reference's shape is checked
+    (``check-config --no-secrets``: CI has no production secrets) and the value is empty."""
     if isinstance(obj, str):
         return Secret(obj, "inline")
     if isinstance(obj, dict) and len(obj) == 1:
         ((kind, ref),) = obj.items()
+        if env is None and kind in ("env", "file") and isinstance(ref, str) and ref.strip():
+            if kind == "env" and not _ENV_NAME.match(ref):
+                raise ValueError(f"{ref!r} is not an environment variable name")
+            return Secret("", f"{kind} {ref}")
         if kind == "env" and isinstance(ref, str) and _ENV_NAME.match(ref):
+            assert env is not None
             if ref not in env:
                 raise ValueError(f"environment variable {ref} is not set")
             return Secret(env[ref], f"env {ref}")
@@ -120,7 +137,7 @@ def _resolve_secret(obj: Any, env: Mapping[str, str], base: Path) -> Secret:
     raise ValueError('expected {env = "NAME"} or {file = "path"}')
 
 
-def _convert(obj: Any, type_: Any, file: str, prefix: str, env: Mapping[str, str], base: Path) -> Any:
+def _convert(obj: Any, type_: Any, file: str, prefix: str, env: Mapping[str, str] | None, base: Path) -> Any:
     def dec_hook(t: type, value: Any) -> Any:
         if t is Secret:
             return _resolve_secret(value, env, base)
@@ -144,13 +161,23 @@ def _located(file: str, prefix: str, message: str) -> str:
 
 
 def parse_config(
-    data: Mapping[str, Any], *, path: str = "<config>", env: Mapping[str, str] | None = None
+    data: Mapping[str, Any],
+    *,
+    path: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    resolve_secrets: bool = True,
 ) -> Config:
+    """The typed, range-checked configuration; errors name the file and the field.
+
+    With ``resolve_secrets=False`` secret references are checked for shape only and every secret's
+    value is empty: for linting a deployment's config where its secrets are not available.
+    """
     env = os.environ if env is None else env
+    secrets_env: Mapping[str, str] | None = env if resolve_secrets else None
     base = Path(path).parent if path and not path.startswith("<") else Path.cwd()
     data = dict(data)
     raw_sources = data.pop("sources", [])
-    top = _convert(data, Config, path, "", env, base)
+    top = _convert(data, Config, path, "", secrets_env, base)
     if not isinstance(raw_sources, list):
         raise ConfigError(f"{path}: sources: expected an array of tables ([[sources]])")
     sources: list[AccountConfig] = []
@@ -164,7 +191,7 @@ def parse_config(
             raise ConfigError(
                 f"{where}.vendor: unknown vendor {vendor!r}; known: {', '.join(sorted(VENDORS))}"
             )
-        account = _convert(entry, VENDORS[vendor].account_config, path, f"sources[{i}]", env, base)
+        account = _convert(entry, VENDORS[vendor].account_config, path, f"sources[{i}]", secrets_env, base)
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", account.account):
             raise ConfigError(
                 f"{where}.account: use 1-64 of A-Z a-z 0-9 _ - (it becomes a NATS subject token)"
@@ -179,19 +206,27 @@ def parse_config(
                 )
             if limit < 1:
                 raise ConfigError(f"{where}.rate_limits.{api}: must be at least 1")
-        if not 0.0 <= account.rate_limit_margin <= 0.5:
-            raise ConfigError(f"{where}.rate_limit_margin: must be between 0 and 0.5 seconds")
+        for name in account.__struct_fields__:
+            # a scope or id listed twice would be two sources with one identity (one state, one owner)
+            value = getattr(account, name)
+            if isinstance(value, list):
+                twice = sorted({str(v) for v in value if value.count(v) > 1})
+                if twice:
+                    raise ConfigError(f"{where}.{name}: listed more than once: {', '.join(twice)}")
         sources.append(account)
     tls = top.nats.tls
     if tls is not None and (tls.cert_file is None) != (tls.key_file is None):
         raise ConfigError(f"{path}: nats.tls: cert_file and key_file go together (a client certificate)")
+    if top.nats.duplicate_window > top.nats.max_age_days * 86400:
+        raise ConfigError(f"{path}: nats.duplicate_window: must not exceed nats.max_age_days (JetStream)")
+    if top.privacy.personal_data is PersonalDataPolicy.HASH and top.privacy.hash_salt is None:
+        # an unsalted hash of a phone number is reversed by trying every number
+        raise ConfigError(f'{path}: privacy.hash_salt: required when personal_data = "hash"')
     shard = shard_from_env(env) or top.shard
     coordination = top.coordination
     if shard.count > 1 and coordination.mode == "leases":
         # a [shard] split (or POLLER_SHARD in the environment) is an explicit choice of static mode
         coordination = msgspec.structs.replace(coordination, mode="static")
-    if not 3.0 <= coordination.lease_ttl <= 600.0:
-        raise ConfigError(f"{path}: coordination.lease_ttl: must be between 3 and 600 seconds")
     replica_id = env.get("POLLER_REPLICA_ID") or coordination.replica_id
     if replica_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", replica_id):
         raise ConfigError(f"{path}: coordination.replica_id: use 1-64 of A-Z a-z 0-9 _ -")
@@ -218,7 +253,9 @@ def shard_from_env(env: Mapping[str, str]) -> ShardConfig | None:
     return ShardConfig(index=int(match.group(1)), count=int(match.group(2)))
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *, resolve_secrets: bool = True
+) -> Config:
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -228,4 +265,4 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{name}: not valid TOML: {exc}") from None
-    return parse_config(data, path=name, env=env)
+    return parse_config(data, path=name, env=env, resolve_secrets=resolve_secrets)

@@ -261,3 +261,155 @@ def test_bench_runs_the_benchmark_or_says_it_is_not_built(
     monkeypatch.setitem(sys.modules, "poller.tools.bench", None)  # what an install without it looks like
     assert main(["bench", "--quick"]) == EXIT_FAILURE
     assert "not built" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # 19 interpreter start-ups
+def test_each_class_of_bad_config_exits_2_from_real_processes_before_connecting(tmp_path: Path) -> None:
+    """``check-config`` and ``run`` as real processes: exit 2, file and field on stderr, and the NATS
+    address (a listening socket here) never sees a connection."""
+    import socket
+
+    from tests.test_config import nats_case, strict_case, tencent_case
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.setblocking(False)
+    url = f"nats://127.0.0.1:{listener.getsockname()[1]}"
+    classes = {
+        "unknown top-level key": (strict_case(top="shutdown_grase = 3"), "shutdown_grase"),
+        "misspelt table": (strict_case(top='[[source]]\nvendor = "tencent-ccc"'), "source"),
+        "top-level range": (strict_case(top="shutdown_grace = -5"), "shutdown_grace"),
+        "port range": (strict_case(top="[http]\nport = 70000"), "http.port"),
+        "nats range": (nats_case("replicas = 0"), "nats.replicas"),
+        "source range": (strict_case(source="poll_interval = -1"), "sources[0].poll_interval"),
+        "vendor range": (strict_case(source="page_size = 0"), "sources[0].page_size"),
+        "empty list": (tencent_case("[]"), "sources[0].sdk_app_ids"),
+        "unknown source key": (strict_case(source="pol_interval = 1"), "pol_interval"),
+    }
+    runs: list[tuple[str, str, Path, subprocess.Popen[str]]] = []
+    env = {**os.environ, "STRICT_SECRET": "s"}
+    for i, (name, (text, field)) in enumerate(classes.items()):
+        path = tmp_path / f"bad{i}.toml"
+        path.write_text(text.replace("nats://127.0.0.1:1", url))
+        for command in (["check-config", str(path)], ["run", "--config", str(path)]):
+            process = subprocess.Popen(
+                [sys.executable, "-m", "poller.cli", *command],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            runs.append((f"{name} ({command[0]})", field, path, process))
+    # nothing enabled: a run that would poll nothing is an error too (check-config only reports it)
+    idle = tmp_path / "idle.toml"
+    idle.write_text(strict_case(source="enabled = false").replace("nats://127.0.0.1:1", url))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "poller.cli", "run", "--config", str(idle)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    runs.append(("no enabled source (run)", "sources", idle, process))
+    try:
+        for name, field, path, process in runs:
+            _, err = process.communicate(timeout=30)
+            assert process.returncode == EXIT_CONFIG, (name, err)
+            assert f"{path}: " in err and field in err, (name, err)
+            assert "Traceback" not in err, (name, err)
+        try:
+            listener.accept()
+            connected = True
+        except BlockingIOError:
+            connected = False
+        assert not connected, "a process connected to NATS before rejecting its configuration"
+    finally:
+        listener.close()
+        for *_, process in runs:
+            if process.poll() is None:
+                process.kill()
+
+
+# -- check-config --no-secrets over every shipped configuration (issue 12 item 8) --------------------
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def shipped_configs(tmp_path: Path) -> dict[str, Path]:
+    """Every poller TOML under deploy/, and every ``*.toml`` key of a ConfigMap in deploy/'s YAML
+    (written out); the notifier's own configs (``notify*.toml``) are checked by its tests."""
+    import yaml
+
+    found = {
+        str(path.relative_to(DEPLOY)): path
+        for path in sorted(DEPLOY.rglob("*.toml"))
+        if not path.name.startswith("notify")
+    }
+    for path in sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")]):
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if not isinstance(document, dict) or document.get("kind") != "ConfigMap":
+                continue
+            for key, text in (document.get("data") or {}).items():
+                if key.endswith(".toml") and not key.startswith("notify"):
+                    name = f"{path.relative_to(DEPLOY)}:{key}"
+                    out = tmp_path / name.replace("/", "_").replace(":", "_")
+                    out.write_text(text, encoding="utf-8")
+                    found[name] = out
+    return found
+
+
+def test_every_shipped_config_passes_check_config_without_its_secrets(tmp_path: Path) -> None:
+    configs = shipped_configs(tmp_path)
+    # the glob finds what is shipped today, so a new example is covered without editing this test
+    assert {"config.example.toml", "compose/poller.toml", "k8s/poller.toml"} <= set(configs)
+    assert any(name.startswith("examples/") for name in configs)
+    # none of the secrets they reference exists here: no env var, no /run/secrets file
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("SECRET", "_KEY", "_SALT", "PASSWORD"))}
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "poller.cli", "check-config", "--no-secrets", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for name, path in configs.items()
+    }
+    for name, process in processes.items():
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == EXIT_OK, (name, err)
+        assert re.search(r"ok: \d+ source\(s\), [1-9]\d* enabled", err), (name, err)
+        tomllib.loads(out)  # the effective configuration, references shown as references
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ('{ env = "1NOT_A_NAME" }', "sources[0].secret_key"),
+        ('{ env = "" }', "sources[0].secret_key"),
+        ('{ vault = "kv/x" }', "sources[0].secret_key"),
+        ('{ env = "A", file = "/b" }', "sources[0].secret_key"),
+        ("42", "sources[0].secret_key"),
+    ],
+)
+def test_no_secrets_still_checks_the_shape_of_each_reference(
+    reference: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(GOOD.replace('{ env = "CLI_SECRET" }', reference))
+    assert main(["check-config", "--no-secrets", str(path)]) == EXIT_CONFIG
+    assert message in capsys.readouterr().err
+
+
+def test_no_secrets_reads_no_secret_and_still_checks_every_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(GOOD.replace('{ env = "CLI_SECRET" }', '{ file = "/nonexistent/secret" }'))
+    assert main(["check-config", "--no-secrets", str(path)]) == EXIT_OK
+    assert 'secret_key = { file = "/nonexistent/secret" }' in capsys.readouterr().out
+    assert main(["check-config", str(path)]) == EXIT_CONFIG  # without the flag the file must exist
+    assert "cannot read secret file /nonexistent/secret" in capsys.readouterr().err
+    path.write_text(GOOD.replace("[[sources]]", "shutdown_grace = -1\n[[sources]]"))
+    assert main(["check-config", "--no-secrets", str(path)]) == EXIT_CONFIG
+    assert "shutdown_grace" in capsys.readouterr().err

@@ -146,3 +146,117 @@ def test_inline_secrets_are_found_and_never_shown(tmp_path: Path) -> None:
     assert shown["nats"]["url"] == "nats://poller:<redacted>@nats:4222"
     assert "inline-" not in to_toml(shown) + json.dumps(shown)
     assert sorted(secret_values(config)) == ["inline-nats-token", "inline-tencent-key"]
+
+
+# -- strict decoding: every field has a range, unknown keys fail (issue 12 item 7) ------------------
+_BASE_SOURCES = {
+    "tencent-ccc": 'secret_id = "AKIDx"\nsecret_key = { env = "STRICT_SECRET" }\nsdk_app_ids = [1400000001]',
+    "alibaba-outboundbot": (
+        'access_key_id = "LTAIx"\naccess_key_secret = { env = "STRICT_SECRET" }\n'
+        'instance_id = "inst"\njob_group_ids = ["g1"]'
+    ),
+    "alibaba-aiccs": 'access_key_id = "LTAIx"\naccess_key_secret = { env = "STRICT_SECRET" }',
+    "byrobot": 'company_id = 7\napp_key = "k"\napp_secret = { env = "STRICT_SECRET" }',
+    "huawei-aicc": 'client_id = "c"\nclient_secret = { env = "STRICT_SECRET" }\ntask_ids = ["t1"]',
+}
+
+
+def strict_case(top: str = "", vendor: str = "tencent-ccc", source: str = "") -> str:
+    """A valid one-source config with ``top`` lines before the tables and ``source`` lines in the source."""
+    return (
+        f'{top}\n[nats]\nurl = "nats://127.0.0.1:1"\n'
+        f'[[sources]]\nvendor = "{vendor}"\naccount = "acme"\n{_BASE_SOURCES[vendor]}\n{source}\n'
+    )
+
+
+def nats_case(*lines: str) -> str:
+    """The valid config with ``lines`` added to its [nats] table."""
+    return strict_case().replace(
+        'url = "nats://127.0.0.1:1"', "\n".join(['url = "nats://127.0.0.1:1"', *lines])
+    )
+
+
+def tencent_case(sdk_app_ids: str) -> str:
+    return strict_case().replace("sdk_app_ids = [1400000001]", f"sdk_app_ids = {sdk_app_ids}")
+
+
+#: (config text, the field the error must name); one per class, every numeric field, every vendor
+BAD_CONFIGS: list[tuple[str, str]] = [
+    (strict_case(top="shutdown_grase = 3"), "shutdown_grase"),
+    (strict_case(top='[[source]]\nvendor = "tencent-ccc"'), "source"),
+    (strict_case(top="[x]\ny = 1"), "x"),
+    (strict_case(top="shutdown_grace = -5"), "shutdown_grace"),
+    (strict_case(top="[http]\nport = 70000"), "http.port"),
+    (strict_case(top="[http]\nport = -1"), "http.port"),
+    (strict_case(top="[shard]\ncount = 0"), "shard.count"),
+    (strict_case(top='[privacy]\npersonal_data = "hash"'), "privacy.hash_salt"),
+    (strict_case(top='[logging]\nlevel = "LOUD"'), "logging.level"),
+    (strict_case(source="poll_interval = -1"), "sources[0].poll_interval"),
+    (strict_case(source="poll_interval = 0"), "sources[0].poll_interval"),
+    (strict_case(source="request_timeout = 0"), "sources[0].request_timeout"),
+    (strict_case(source="retries = -1"), "sources[0].retries"),
+    (strict_case(source="failure_backoff = 0"), "sources[0].failure_backoff"),
+    (strict_case(source="rate_limit_margin = 2"), "sources[0].rate_limit_margin"),
+    (strict_case(source="rate_limits = { DescribeAutoCalloutTasks = 0 }"), "sources[0].rate_limits"),
+    (strict_case(source="pol_interval = 1"), "pol_interval"),
+    (strict_case(source="page_size = 0"), "sources[0].page_size"),
+    (strict_case(source="page_size = 101"), "sources[0].page_size"),
+    (strict_case(source='endpoint = "ccc.tencentcloudapi.com"'), "sources[0].endpoint"),
+    (tencent_case("[]"), "sources[0].sdk_app_ids"),
+    (tencent_case("[0]"), "sources[0].sdk_app_ids"),
+    (tencent_case("[1400000001, 1400000001]"), "sources[0].sdk_app_ids"),
+    (strict_case(vendor="alibaba-outboundbot", source="page_size = 0"), "sources[0].page_size"),
+    (strict_case(vendor="alibaba-outboundbot").replace('["g1"]', "[]"), "sources[0].job_group_ids"),
+    (strict_case(vendor="alibaba-outboundbot").replace('["g1"]', '[""]'), "sources[0].job_group_ids"),
+    (strict_case(vendor="alibaba-aiccs", source="page_size = 1001"), "sources[0].page_size"),
+    (strict_case(vendor="alibaba-aiccs", source='endpoint = "not a url"'), "sources[0].endpoint"),
+    (strict_case(vendor="byrobot").replace("company_id = 7", "company_id = 0"), "sources[0].company_id"),
+    (strict_case(vendor="byrobot", source="call_page_size = 51"), "sources[0].call_page_size"),
+    (strict_case(vendor="byrobot", source="detail_interval = -1"), "sources[0].detail_interval"),
+    (strict_case(vendor="byrobot", source="utc_offset_minutes = 100000"), "sources[0].utc_offset_minutes"),
+    (strict_case(vendor="huawei-aicc").replace('client_id = "c"', 'client_id = ""'), "sources[0].client_id"),
+    (strict_case(vendor="huawei-aicc", source="max_concurrency = 0"), "sources[0].max_concurrency"),
+    (strict_case(vendor="huawei-aicc", source="terminal_detail_interval = -1"), "terminal_detail_interval"),
+    (strict_case(vendor="huawei-aicc", source="token_refresh_at = 0"), "sources[0].token_refresh_at"),
+    (strict_case().replace('"nats://127.0.0.1:1"', '"localhost:4222"'), "nats.url"),
+    (strict_case().replace('"nats://127.0.0.1:1"', '"nats://a:1, nats://b:2"'), "nats.url"),
+    (nats_case("duplicate_window = 900000", "max_age_days = 1"), "nats.duplicate_window"),
+]
+BAD_CONFIGS += [
+    (nats_case(f"{field} = {value}"), f"nats.{field}")
+    for field, value in (
+        ("duplicate_window", "-5"),
+        ("replicas", "0"),
+        ("replicas", "6"),
+        ("ack_timeout", "0"),
+        ("max_age_days", "0"),
+        ("stream", '"a.b"'),
+        ("state_bucket", '"has space"'),
+        ("subject_prefix", '"aicc.>"'),
+    )
+]
+
+
+@pytest.mark.parametrize(("text", "field"), BAD_CONFIGS)
+def test_every_bad_field_fails_check_config_and_run_with_exit_2_naming_it(
+    text: str, field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the real entry point in-process (fast); the subprocess test below covers each class."""
+    from poller.cli import EXIT_CONFIG, main
+
+    monkeypatch.setenv("STRICT_SECRET", "s")
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    for command in (["check-config", str(path)], ["run", "--config", str(path)]):
+        assert main(command) == EXIT_CONFIG, text
+        err = capsys.readouterr().err
+        assert f"config error: {path}: " in err and field in err, err
+        assert "Traceback" not in err
+
+
+def test_the_valid_cases_base_is_valid(tmp_path: Path) -> None:
+    """Each bad case differs from a valid config by the one line it breaks."""
+    for vendor in _BASE_SOURCES:
+        path = tmp_path / f"{vendor}.toml"
+        path.write_text(strict_case(vendor=vendor))
+        assert load_config(path, env={"STRICT_SECRET": "s"}).sources[0].vendor == vendor

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from poller.config import Config
-from poller.ops.logs import mask_url_password
+from poller.pipeline.redact import mask_url_password
 from poller.secrets import Secret
 
 REDACTED = "<redacted>"

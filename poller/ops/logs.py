@@ -1,67 +1,30 @@
 """Logs: one JSON object per line, with the vendor/account/api context passed as ``extra``.
 
-The real defense against leaking secrets and personal data is never logging them. The redaction
-here is the last line, applied to every formatted line whatever its format: the configured secrets'
-values, ``key=value`` / ``"key": "value"`` pairs whose key names a credential, bearer tokens,
-passwords in URLs, and anything shaped like a mainland mobile number are masked.
+The real defense against leaking secrets and personal data is never logging them. The last line is
+the process-wide redaction step (:mod:`poller.pipeline.redact`, the same one events and the ops port
+use), applied to the message, every text field and the traceback, whatever the format.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from poller.pipeline.privacy import Privacy
+from poller.pipeline.redact import VERBATIM_FIELDS, Redactor
+
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FORMATS = ("json", "text")
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-#: +86 / 86 prefix optional, separators optional; keeps the first 3 and last 4 digits
-_PHONE = re.compile(r"(?<!\d)(\+?86[- ]?)?(1[3-9]\d)[- ]?\d{4}[- ]?(\d{4})(?!\d)")
-_CREDENTIAL_KEYS = (
-    r"(?:[a-z_]*secret[a-z_]*|password|passwd|pwd|token|access_token|refresh_token|id_token|api_?key"
-    r"|signature|sign|authorization|x-tc-authorization|credential)"
-)
-_KEYED = re.compile(
-    r"(?i)(?<![A-Za-z0-9_-])(" + _CREDENTIAL_KEYS + r")(\\?[\"']?\s*[:=]\s*\\?[\"']?)"
-    r"((?:bearer|basic)\s+)?([^\s\"'\\&,;}]+)"
-)
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}")
-#: ``scheme://user:password@host``: the password part
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
-MASK = "<redacted>"
-
-
-def mask_url_password(text: str) -> str:
-    return _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", text)
-
-
-class Redactor:
-    """Masks what must not reach a log line; ``secrets`` are the configured values to watch for."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # very short values would mask ordinary words; a secret that short is not worth the name
-        values = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
-        self._secrets = re.compile("|".join(re.escape(v) for v in values)) if values else None
-
-    def __call__(self, text: str) -> str:
-        if self._secrets is not None:
-            text = self._secrets.sub(MASK, text)
-        text = _KEYED.sub(lambda m: m.group(1) + m.group(2) + (m.group(3) or "") + MASK, text)
-        text = _BEARER.sub(lambda m: m.group(1) + " " + MASK, text)
-        text = mask_url_password(text)
-        return _PHONE.sub(r"\1\2****\3", text)
-
-
 _default_redactor = Redactor()
-
-
-def redact(text: str) -> str:
-    return _default_redactor(text)
+#: context fields that are our own identifiers (a ten-digit SdkAppId scope is not a phone number):
+#: only credentials are masked there, as in the events' identity fields
+_IDENTITY_FIELDS = VERBATIM_FIELDS | {"subject", "source"}
 
 
 def _plain(value: Any) -> Any:
@@ -80,16 +43,20 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": self.redactor(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_") and key not in entry:
-                entry[key] = _plain(value)
+                plain = _plain(value)
+                # numbers we log are our own counts and identities are ours; other text may quote a vendor
+                if isinstance(plain, str):
+                    plain = self.redactor.secrets(plain) if key in _IDENTITY_FIELDS else self.redactor(plain)
+                entry[key] = plain
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
+            entry["error"] = self.redactor(self.formatException(record.exc_info))
         elif record.exc_text:
-            entry["error"] = record.exc_text
-        return self.redactor(json.dumps(entry, ensure_ascii=False, default=str))
+            entry["error"] = self.redactor(record.exc_text)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 class TextFormatter(logging.Formatter):
@@ -122,13 +89,21 @@ def check(level: str, fmt: str) -> str | None:
 
 
 def configure(
-    level: str = "INFO", fmt: str = "json", stream: TextIO | None = None, secrets: Iterable[str] = ()
+    level: str = "INFO",
+    fmt: str = "json",
+    stream: TextIO | None = None,
+    secrets: Iterable[str] = (),
+    privacy: Privacy | None = None,
+    redactor: Redactor | None = None,
 ) -> logging.Handler:
-    """Route every logger to one handler on ``stream`` (stderr); returns it so a caller can remove it."""
+    """Route every logger to one handler on ``stream`` (stderr); returns it so a caller can remove it.
+
+    ``redactor`` is the service's own (its secrets and privacy policy); else one is built from
+    ``secrets`` and ``privacy``."""
     problem = check(level, fmt)
     if problem is not None:
         raise ValueError(problem)
-    redactor = Redactor(secrets)
+    redactor = redactor or Redactor(secrets, privacy)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(redactor) if fmt == "json" else TextFormatter(redactor))
     root = logging.getLogger()

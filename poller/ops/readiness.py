@@ -1,47 +1,93 @@
-"""The ``/readyz`` verdict, computed from the status protocol alone."""
+"""The ``/readyz`` verdict, computed from the status protocol alone.
+
+Readiness means *this process can do its job*: NATS connected, stream and state bucket set up, not
+stopping. A vendor that fails or hangs does not make the poller unready: no restart or re-route
+fixes a vendor, and an unready pod stalls a StatefulSet rollout and (with the PDB) node drains.
+Vendor trouble is reported by ``source-degraded`` events, the ``aicc_source_degraded`` metric and
+this body, which names every source that is failing, stale or has never succeeded.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import msgspec
 
-from poller.ops.status import ServiceView
+from poller.ops.status import ServiceView, SourceView
 
-__all__ = ["STARTUP_GRACE", "Readiness", "readiness"]
+__all__ = ["Readiness", "SourceProblem", "readiness", "stale_after"]
 
-#: a source that has never succeeded is given this long after start before it counts as not ready
-STARTUP_GRACE = 60.0
+Problem = Literal["failing", "stale", "never_succeeded"]
+
+
+class SourceProblem(msgspec.Struct, frozen=True, kw_only=True):
+    """One source that is not delivering: why, in the vendor's (redacted) words when it failed."""
+
+    key: str
+    vendor: str
+    account: str
+    scope: str
+    #: failing: its last cycle failed; stale: no good cycle for a while (e.g. a hung vendor);
+    #: never_succeeded: no good cycle since start
+    problem: Problem
+    reason: str | None = None
+    detail: str | None = None
+    #: seconds since its last good cycle (since start when it never had one)
+    seconds_without_success: float
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
-    """The /readyz body: the verdict, the checks that failed by name, and the facts behind them."""
+    """The /readyz body: the verdict, the checks that failed by name, and the sources in trouble."""
 
     ready: bool
-    #: names of the failed checks: nats_connected, stream_and_bucket, sources_fresh, not_stopping
+    #: names of the failed checks: nats_connected, stream_and_bucket, not_stopping
     failing: list[str]
     nats_connected: bool
     stream_and_bucket: bool
-    stale_sources: list[str]
     stopping: bool
+    sources_ok: int
+    #: every source that is failing, stale or has never succeeded (does not affect ``ready``)
+    sources_failing: list[SourceProblem]
+
+
+def stale_after(source: SourceView) -> float:
+    """How long without a good cycle before a source counts as stale."""
+    return max(3 * source.poll_interval, 30.0)
+
+
+def _problem(source: SourceView, now: float) -> SourceProblem | None:
+    if not source.owned:
+        return None  # another replica polls it (leases): its trouble is in that replica's body
+    since = source.last_success if source.last_success is not None else source.started
+    quiet = now - since
+    problem: Problem
+    if source.failure_reason is not None or source.degraded:
+        problem = "failing"
+    elif source.last_success is None:
+        problem = "never_succeeded"
+    elif quiet > stale_after(source):
+        problem = "stale"
+    else:
+        return None
+    return SourceProblem(
+        key=source.key,
+        vendor=source.vendor,
+        account=source.account,
+        scope=source.scope,
+        problem=problem,
+        reason=source.failure_reason,
+        detail=source.failure,
+        seconds_without_success=round(max(0.0, quiet), 3),
+    )
 
 
 def readiness(view: ServiceView, now: float | None = None) -> Readiness:
     now = time.monotonic() if now is None else now
-    stale = []
-    for source in view.sources:
-        if not source.owned:
-            continue  # another replica polls it: its freshness is that replica's readiness
-        allowed = max(3 * source.poll_interval, 30.0)
-        if source.last_success is None:
-            if now - source.started > max(STARTUP_GRACE, allowed):
-                stale.append(source.key)
-        elif now - source.last_success > allowed:
-            stale.append(source.key)
+    problems = [p for p in (_problem(source, now) for source in view.sources) if p is not None]
     checks = {
         "nats_connected": view.nats_connected,
         "stream_and_bucket": view.stream_and_bucket,
-        "sources_fresh": not stale,
         "not_stopping": not view.stopping,
     }
     failing = [name for name, passed in checks.items() if not passed]
@@ -50,6 +96,7 @@ def readiness(view: ServiceView, now: float | None = None) -> Readiness:
         failing=failing,
         nats_connected=view.nats_connected,
         stream_and_bucket=view.stream_and_bucket,
-        stale_sources=sorted(stale),
         stopping=view.stopping,
+        sources_ok=len(view.sources) - len(problems),
+        sources_failing=sorted(problems, key=lambda p: p.key),
     )

@@ -26,6 +26,9 @@ class SourceView(msgspec.Struct, frozen=True, kw_only=True):
     degraded: bool
     #: polled by this replica now (with leases, another replica may own it)
     owned: bool = True
+    #: the degradation reason of the last cycle and the vendor's words (redacted); None after a good one
+    failure_reason: str | None = None
+    failure: str | None = None
 
 
 class ServiceView(msgspec.Struct, frozen=True, kw_only=True):

@@ -43,6 +43,7 @@ class Publisher:
         window: int = 2000,
         on_published: Callable[[EventBase, float], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
+        scrub: Callable[[EventBase], EventBase] | None = None,
     ) -> None:
         self._js = js
         self.prefix = subject_prefix
@@ -52,6 +53,8 @@ class Publisher:
         self._encode = msgspec.json.Encoder().encode
         self._on_published = on_published
         self._on_failure = on_failure
+        #: the last step before the wire: free text redacted (:meth:`poller.pipeline.redact.Redactor.event`)
+        self._scrub = scrub
 
     async def publish(self, events: Sequence[EventBase], source_key: str = "") -> int:
         """Publish all ``events`` in order; retry failures until every one is acked.
@@ -59,7 +62,8 @@ class Publisher:
         Returns the highest stream sequence acked, which the state commit records: on restart the
         stream after it is replayed into the loaded state (see poller/replay.py).
         """
-        pending = list(events)
+        scrub = self._scrub
+        pending = [scrub(event) for event in events] if scrub is not None else list(events)
         attempt = 0
         highest = 0
         while pending:

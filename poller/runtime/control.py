@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -73,7 +73,9 @@ def answer(vendor: str, account: str, watch: WatchList, data: bytes) -> WatchRep
     )
 
 
-async def _serve_one(nc: Any, subject: str, vendor: str, account: str, watch: WatchList) -> None:
+async def _serve_one(
+    nc: Any, subject: str, vendor: str, account: str, watch: WatchList, redact: Callable[[str], str]
+) -> None:
     while True:
         try:
             sub = await nc.subscribe(subject)
@@ -93,6 +95,9 @@ async def _serve_one(nc: Any, subject: str, vendor: str, account: str, watch: Wa
                     reply = WatchReply(
                         ok=False, vendor=vendor, account=account, error="source not started yet; retry"
                     )
+                if reply.error is not None:
+                    # an error may quote the request (ids, whatever a caller pasted): redacted like all output
+                    reply = msgspec.structs.replace(reply, error=redact(reply.error))
                 if msg.reply:
                     await nc.publish(msg.reply, _encode(reply))
             except Exception as exc:  # a control request must never take the poller down
@@ -103,9 +108,15 @@ async def _serve_one(nc: Any, subject: str, vendor: str, account: str, watch: Wa
             await sub.unsubscribe()
 
 
-async def serve_control(nc: Any, prefix: str, watched: Sequence[tuple[str, str, WatchList]]) -> None:
-    """Answer watch-list requests for every (vendor, account, watch list) given."""
+async def serve_control(
+    nc: Any,
+    prefix: str,
+    watched: Sequence[tuple[str, str, WatchList]],
+    redact: Callable[[str], str],
+) -> None:
+    """Answer watch-list requests for every (vendor, account, watch list) given; ``redact`` is the
+    process's redaction step, applied to the text of every error reply."""
     async with anyio.create_task_group() as tg:
         for vendor, account, watch in watched:
             subject = control_subject(prefix, vendor, account)
-            tg.start_soon(_serve_one, nc, subject, vendor, account, watch)
+            tg.start_soon(_serve_one, nc, subject, vendor, account, watch, redact)

@@ -20,12 +20,14 @@ import anyio
 from prometheus_client import generate_latest
 
 from poller.config import Config
+from poller.ops.configview import secret_values
 from poller.ops.http import serve_http
 from poller.ops.metrics import Metrics
 from poller.ops.status import ServiceView, SourceView
 from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
 from poller.pipeline.publisher import Publisher
+from poller.pipeline.redact import Redactor
 from poller.pipeline.store import StateStore, kv_key_token
 from poller.runtime.connection import (
     connect,
@@ -64,6 +66,8 @@ class Service:
             config.privacy.personal_data,
             config.privacy.hash_salt.reveal() if config.privacy.hash_salt else "",
         )
+        #: the one redaction step for everything that leaves the process (events, logs, ops views)
+        self.redactor = Redactor(secret_values(config), self.privacy)
         self.statuses: dict[str, SourceStatus] = {}
         self.nats_connected = False
         self.infrastructure_ready = False
@@ -108,6 +112,8 @@ class Service:
                     last_success=status.last_success,
                     degraded=status.degraded,
                     owned=status.owned,
+                    failure_reason=status.failure_reason,
+                    failure=status.failure,
                 )
                 for key, status in self.statuses.items()
             ],
@@ -217,6 +223,7 @@ class Service:
                 ack_timeout=cfg.ack_timeout,
                 on_published=lambda _e, seconds: self.metrics.publish_seconds.observe(seconds),
                 on_failure=lambda _why: self.metrics.publish_failures.inc(),
+                scrub=self.redactor.event,
             )
             loop = SourceLoop(
                 js=js,
@@ -225,6 +232,7 @@ class Service:
                 store=self.store,
                 publisher=self.publisher,
                 privacy=self.privacy,
+                redactor=self.redactor,
                 metrics=self.metrics,
                 drains=self._drains,
                 stopping=self.stopping,
@@ -258,7 +266,7 @@ class Service:
                     for task in extra_tasks or []:
                         helpers.start_soon(task, self)
                     helpers.start_soon(self._enforce_grace)
-                    helpers.start_soon(serve_control, self._nc, cfg.subject_prefix, watched)
+                    helpers.start_soon(serve_control, self._nc, cfg.subject_prefix, watched, self.redactor)
                     if self.ownership is not None:
                         helpers.start_soon(self.ownership.keep_membership)
                         helpers.start_soon(self.ownership.keep_leases)

@@ -24,6 +24,7 @@ from poller.pipeline.health import health_transition
 from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
 from poller.pipeline.publisher import Publisher
+from poller.pipeline.redact import Redactor
 from poller.pipeline.replay import replay
 from poller.pipeline.snapshot import EntitySnapshot, PageSink
 from poller.pipeline.state import SourceState
@@ -57,6 +58,7 @@ class SourceLoop:
         publisher: Publisher,
         privacy: Privacy,
         metrics: Metrics,
+        redactor: Redactor,
         drains: Drains,
         stopping: anyio.Event,
         poll_scopes: set[anyio.CancelScope],
@@ -68,6 +70,7 @@ class SourceLoop:
         self._store = store
         self._publisher = publisher
         self._privacy = privacy
+        self._redactor = redactor
         self._metrics = metrics
         self._drains = drains
         self._stopping = stopping
@@ -173,7 +176,9 @@ class SourceLoop:
                         raise
                     if isinstance(error, InternalError):
                         log.exception("adapter failed unexpectedly", extra={"vendor": source.vendor})
-                    failure = (error.api or "?", error.reason.value, error.detail[:300])
+                    # redacted whole, then cut: a cut first could leave half a secret unrecognized
+                    detail = self._redactor.event_text(error.detail)[:300]
+                    failure = (error.api or "?", error.reason.value, detail)
                 finally:
                     self._poll_scopes.discard(scope)
             if scope.cancelled_caught:
@@ -196,6 +201,8 @@ class SourceLoop:
             status.degraded = health.degraded
             self._metrics.source_degraded.labels(*labels).set(1 if health.degraded else 0)
             self._metrics.entities.labels(*labels).set(len(state.entities))
+            status.failure = None if failure is None else self._redactor(failure[2])
+            status.failure_reason = None if failure is None else failure[1]
             if failure is None:
                 failures = 0
                 status.last_success = time.monotonic()

@@ -23,6 +23,9 @@ class SourceStatus:
     fenced: bool = False
     #: this process polls the source now (static sharding: always; leases: while it holds the lease)
     owned: bool = False
+    #: why the last cycle failed (degradation reason; the vendor's words, redacted); None after a good one
+    failure_reason: str | None = None
+    failure: str | None = None
     started: float = field(default_factory=time.monotonic)
     #: the last time nothing this source observed was waiting to be committed (commit lag = now - this);
     #: a quiet source commits nothing, so "time since the last commit" would alert falsely

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 from yarl import URL
@@ -21,7 +21,7 @@ from poller.secrets import Secret
 from poller.transport import Response
 from poller.transport.ratelimit import SlidingWindowLimiter
 from poller.vendors.alibaba_signing import v1_sign_query, v3_sign_headers
-from poller.vendors.base import AccountConfig, Source
+from poller.vendors.base import ENDPOINT_PATTERN, AccountConfig, NonEmpty, Source
 from schemas.vendors.alibaba import ErrorBody, decoder
 
 T = TypeVar("T")
@@ -41,13 +41,13 @@ _MESSAGE_LIMIT = 160
 class AlibabaAccount(AccountConfig, frozen=True, kw_only=True):
     """The credential part every Alibaba Cloud account config shares."""
 
-    access_key_id: str
+    access_key_id: NonEmpty
     access_key_secret: Secret
-    region: str = "cn-shanghai"
+    region: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]+$")] = "cn-shanghai"
     #: ``v3`` = ACS3-HMAC-SHA256 (the SDKs' default), ``v1`` = HMAC-SHA1 RPC signature
     signature: SignatureChoice = "v3"
     #: when empty, the product's public endpoint (``default_endpoint`` of each vendor's account)
-    endpoint: str = ""
+    endpoint: Annotated[str, msgspec.Meta(pattern=f"^$|{ENDPOINT_PATTERN}")] = ""
 
 
 class SignedQuery(Mapping[str, str]):

@@ -23,7 +23,7 @@ from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation, 
 from poller.pipeline.state import SourceState
 from poller.transport import Response
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
-from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad
+from poller.vendors.base import AdapterContext, NonEmpty, Source, Vendor, decode_or_bad
 from poller.vendors.listing import Listing, sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
@@ -105,8 +105,8 @@ _CALL_STATUSES = frozenset({"Succeeded", "Failed"})
 class OutboundBotAccount(AlibabaAccount, frozen=True, kw_only=True):
     """One OutboundBot instance and the job groups to watch in it (one source per job group)."""
 
-    instance_id: str
-    job_group_ids: list[str]
+    instance_id: NonEmpty
+    job_group_ids: Annotated[list[NonEmpty], msgspec.Meta(min_length=1)]
     #: max PageSize of ListJobsByGroup is not published
     page_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
 

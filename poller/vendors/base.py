@@ -12,7 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import aiohttp
 import msgspec
@@ -31,8 +31,11 @@ from poller.transport import (
 )
 
 __all__ = [
+    "ENDPOINT_PATTERN",
     "AccountConfig",
     "AdapterContext",
+    "Endpoint",
+    "NonEmpty",
     "Response",
     "Source",
     "Vendor",
@@ -43,22 +46,28 @@ __all__ = [
 T = TypeVar("T")
 log = logging.getLogger("poller.vendors")
 
+#: an http(s) URL with a host: a config field the adapter sends requests to
+ENDPOINT_PATTERN = r"^https?://[^\s/?#@]+(/\S*)?$"
+Endpoint = Annotated[str, msgspec.Meta(pattern=ENDPOINT_PATTERN)]
+#: a config string that must not be empty (ids, keys, names)
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
 
 class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Fields every vendor account shares. Vendor modules subclass this with their own."""
 
     vendor: str
     account: str
-    poll_interval: float = 2.0
-    #: per-API request limits overriding the vendor's documented defaults
+    poll_interval: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    #: per-API request limits overriding the vendor's documented defaults (each checked by name)
     rate_limits: dict[str, int] = {}
     #: seconds added to each one-second window for network jitter between us and the vendor's clock
-    rate_limit_margin: float = DEFAULT_MARGIN
-    request_timeout: float = 10.0
+    rate_limit_margin: Annotated[float, msgspec.Meta(ge=0, le=0.5)] = DEFAULT_MARGIN
+    request_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     #: attempts after the first for one request (5xx, timeouts, resets, throttling) before the cycle fails
-    retries: int = 3
+    retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 3
     #: first delay after a failed cycle; doubles per failure up to 60 s, with jitter
-    failure_backoff: float = 1.0
+    failure_backoff: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
     enabled: bool = True
 
 

@@ -46,7 +46,16 @@ from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation, 
 from poller.pipeline.state import EntityState, SourceState
 from poller.secrets import Secret
 from poller.transport import Response
-from poller.vendors.base import AccountConfig, AdapterContext, Source, Vendor, decode_or_bad, server_status
+from poller.vendors.base import (
+    AccountConfig,
+    AdapterContext,
+    Endpoint,
+    NonEmpty,
+    Source,
+    Vendor,
+    decode_or_bad,
+    server_status,
+)
 from poller.vendors.listing import sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallDetail, CallOutcome, EntityKind, TaskState
@@ -143,24 +152,24 @@ _ACTIVE = frozenset(
 class ByRobotAccount(AccountConfig, frozen=True, kw_only=True):
     """One BYRobot company and the app credentials that may read it."""
 
-    company_id: int
-    app_key: str
+    company_id: Annotated[int, msgspec.Meta(ge=1)]
+    app_key: NonEmpty
     app_secret: Secret
-    endpoint: str = "http://api.byrobot.cn"
+    endpoint: Endpoint = "http://api.byrobot.cn"
     #: getTasks pageSize (the vendor's max is 100)
     page_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
     #: queryDoneTaskPhones pageSize (1–50)
     call_page_size: Annotated[int, msgspec.Meta(ge=1, le=50)] = 50
     #: cursor pages of finished calls read per task per cycle; the rest follow next cycle
-    max_call_pages: Annotated[int, msgspec.Meta(ge=1)] = 20
+    max_call_pages: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 20
     #: fetch phoneLogInfo for every finished call (one more request per call)
     enrich_calls: bool = False
     #: pending and finished tasks are re-read (detail, and calls if the counts moved) this often
     detail_interval: Annotated[float, msgspec.Meta(ge=0)] = 300.0
     #: tasks followed at once (the rate limits still apply on top)
-    max_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 16
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 16
     #: the vendor's times are local wall-clock strings; China Standard Time unless told otherwise
-    utc_offset_minutes: int = 480
+    utc_offset_minutes: Annotated[int, msgspec.Meta(ge=-720, le=840)] = 480
 
 
 # -- auth -------------------------------------------------------------------------------------------

@@ -26,7 +26,16 @@ from poller.pipeline.snapshot import EntitySnapshot, Observation, PageSink
 from poller.pipeline.state import VANISHED, EntityState, SourceState
 from poller.secrets import Secret
 from poller.transport import Response
-from poller.vendors.base import AccountConfig, AdapterContext, Source, Vendor, decode_or_bad, server_status
+from poller.vendors.base import (
+    AccountConfig,
+    AdapterContext,
+    Endpoint,
+    NonEmpty,
+    Source,
+    Vendor,
+    decode_or_bad,
+    server_status,
+)
 from poller.vendors.normalize import state_map
 from poller.vendors.watch import WatchList
 from schemas import EntityKind, TaskState
@@ -79,22 +88,22 @@ class HuaweiAiccAccount(AccountConfig, frozen=True, kw_only=True):
     Any other error for one id fails that id for the cycle, so nothing can vanish.
     """
 
-    client_id: str
+    client_id: NonEmpty
     client_secret: Secret
     task_ids: list[TaskId] = msgspec.field(default_factory=list)
-    endpoint: str = "https://service.besclouds.com"
+    endpoint: Endpoint = "https://service.besclouds.com"
     method: Literal["GET", "POST"] = "GET"
-    token_path: str = TOKEN_PATH
+    token_path: Annotated[str, msgspec.Meta(pattern=r"^/\S*$")] = TOKEN_PATH
     detail_path: Annotated[str, msgspec.Meta(pattern=r"\{id\}")] = DETAIL_PATH
     #: refresh the token once this fraction of its ``expires_in`` has passed
     token_refresh_at: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.8
     #: a task in a non-terminal state is fetched at most this often (0: every cycle)
-    detail_interval: float = 0.0
+    detail_interval: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     #: a task in a terminal state, or one the vendor says does not exist, is re-checked this often
-    terminal_detail_interval: float = 60.0
+    terminal_detail_interval: Annotated[float, msgspec.Meta(ge=0)] = 60.0
     #: detail requests in flight at once (the rate limit still applies on top)
-    max_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 32
-    not_found_codes: list[str] = msgspec.field(default_factory=lambda: [NOT_FOUND_CODE])
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 32
+    not_found_codes: list[NonEmpty] = msgspec.field(default_factory=lambda: [NOT_FOUND_CODE])
 
 
 # -- tokens -----------------------------------------------------------------------------------------

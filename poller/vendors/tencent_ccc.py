@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Annotated
 
 import msgspec
 from yarl import URL
@@ -17,7 +18,16 @@ from poller.pipeline.snapshot import EntitySnapshot, Observation, PageSink
 from poller.pipeline.state import SourceState
 from poller.secrets import Secret
 from poller.transport import Response
-from poller.vendors.base import AccountConfig, AdapterContext, Source, Vendor, decode_or_bad, server_status
+from poller.vendors.base import (
+    AccountConfig,
+    AdapterContext,
+    Endpoint,
+    NonEmpty,
+    Source,
+    Vendor,
+    decode_or_bad,
+    server_status,
+)
 from poller.vendors.listing import Listing, sweep_pages
 from poller.vendors.normalize import state_map
 from schemas import EntityKind, TaskState
@@ -50,12 +60,13 @@ STATES = state_map(
 
 
 class TencentCccAccount(AccountConfig, frozen=True, kw_only=True):
-    secret_id: str
+    secret_id: NonEmpty
     secret_key: Secret
-    sdk_app_ids: list[int]
-    endpoint: str = "https://ccc.tencentcloudapi.com"
-    region: str | None = None
-    page_size: int = 100
+    sdk_app_ids: Annotated[list[Annotated[int, msgspec.Meta(ge=1)]], msgspec.Meta(min_length=1)]
+    endpoint: Endpoint = "https://ccc.tencentcloudapi.com"
+    region: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]+$")] | None = None
+    #: DescribeAutoCalloutTasks does not publish its maximum; CCC's other listings cap PageSize at 100
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
 
 
 # -- TC3-HMAC-SHA256 ---------------------------------------------------------------------------

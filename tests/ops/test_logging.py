@@ -15,7 +15,8 @@ import aiohttp
 import anyio
 import pytest
 
-from poller.ops.logs import Redactor, check, configure
+from poller.ops.logs import check, configure
+from poller.pipeline.redact import Redactor
 from poller.simulators.base import Fault
 from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tools.natsserver import NatsServer, free_port
@@ -57,16 +58,16 @@ def test_json_lines_with_context_and_redaction(restore_root_logging: None) -> No
         2,
     )
     assert first["logger"] == "poller.test" and first["ts"].endswith("+00:00")
-    assert "13512345678" not in stream.getvalue() and "135****5678" in lines[1]["message"]
+    assert "13512345678" not in stream.getvalue() and "135******78" in lines[1]["message"]
     assert "ValueError: boom" in lines[2]["error"]
 
 
 @pytest.mark.parametrize(
     ("leaked", "kept"),
     [
-        ("call to +86 135-1234-5678 failed", "+86 135****5678"),
-        ("call to 8613512345678 failed", "86135****5678"),
-        ("callee 135 1234 5678", "135****5678"),
+        ("call to +86 135-1234-5678 failed", "call to 861********78 failed"),
+        ("call to 8613512345678 failed", "call to 861********78 failed"),
+        ("callee 135 1234 5678", "callee 135******78"),
         ("GET /x?AccessKeyId=LTAIabc&Signature=c2lnbmF0dXJl&Version=1", "Signature=<redacted>&Version=1"),
         ('body {"access_token": "eyJhbGciOi", "expires_in": 1800}', '"access_token": "<redacted>"'),
         ("Authorization: Bearer abcdef.ghijkl.mnop", "Bearer <redacted>"),
@@ -83,9 +84,32 @@ def test_redactor_masks_what_looks_like_a_secret_or_a_phone(leaked: str, kept: s
 def test_redactor_leaves_ordinary_lines_alone() -> None:
     line = (
         '{"message": "token refresh failed", "token_path": "/baas/auth", "api": "getTasks", '
-        '"sdk_app_id": 1400000001, "detail": "SignatureDoesNotMatch", "ts": "2026-01-01T00:00:00.000+00:00"}'
+        '"page": 120, "detail": "SignatureDoesNotMatch", "ts": "2026-01-01T00:00:00.000+00:00"}'
     )
     assert Redactor()(line) == line
+
+
+def test_numbers_we_log_as_numbers_are_kept_and_digit_runs_in_text_are_masked(
+    restore_root_logging: None,
+) -> None:
+    """A ten-digit SdkAppId passed as a number is our own context; the same digits inside a vendor's
+    message cannot be told from a phone number and are masked."""
+    stream = io.StringIO()
+    configure("INFO", "json", stream)
+    logging.getLogger("poller.test").warning(
+        "vendor said: app 1400000001 unknown",
+        extra={
+            "sdk_app_id": 1400000001,
+            "scope": "1400000001",
+            "detail": "app 1400000001",
+            "api": "token=abcdef",
+        },
+    )
+    entry = json.loads(stream.getvalue())
+    assert entry["sdk_app_id"] == 1400000001 and entry["message"] == "vendor said: app 140*****01 unknown"
+    # identities are ours (as in events) and keep their digits; credentials are masked everywhere
+    assert entry["scope"] == "1400000001" and entry["detail"] == "app 140*****01"
+    assert entry["api"] == "token=<redacted>"
 
 
 def test_configured_secret_values_are_masked_in_every_format(restore_root_logging: None) -> None:

@@ -21,7 +21,7 @@ def _source(sim: AiccsSimulator, account: str) -> dict[str, object]:
         "access_key_id": f"AK{account}",
         "access_key_secret": f"secret-{account}",
         "endpoint": sim.url,
-        "poll_interval": 0.0,  # back to back: each replica alone would spend the whole limit
+        "poll_interval": 0.001,  # back to back: each replica alone would spend the whole limit
         "rate_limits": {LIST_API: LIMIT},
         "retries": 1,
         "failure_backoff": 0.2,

@@ -33,7 +33,8 @@ def _sources(sim: TencentCccSimulator) -> list[dict[str, object]]:
             "secret_key": f"key-{account}",
             "sdk_app_ids": [APP + i],
             "endpoint": sim.url,
-            "poll_interval": 0.0,  # back to back: two owners of one credential would exceed its limit
+            "poll_interval": 0.001,  # back to back: two owners of one credential would exceed its limit
+            "rate_limit_margin": 0.1,  # a loaded machine delays arrivals: the test is about owners
             "retries": 1,
             "failure_backoff": 0.2,
         }
