@@ -38,7 +38,9 @@ async def jetstream(server: NatsServer, **limits: Any) -> AsyncIterator[Any]:
 async def stored_ids(js: Any) -> list[str]:
     """The event ids in the stream, in stream order."""
     info = await js.stream_info(STREAM)
-    ids = []
+    ids: list[str] = []
+    if not info.state.messages:
+        return ids
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
         msg = await js.get_msg(STREAM, seq)
         ids.append(msgspec.json.decode(msg.data, type=Event).event_id)
@@ -49,13 +51,22 @@ def publisher(js: Any) -> Publisher:
     return Publisher(js, subject_prefix="t", ack_timeout=0.3)
 
 
-async def publish_until_lifted(js: Any, events: Sequence[EventBase], **lifted: Any) -> list[str]:
-    """Publish while the stream rejects some events; look at the stream; lift the limit; let the
-    publish finish. Returns the ids stored while rejected."""
+async def publish_until_lifted(
+    js: Any, events: Sequence[EventBase], accepted: Sequence[str], **lifted: Any
+) -> list[str]:
+    """Publish while the stream rejects some events; once the ``accepted`` ones are stored and a
+    retry had time to run, look at the stream; lift the limit; let the publish finish. Returns the
+    ids stored while rejected."""
     pub = publisher(js)
     async with anyio.create_task_group() as tg:
         tg.start_soon(pub.publish, events, "src")
-        await anyio.sleep(1.0)  # several rounds of retries
+
+        async def accepted_stored() -> bool:
+            return set(accepted) <= set(await stored_ids(js))
+
+        await wait_until(accepted_stored)
+        retries = pub.stats.retries
+        await wait_until(lambda: pub.stats.retries > retries)  # one more round after them
         while_rejected = await stored_ids(js)
         await js.update_stream(StreamConfig(name=STREAM, subjects=["t.>"], duplicate_window=60, **lifted))
 
@@ -69,7 +80,7 @@ async def publish_until_lifted(js: Any, events: Sequence[EventBase], **lifted: A
 async def test_a_rejected_event_holds_back_the_later_events_of_its_entity(nats_server: NatsServer) -> None:
     events = [appeared("A", name=TOO_BIG), status("A", 2), appeared("B"), status("B", 2)]
     async with jetstream(nats_server, max_msg_size=1000) as js:
-        while_rejected = await publish_until_lifted(js, events, max_msg_size=-1)
+        while_rejected = await publish_until_lifted(js, events, ["appeared-B", "status-B-2"], max_msg_size=-1)
         final = await stored_ids(js)
     # A's status would be in the stream before its appearance: replay would start A from it
     assert while_rejected == ["appeared-B", "status-B-2"]
@@ -90,7 +101,9 @@ async def test_a_rejected_call_holds_back_the_status_that_ends_its_task_or_job(
         status("other", 2),
     ]
     async with jetstream(nats_server, max_msg_size=1000) as js:
-        while_rejected = await publish_until_lifted(js, events, max_msg_size=-1)
+        while_rejected = await publish_until_lifted(
+            js, events, ["call-c2", "status-other-2"], max_msg_size=-1
+        )
         final = await stored_ids(js)
     assert while_rejected == ["call-c2", "status-other-2"]
     assert final.index("call-c1") < final.index("status-T-2")
