@@ -81,3 +81,26 @@ async def test_a_cycle_stored_only_in_part_loses_no_call_after_a_restart(nats_se
     assert len(finished) == 1
     # every call of the task is stored before the status that ends it
     assert max(i for i, e in enumerate(events) if isinstance(e, CallFinished)) < events.index(finished[0])
+
+
+async def test_a_finished_task_with_more_new_calls_than_one_cycle_reads_gets_them_all(
+    nats_server: NatsServer,
+) -> None:
+    sim = simulator()
+    async with sim:
+        task = sim.add_task(COMPANY, phones=9, status=1, finished=(0,))
+        # two calls per page, one page per task per cycle
+        config = make_config(nats_server.url, [byrobot_source(sim, max_call_pages=1)])
+        async with running(config) as service:
+            await polls_done(service, 2)
+            sim.finish_calls(task, (0, 2, 1, 0, 6, 0, 1))
+            sim.set_status(task, 2)
+            await polls_done(service, 6)
+        # and across a restart, with the task already finished in the committed state
+        sim.finish_calls(task, (0,))
+        async with running(config) as service:
+            await polls_done(service, 4)
+        events = await stream_events(nats_server.url)
+
+    calls = [e.call_id for e in events if isinstance(e, CallFinished)]
+    assert sorted(calls) == sorted(finished_calls(sim))
