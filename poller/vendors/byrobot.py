@@ -549,8 +549,9 @@ class ByRobotSource(Source):
         for task_id, plan in plans.items():
             result = followed.get(task_id)
             entity = task_entity(self.cfg.company_id, plan.task, result.detail if result else None, plan.old)
-            if result is not None and result.calls_behind:
-                # a finished task whose counts are in the stream is not asked for calls again
+            if result is not None and result.calls_behind and entity.state.value not in _ACTIVE:
+                # a task at rest is asked for calls again only when its counts move: they must not
+                # reach the stream before its calls do
                 entity = counts_of(entity, plan.old)
             entities.append(entity)
             if result is not None:

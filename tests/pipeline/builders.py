@@ -16,6 +16,8 @@ from schemas import (
     TaskStatusChanged,
 )
 
+__all__ = ["NOW", "TOO_BIG", "appeared", "call", "status"]
+
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 #: a name this long makes the event bigger than the test streams' message size limit
 TOO_BIG = "x" * 2000
