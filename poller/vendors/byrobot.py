@@ -420,8 +420,16 @@ class _Followed:
 
     @property
     def calls_behind(self) -> bool:
-        """The task's counts must stay as committed: they decide whether its calls are read again."""
         return self.unsettled or self.calls_pending
+
+    def holds_counts(self, active: bool) -> bool:
+        """Must the task's counts stay as committed? They decide whether its calls are read again.
+
+        Calls left for the next cycle (a backlog bigger than the page budget) hold them until the
+        backlog is read; an unsettled listing holds them only for a task at rest, so a running
+        task's progress keeps moving while its listing keeps changing under the pages.
+        """
+        return self.calls_pending or (self.unsettled and not active)
 
 
 class _Unsettled(Exception):
@@ -549,7 +557,7 @@ class ByRobotSource(Source):
         for task_id, plan in plans.items():
             result = followed.get(task_id)
             entity = task_entity(self.cfg.company_id, plan.task, result.detail if result else None, plan.old)
-            if result is not None and result.calls_behind and entity.state.value not in _ACTIVE:
+            if result is not None and result.holds_counts(entity.state.value in _ACTIVE):
                 # a task at rest is asked for calls again only when its counts move: they must not
                 # reach the stream before its calls do
                 entity = counts_of(entity, plan.old)

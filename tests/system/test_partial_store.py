@@ -104,3 +104,24 @@ async def test_a_finished_task_with_more_new_calls_than_one_cycle_reads_gets_the
 
     calls = [e.call_id for e in events if isinstance(e, CallFinished)]
     assert sorted(calls) == sorted(finished_calls(sim))
+
+
+async def test_a_backlog_of_calls_left_when_a_running_task_finishes_is_read_after_a_restart(
+    nats_server: NatsServer,
+) -> None:
+    sim = simulator()
+    async with sim:
+        task = sim.add_task(COMPANY, phones=9, status=1, finished=(0,))
+        config = make_config(nats_server.url, [byrobot_source(sim, max_call_pages=1)])
+        async with running(config) as service:
+            await polls_done(service, 2)
+            sim.finish_calls(task, (0, 2, 1, 0, 6, 0, 1))
+            await polls_done(service, 1)  # part of the backlog is read while the task still runs
+            sim.set_status(task, 2)
+            await polls_done(service, 1)
+        async with running(config) as service:
+            await polls_done(service, 6)
+        events = await stream_events(nats_server.url)
+
+    calls = [e.call_id for e in events if isinstance(e, CallFinished)]
+    assert sorted(calls) == sorted(finished_calls(sim))
