@@ -62,6 +62,8 @@ async def stream_events(nats_url: str, stream: str = "AICC") -> list[Event]:
         js = nc.jetstream()
         info = await js.stream_info(stream)
         events: list[Event] = []
+        if not info.state.messages:
+            return events  # an empty stream has no first sequence to read from
         decoder = msgspec.json.Decoder(Event)
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await js.get_msg(stream, seq)

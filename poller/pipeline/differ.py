@@ -20,7 +20,14 @@ import msgspec
 from poller.pipeline.identity import SourceId, event_id
 from poller.pipeline.privacy import Privacy
 from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation
-from poller.pipeline.state import INVENTORY_LISTED, INVENTORY_LISTING, VANISHED, EntityState, SourceState
+from poller.pipeline.state import (
+    INVENTORY_LISTED,
+    INVENTORY_LISTING,
+    VANISHED,
+    EntityState,
+    SourceState,
+    apply_published,
+)
 from schemas import (
     CallFinished,
     EntityKind,
@@ -92,6 +99,8 @@ class SweepDiff:
         self.initial_inventory = INVENTORY_LISTED not in cursors and (
             not previous.entities or INVENTORY_LISTING in cursors
         )
+        #: what :meth:`finish` overwrote (None: the entity was new), so :meth:`acked_only` can undo it
+        self._undo: dict[str, EntityState | None] | None = None
 
     def apply(self, snapshots: Iterable[EntitySnapshot], now: datetime) -> list[EventBase]:
         """The events of these snapshots; each snapshot object is applied once per cycle."""
@@ -100,6 +109,7 @@ class SweepDiff:
         source, privacy = self.source, self.privacy
         vendor, account, key = source.vendor, source.account, source.key
         before = self.previous.entities
+        undo = self._undo
         for snap in snapshots:
             prior = applied.get(snap.id)
             if prior is snap:
@@ -108,6 +118,8 @@ class SweepDiff:
                 self._seen_before += 1
             applied[snap.id] = snap
             old = entities.get(snap.id)
+            if undo is not None and snap.id not in undo:
+                undo[snap.id] = old
             if old is not None and old.state != VANISHED:
                 status_changed = old.raw != snap.raw_state
                 progress_changed = snap.completed is not None and (
@@ -189,24 +201,49 @@ class SweepDiff:
         self.stream_seq = max(self.stream_seq, stream_seq)
 
     def finish(self, observation: Observation, now: datetime) -> Diff:
-        """The rest of the observation, then vanishes (complete listings only), calls and cursors."""
+        """Calls, the rest of the observation, then vanishes (complete listings only) and cursors.
+
+        The calls go first: a task's terminal status or progress in the stream stops its calls from
+        being read again (replay applies it), so they must be stored before it.
+        """
         entities = observation.entities
         applied = self._applied
+        self._undo = {}
+        source, privacy = self.source, self.privacy
+        events: list[EventBase] = [
+            _call_event(source, call, privacy, now, call.ended_at or "", call.raw_outcome)
+            for call in observation.calls
+        ]
         # a streaming adapter's observation starts with exactly the snapshots it streamed (then, say,
         # a job group's counts): checked in C, so the end of a 100k-entity sweep does not walk them
         # all again in Python (map stops at the shorter of the two)
         streamed = len(entities) >= len(applied) and all(map(operator.is_, entities, applied.values()))
-        events = self.apply(entities[len(applied) :] if streamed else entities, now)
+        events.extend(self.apply(entities[len(applied) :] if streamed else entities, now))
         if observation.complete:
             events.extend(self._vanished(now))
-        source, privacy = self.source, self.privacy
-        for call in observation.calls:
-            events.append(_call_event(source, call, privacy, now, call.ended_at or "", call.raw_outcome))
         cursors = dict(self.previous.cursors)
         cursors.update(observation.cursors)
         cursors.pop(INVENTORY_LISTING, None)
         cursors[INVENTORY_LISTED] = 1
         return Diff(events=events, state=self._state(cursors), changed=self.changed)
+
+    def acked_only(self, acked: Iterable[EventBase]) -> SourceState:
+        """The state when, of the events after the pages, only ``acked`` reached the stream.
+
+        What the pages left (their events are all acked), advanced by ``acked`` alone; cursors and
+        health stay as committed, since the events derived from what they skip may be missing.
+        """
+        for entity_id, before in (self._undo or {}).items():
+            if before is None:
+                self.entities.pop(entity_id, None)
+            else:
+                self.entities[entity_id] = before
+        self._undo = None
+        state = self._state(dict(self.previous.cursors))
+        for event in acked:
+            apply_published(state, event, 0)
+        state.health = self.previous.health
+        return state
 
     def unfinished(self) -> Diff:
         """What a failed cycle keeps: the pages already applied (their events may be published)."""
@@ -241,6 +278,8 @@ class SweepDiff:
                 )
             )
             # a tombstone keeps the counter, so a task that comes back gets fresh event ids
+            if self._undo is not None and entity_id not in self._undo:
+                self._undo[entity_id] = self.entities.get(entity_id)
             self.entities[entity_id] = EntityState(kind=old.kind, state=VANISHED, raw="", seq=seq)
             self.changed.add(entity_id)
         return events

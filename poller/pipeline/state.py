@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from schemas import (
-    Event,
+    EventBase,
     JobStatusChanged,
     SourceDegraded,
     SourceRecovered,
@@ -67,47 +67,31 @@ class SourceState(msgspec.Struct, kw_only=True):
     stream_seq: int = 0
 
 
-def apply_published(state: SourceState, event: Event, at_seq: int) -> None:
-    """Make ``state`` reflect one published event (idempotent: older counters are ignored)."""
+def apply_published(state: SourceState, event: EventBase, at_seq: int) -> bool:
+    """Make ``state`` reflect one published event; False when it shows an earlier change is missing.
+
+    Idempotent: a change the state already reflects (an older or equal counter) is ignored. An
+    entity's counter moves by one per change, so a counter further ahead is a gap: an event before
+    it is not in the stream. The state then stays behind it, and the differ derives the missing
+    change again instead of the state skipping it.
+    """
     entities = state.entities
     match event:
-        case TaskAppeared():
-            if event.initial_inventory and INVENTORY_LISTED not in state.cursors:
+        case TaskAppeared() | TaskStatusChanged() | JobStatusChanged() | TaskProgress() | TaskVanished():
+            if (
+                isinstance(event, TaskAppeared)
+                and event.initial_inventory
+                and INVENTORY_LISTED not in state.cursors
+            ):
                 # the first sweep's events outran its commit: the next sweep still lists inventory
                 state.cursors = {**state.cursors, INVENTORY_LISTING: 1}
             old = entities.get(event.entity_id)
-            if old is None or old.seq < event.seq:
-                entities[event.entity_id] = EntityState(
-                    kind=event.kind.value,
-                    state=event.current.state.value,
-                    raw=event.current.raw,
-                    seq=event.seq,
-                    completed=event.completed,
-                    total=event.total,
-                    parent=event.parent_id,
-                    name=event.name,
-                )
-        case TaskStatusChanged() | JobStatusChanged():
-            old = entities.get(event.entity_id)
-            if old is not None and old.seq < event.seq:
-                entities[event.entity_id] = msgspec.structs.replace(
-                    old, state=event.current.state.value, raw=event.current.raw, seq=event.seq
-                )
-        case TaskProgress():
-            old = entities.get(event.entity_id)
-            if old is not None and old.seq < event.seq:
-                entities[event.entity_id] = msgspec.structs.replace(
-                    old, completed=event.completed, total=event.total, seq=event.seq
-                )
-            elif old is not None and old.seq == event.seq:
-                # status and progress of one change share the counter
-                entities[event.entity_id] = msgspec.structs.replace(
-                    old, completed=event.completed, total=event.total
-                )
-        case TaskVanished():
-            old = entities.get(event.entity_id)
-            if old is not None and old.seq < event.seq:
-                entities[event.entity_id] = EntityState(kind=old.kind, state=VANISHED, raw="", seq=event.seq)
+            known = old.seq if old is not None else 0
+            if event.seq > known + 1:
+                state.stream_seq = max(state.stream_seq, at_seq)
+                return False
+            if event.seq == known + 1 or (isinstance(event, TaskProgress) and event.seq == known):
+                _apply_change(entities, old, event)
         case SourceDegraded():
             if event.episode > state.health.episode or not state.health.degraded:
                 state.health = Health(
@@ -123,3 +107,37 @@ def apply_published(state: SourceState, event: Event, at_seq: int) -> None:
         case _:
             pass  # call-finished changes no entity; cursors stay where they were committed
     state.stream_seq = max(state.stream_seq, at_seq)
+    return True
+
+
+def _apply_change(
+    entities: dict[str, EntityState],
+    old: EntityState | None,
+    event: TaskAppeared | TaskStatusChanged | JobStatusChanged | TaskProgress | TaskVanished,
+) -> None:
+    """One entity's next change (or, for progress, the rest of the change its status began)."""
+    match event:
+        case TaskAppeared():
+            entities[event.entity_id] = EntityState(
+                kind=event.kind.value,
+                state=event.current.state.value,
+                raw=event.current.raw,
+                seq=event.seq,
+                completed=event.completed,
+                total=event.total,
+                parent=event.parent_id,
+                name=event.name,
+            )
+        case TaskStatusChanged() | JobStatusChanged() if old is not None:
+            entities[event.entity_id] = msgspec.structs.replace(
+                old, state=event.current.state.value, raw=event.current.raw, seq=event.seq
+            )
+        case TaskProgress() if old is not None:
+            # status and progress of one change share the counter
+            entities[event.entity_id] = msgspec.structs.replace(
+                old, completed=event.completed, total=event.total, seq=event.seq
+            )
+        case TaskVanished() if old is not None:
+            entities[event.entity_id] = EntityState(kind=old.kind, state=VANISHED, raw="", seq=event.seq)
+        case _:
+            pass  # a change of an entity this state never had: nothing to base it on

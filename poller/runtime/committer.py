@@ -26,7 +26,8 @@ class Committer:
     write-ahead log (:mod:`poller.pipeline.replay`): a commit that is late, or lost in a crash, only
     means more to replay on restart. States handed over while a commit runs are coalesced into one
     commit of the newest, with the union of their changed entities. Commits are shielded: on stop,
-    what is pending is committed within the shutdown grace.
+    what is pending is committed within the shutdown grace, and the grace's end cancels a commit
+    still retrying (a stop cut short hands over only what its acked events say).
     """
 
     def __init__(

@@ -276,7 +276,7 @@ class Service:
                         await self.stopping.wait()
                     if self.ownership is not None:
                         # every loop has released its lease: the others may take the accounts now
-                        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                        with self._drains.shielded(), anyio.move_on_after(2):
                             await self.ownership.leave()
                     helpers.cancel_scope.cancel()
         finally:

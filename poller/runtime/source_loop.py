@@ -23,7 +23,7 @@ from poller.pipeline.differ import SweepDiff
 from poller.pipeline.health import health_transition
 from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
-from poller.pipeline.publisher import Publisher
+from poller.pipeline.publisher import Publisher, PublishProgress
 from poller.pipeline.redact import Redactor
 from poller.pipeline.replay import replay
 from poller.pipeline.snapshot import EntitySnapshot, PageSink
@@ -91,7 +91,12 @@ class SourceLoop:
             start_at = None
             if ownership.should_own(account):
                 try:
-                    start_at = await ownership.hold(account)
+                    with anyio.CancelScope() as asking:  # a stop must not wait for a silent NATS
+                        self._poll_scopes.add(asking)
+                        try:
+                            start_at = await ownership.hold(account)
+                        finally:
+                            self._poll_scopes.discard(asking)
                 except Exception as exc:  # NATS unreachable for now: ask again shortly
                     log.warning("cannot take the account's lease yet", extra={"error": type(exc).__name__})
             if start_at is None:
@@ -107,7 +112,8 @@ class SourceLoop:
                 await self._leased_epoch(status, ownership, account)
             finally:
                 status.owned = False
-                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                # within the shutdown grace: a silent NATS lets the lease expire instead
+                with self._drains.shielded(), anyio.move_on_after(5):
                     await ownership.release(account)
 
     async def _leased_epoch(self, status: SourceStatus, ownership: Ownership, account: str) -> None:
@@ -155,10 +161,20 @@ class SourceLoop:
         source = status.source
         sid = SourceId(vendor=source.vendor, account=source.account, scope=source.scope)
         labels = (source.vendor, source.account, source.scope)
-        store = self._store
-        state: SourceState = await retry_nats("state load", lambda: store.load(status.key))
         subjects = f"{self._prefix}.{subject_token(source.vendor)}.{subject_token(source.account)}.>"
-        await retry_nats("replay", lambda: replay(self._js, self._stream, subjects, status.key, state))
+        loaded: SourceState | None = None
+        with anyio.CancelScope() as scope:
+            # NATS may stay down while we wait for it: a stop must not wait for it too
+            self._poll_scopes.add(scope)
+            if self._stopping.is_set():
+                scope.cancel()
+            try:
+                loaded = await self._load(status, subjects)
+            finally:
+                self._poll_scopes.discard(scope)
+        if loaded is None:
+            return
+        state = loaded
         self._metrics.entities.labels(*labels).set(len(state.entities))
         failures = 0
         while not self._stopping.is_set() and keep_polling():
@@ -192,7 +208,15 @@ class SourceLoop:
             new_state = msgspec.structs.replace(d.state, health=health)
             changed: set[str] | None = d.changed
             if events:
-                await self._publish_final(status, events, new_state, cycle_started)
+                acked, stream_seq = await self._publish_final(status, events, cycle_started)
+                new_state.stream_seq = max(new_state.stream_seq, stream_seq)
+                if acked < len(events):
+                    # the grace cut the publish short: commit only what the acked prefix says
+                    new_state = sweep.acked_only(events[:acked])
+                    if acked >= len(health_events):
+                        new_state.health = health
+                    committer.submit(new_state, changed)
+                    break
             if events or changed or new_state.cursors != state.cursors:
                 committer.submit(new_state, changed)
             elif committer.idle:
@@ -227,19 +251,37 @@ class SourceLoop:
             with anyio.move_on_after(delay):
                 await self._stopping.wait()
 
+    async def _load(self, status: SourceStatus, subjects: str) -> SourceState:
+        """The committed state, caught up with what was published after it."""
+        store = self._store
+        state: SourceState = await retry_nats("state load", lambda: store.load(status.key))
+        await retry_nats("replay", lambda: replay(self._js, self._stream, subjects, status.key, state))
+        return state
+
     async def _publish_final(
-        self, status: SourceStatus, events: list[EventBase], state: SourceState, cycle_started: float
-    ) -> None:
-        """The cycle's last events (vanishes, progress, health). Shielded: a stop lets it finish."""
-        with self._drains.shielded() as drain:
-            highest = await self._publisher.publish(events, status.key)
-            state.stream_seq = max(state.stream_seq, highest)
-            self._count(status.source.vendor, events, cycle_started)
-        if drain.cancelled_caught:
+        self, status: SourceStatus, events: list[EventBase], cycle_started: float
+    ) -> tuple[int, int]:
+        """The cycle's last events (calls, vanishes, progress, health): how many were acked, and the
+        highest stream sequence among them.
+
+        Shielded: a stop lets it finish, within the shutdown grace. Cut short, only a prefix of
+        ``events`` is acked, and only that prefix may reach the committed state.
+        """
+        progress = PublishProgress()
+        with self._drains.shielded():
+            await self._publisher.publish(events, status.key, progress)
+        self._count(status.source.vendor, events[: progress.acked], cycle_started)
+        if progress.acked < len(events):
             log.warning(
                 "shutdown grace ran out before publishing finished; a restart re-derives the events",
-                extra={"vendor": status.source.vendor, "account": status.source.account},
+                extra={
+                    "vendor": status.source.vendor,
+                    "account": status.source.account,
+                    "acked": progress.acked,
+                    "events": len(events),
+                },
             )
+        return progress.acked, progress.stream_seq
 
     def _page_sink(self, status: SourceStatus, sweep: SweepDiff, cycle_started: float) -> PageSink:
         """Diff and publish each page as the adapter reads it; the commit at the cycle's end records it.

@@ -341,6 +341,13 @@ def task_entity(
     )
 
 
+def counts_of(entity: EntitySnapshot, old: EntityState | None) -> EntitySnapshot:
+    """``entity`` with the counts last committed (none for a new task), so they move with its calls."""
+    if old is None:
+        return msgspec.structs.replace(entity, completed=None, total=None, by_state=None)
+    return msgspec.structs.replace(entity, completed=old.completed, total=old.total, by_state=None)
+
+
 def call_snapshot(item: DoneCall, task_id: str, tz: timezone, detail: CallDetail | None) -> CallSnapshot:
     raw = raw_code(item.finishStatus)
     outcome = OUTCOMES.normalize(raw)
@@ -417,6 +424,21 @@ class _Followed:
     cursors: dict[str, int] = field(default_factory=dict)
     #: the calls could not be read consistently: the task is followed again next cycle
     unsettled: bool = False
+    #: calls remain unread (the page budget ran out, or a run of indexes broke): followed again
+    calls_pending: bool = False
+
+    @property
+    def calls_behind(self) -> bool:
+        return self.unsettled or self.calls_pending
+
+    def holds_counts(self, active: bool) -> bool:
+        """Must the task's counts stay as committed? They decide whether its calls are read again.
+
+        Calls left for the next cycle (a backlog bigger than the page budget) hold them until the
+        backlog is read; an unsettled listing holds them only for a task at rest, so a running
+        task's progress keeps moving while its listing keeps changing under the pages.
+        """
+        return self.calls_pending or (self.unsettled and not active)
 
 
 class _Unsettled(Exception):
@@ -543,9 +565,12 @@ class ByRobotSource(Source):
         cursors: dict[str, int] = {}
         for task_id, plan in plans.items():
             result = followed.get(task_id)
-            entities.append(
-                task_entity(self.cfg.company_id, plan.task, result.detail if result else None, plan.old)
-            )
+            entity = task_entity(self.cfg.company_id, plan.task, result.detail if result else None, plan.old)
+            if result is not None and result.holds_counts(entity.state.value in _ACTIVE):
+                # a task at rest is asked for calls again only when its counts move: they must not
+                # reach the stream before its calls do
+                entity = counts_of(entity, plan.old)
+            entities.append(entity)
             if result is not None:
                 calls.extend(result.calls)
                 cursors.update(result.cursors)
@@ -560,7 +585,7 @@ class ByRobotSource(Source):
     ) -> None:
         """Schedule the next idle read of what was followed; remember what failed; log changes."""
         for task_id, result in followed.items():
-            if result.unsettled:
+            if result.calls_behind:
                 self._retry.add(task_id)
             else:
                 self._retry.discard(task_id)
@@ -601,7 +626,9 @@ class ByRobotSource(Source):
         if not calls_due:
             return result
         try:
-            items, result.cursors = await self._new_calls(plan.task.callJobId, state, cursors)
+            items, result.cursors, result.calls_pending = await self._new_calls(
+                plan.task.callJobId, state, cursors
+            )
         except _Unsettled:
             result.unsettled = True
             return result
@@ -620,8 +647,9 @@ class ByRobotSource(Source):
 
     async def _new_calls(
         self, job_id: int, state: TaskState, cursors: Mapping[str, int]
-    ) -> tuple[list[DoneCall], dict[str, int]]:
-        """The task's calls not yet published, and the cursor values that say so once they are."""
+    ) -> tuple[list[DoneCall], dict[str, int], bool]:
+        """The task's calls not yet published, the cursor values that say so once they are, and
+        whether calls remain for a later cycle."""
         cursor = cursors.get(INDEX_CURSOR.format(job_id), -1)
         if not self.index_ignored:
             found = await self._calls_by_index(job_id, cursor)
@@ -629,15 +657,18 @@ class ByRobotSource(Source):
                 return found
         return await self._calls_by_paging(job_id, cursor, state, cursors)
 
-    async def _calls_by_index(self, job_id: int, cursor: int) -> tuple[list[DoneCall], dict[str, int]] | None:
+    async def _calls_by_index(
+        self, job_id: int, cursor: int
+    ) -> tuple[list[DoneCall], dict[str, int], bool] | None:
         """Follow the ``index`` cursor (calls with a higher ``callIndex``, in that order).
 
         None when the server shows it ignores the cursor: a call at or below it came back, or a
-        call without a ``callIndex``.
+        call without a ``callIndex``. Calls remain when the page budget ran out on a full page.
         """
         size = self.cfg.call_page_size
         position = cursor
         fresh: list[DoneCall] = []
+        pending = True
         for _ in range(self.cfg.max_call_pages):
             query = DoneCallsQuery(callJobId=job_id, index=position, pageNum=1, pageSize=size)
             items = (await self._calls_page(query)).items or []
@@ -654,13 +685,14 @@ class ByRobotSource(Source):
             if items:
                 position = _index_of(items[-1])
             if len(items) < size:
+                pending = False
                 break
         key = INDEX_CURSOR.format(job_id)
-        return fresh, ({key: position} if position != cursor else {})
+        return fresh, ({key: position} if position != cursor else {}), pending
 
     async def _calls_by_paging(
         self, job_id: int, cursor: int, state: TaskState, cursors: Mapping[str, int]
-    ) -> tuple[list[DoneCall], dict[str, int]]:
+    ) -> tuple[list[DoneCall], dict[str, int], bool]:
         """For a server that ignores ``index``: every page of the task's calls, filtered here.
 
         With ``callIndex`` on the items, the calls above the committed cursor are new. The cursor
@@ -690,8 +722,8 @@ class ByRobotSource(Source):
                     run += 1
                 above = [i for i in above if _index_of(i) <= run]
             if not above:
-                return [], {}
-            return above, {INDEX_CURSOR.format(job_id): _index_of(above[-1])}
+                return [], {}, not settled
+            return above, {INDEX_CURSOR.format(job_id): _index_of(above[-1])}, not settled
         # No callIndex at all: the only position a call has is its place among the task's finished
         # calls. Ordered by (end time, id), a newly finished call sorts after every published one, so
         # the number already published is a cursor: skip that many, publish the rest. That needs the
@@ -709,9 +741,9 @@ class ByRobotSource(Source):
         key = COUNT_CURSOR.format(job_id)
         seen = cursors.get(key, 0)
         if limit == seen:
-            return [], {}
+            return [], {}, False
         # fewer than before: calls were removed at the vendor; restart the count from here
-        return ordered[seen:limit], {key: limit}
+        return ordered[seen:limit], {key: limit}, False
 
     async def _enrich(self, items: list[DoneCall]) -> dict[str, CallDetail]:
         """phoneLogInfo of each call; any failure but a refusal for one call fails the task's calls."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from poller.pipeline.differ import diff
+from poller.pipeline.differ import SweepDiff, diff
 from poller.pipeline.health import health_transition
 from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import PersonalDataPolicy, Privacy
@@ -137,3 +137,38 @@ def test_one_degraded_and_one_recovered_per_episode() -> None:
     assert events == []
     _, events = health_transition(SRC, health, ("api", "timeout", "again"), NOW)
     assert isinstance(events[0], SourceDegraded) and events[0].episode == 2
+
+
+def test_a_tasks_calls_come_before_its_terminal_status_and_progress() -> None:
+    state, _ = step(SourceState(), task("B", 1, 3))
+    calls = [
+        CallSnapshot(call_id=f"c{i}", task_id="t1", outcome=CallOutcome.ANSWERED, raw_outcome="0")
+        for i in (2, 3)
+    ]
+    observation = Observation(entities=[task("C", 3, 3)], complete=True, calls=calls, cursors={"calls.t1": 3})
+    events = diff(SRC, state, observation, NOW, PRIVACY).events
+    assert [type(e) for e in events] == [CallFinished, CallFinished, TaskStatusChanged, TaskProgress]
+
+
+def test_acked_only_keeps_the_pages_and_the_acked_prefix_and_not_the_cursors() -> None:
+    previous, _ = step(SourceState(), task("A", tid="t1"), task("A", tid="t2"), task("A", tid="t3"))
+    previous.cursors = {"calls.t1": 1}
+    previous.stream_seq = 3
+    sweep = SweepDiff(SRC, previous, PRIVACY)
+    page = [task("B", tid="t1")]
+    assert len(sweep.apply(page, NOW)) == 1
+    sweep.published(4)  # the page's event is acked
+    observation = Observation(
+        entities=[*page, task("C", tid="t2"), task("B", tid="t3"), task("A", tid="t4")],
+        complete=True,
+        cursors={"calls.t1": 9},
+    )
+    finished = sweep.finish(observation, NOW)
+    assert [e.entity_id for e in finished.events] == ["t2", "t3", "t4"]  # type: ignore[attr-defined]
+    state = sweep.acked_only(finished.events[:1])
+    assert {k: (e.raw, e.seq) for k, e in state.entities.items()} == {
+        "t1": ("B", 2),  # the page
+        "t2": ("C", 2),  # the acked prefix
+        "t3": ("A", 1),  # not acked: as committed before
+    }
+    assert state.cursors == {"calls.t1": 1} and state.stream_seq == 4

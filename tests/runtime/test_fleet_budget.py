@@ -23,6 +23,7 @@ def _source(sim: AiccsSimulator, account: str) -> dict[str, object]:
         "endpoint": sim.url,
         "poll_interval": 0.001,  # back to back: each replica alone would spend the whole limit
         "rate_limits": {LIST_API: LIMIT},
+        "rate_limit_margin": 0.1,  # a loaded machine delays arrivals: the test is about the split
         "retries": 1,
         "failure_backoff": 0.2,
     }
@@ -57,4 +58,4 @@ async def test_two_replicas_split_an_api_wide_limit(nats_server: NatsServer) -> 
     assert sim.log.count("throttled") == 0
     # and the budget is used: both replicas together, not one replica's share alone
     busy = [t for t in times if t > both_since + 1.0]
-    assert max_in_window(busy) >= LIMIT * 0.7, max_in_window(busy)
+    assert max_in_window(busy) >= LIMIT * 0.6, max_in_window(busy)

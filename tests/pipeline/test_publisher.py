@@ -1,0 +1,162 @@
+"""The publisher against a real nats-server: acked, never ahead of an entity's earlier event, and
+able to say which prefix was acked when it is cut short."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import msgspec
+import nats
+from nats.js.api import DiscardPolicy, StreamConfig
+
+from poller.pipeline.publisher import Publisher, PublishProgress
+from poller.pipeline.subjects import SOURCE_HEADER
+from poller.tools.natsserver import NatsServer
+from schemas import EntityKind, Event, EventBase
+from tests.helpers import wait_until
+from tests.pipeline.builders import TOO_BIG, appeared, call, status
+
+STREAM = "PUBTEST"
+
+
+@asynccontextmanager
+async def jetstream(server: NatsServer, **limits: Any) -> AsyncIterator[Any]:
+    nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    try:
+        js = nc.jetstream(timeout=2)
+        await js.add_stream(StreamConfig(name=STREAM, subjects=["t.>"], duplicate_window=60, **limits))
+        yield js
+    finally:
+        await nc.close()
+
+
+async def stored_ids(js: Any) -> list[str]:
+    """The event ids in the stream, in stream order."""
+    info = await js.stream_info(STREAM)
+    ids: list[str] = []
+    if not info.state.messages:
+        return ids
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg(STREAM, seq)
+        ids.append(msgspec.json.decode(msg.data, type=Event).event_id)
+    return ids
+
+
+def publisher(js: Any) -> Publisher:
+    return Publisher(js, subject_prefix="t", ack_timeout=0.3)
+
+
+async def publish_until_lifted(
+    js: Any, events: Sequence[EventBase], accepted: Sequence[str], **lifted: Any
+) -> list[str]:
+    """Publish while the stream rejects some events; once the ``accepted`` ones are stored and a
+    retry had time to run, look at the stream; lift the limit; let the publish finish. Returns the
+    ids stored while rejected."""
+    pub = publisher(js)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pub.publish, events, "src")
+
+        async def accepted_stored() -> bool:
+            return set(accepted) <= set(await stored_ids(js))
+
+        await wait_until(accepted_stored)
+        retries = pub.stats.retries
+        await wait_until(lambda: pub.stats.retries > retries)  # one more round after them
+        while_rejected = await stored_ids(js)
+        await js.update_stream(StreamConfig(name=STREAM, subjects=["t.>"], duplicate_window=60, **lifted))
+
+        async def all_stored() -> bool:
+            return len(await stored_ids(js)) == len(events)
+
+        await wait_until(all_stored)
+    return while_rejected
+
+
+async def test_a_rejected_event_holds_back_the_later_events_of_its_entity(nats_server: NatsServer) -> None:
+    events = [appeared("A", name=TOO_BIG), status("A", 2), appeared("B"), status("B", 2)]
+    async with jetstream(nats_server, max_msg_size=1000) as js:
+        while_rejected = await publish_until_lifted(js, events, ["appeared-B", "status-B-2"], max_msg_size=-1)
+        final = await stored_ids(js)
+    # A's status would be in the stream before its appearance: replay would start A from it
+    assert while_rejected == ["appeared-B", "status-B-2"]
+    assert final == ["appeared-B", "status-B-2", "appeared-A", "status-A-2"]
+
+
+async def test_a_rejected_call_holds_back_the_status_that_ends_its_task_or_job(
+    nats_server: NatsServer,
+) -> None:
+    events = [
+        # a task's calls (BYRobot), then its terminal status
+        call("c1", "T", callee_name=TOO_BIG),
+        call("c2", "T"),
+        status("T", 2),
+        # a single-callee job's call (OutboundBot: the call id is the job id), then the job's status
+        call("J", "group", callee_name=TOO_BIG),
+        status("J", 2, kind=EntityKind.JOB),
+        status("other", 2),
+    ]
+    async with jetstream(nats_server, max_msg_size=1000) as js:
+        while_rejected = await publish_until_lifted(
+            js, events, ["call-c2", "status-other-2"], max_msg_size=-1
+        )
+        final = await stored_ids(js)
+    assert while_rejected == ["call-c2", "status-other-2"]
+    assert final.index("call-c1") < final.index("status-T-2")
+    assert final.index("call-J") < final.index("status-J-2")
+    assert sorted(final) == sorted(e.event_id for e in events)
+
+
+async def test_a_publish_cut_short_reports_the_acked_prefix(nats_server: NatsServer) -> None:
+    # A2 waits for A1 and B2 for B1; C1 goes with the first round; the stream then holds 3 and is full
+    events = [appeared("A"), appeared("B"), status("A", 2), status("B", 2), appeared("C")]
+    async with jetstream(nats_server, max_msgs=3, discard=DiscardPolicy.NEW) as js:
+        progress = PublishProgress()
+        with anyio.move_on_after(1.0) as scope:
+            await publisher(js).publish(events, "src", progress)
+        assert scope.cancelled_caught
+        assert await stored_ids(js) == ["appeared-A", "appeared-B", "appeared-C"]
+    assert progress.acked == 2  # C is stored, but the prefix ends at A's status
+    assert progress.stream_seq == 2
+
+
+async def test_a_publish_complete_reports_every_event_and_the_highest_sequence(
+    nats_server: NatsServer,
+) -> None:
+    events = [appeared(f"e{i}") for i in range(50)] + [status(f"e{i}", 2) for i in range(50)]
+    async with jetstream(nats_server) as js:
+        progress = PublishProgress()
+        highest = await publisher(js).publish(events, "src", progress)
+        again = await publisher(js).publish(events, "src")  # the same ids: all duplicates
+        msg = await js.get_msg(STREAM, 1)
+        assert await stored_ids(js) == [e.event_id for e in events]
+    assert (progress.acked, progress.stream_seq, highest, again) == (100, 100, 100, 100)
+    assert msg.headers[SOURCE_HEADER] == "src"
+
+
+async def test_a_publish_across_a_server_crash_stores_everything_once_in_entity_order(tmp_path: Any) -> None:
+    server = NatsServer(store_dir=str(tmp_path / "js")).start()
+    try:
+        events: list[EventBase] = []
+        for seq in (1, 2, 3):
+            events += [appeared(f"e{i}") if seq == 1 else status(f"e{i}", seq) for i in range(300)]
+        async with jetstream(server) as js:
+            pub = publisher(js)
+            async with anyio.create_task_group() as tg:
+                assert server.process is not None
+                os.kill(server.process.pid, signal.SIGSTOP)  # nothing is acked; then the crash
+                tg.start_soon(pub.publish, events, "src")
+                await anyio.sleep(0.5)
+                server.kill()
+                server.start()
+            final = await stored_ids(js)
+    finally:
+        server.close()
+    assert sorted(final) == sorted(e.event_id for e in events)  # nothing lost, nothing doubled
+    position = {event_id: i for i, event_id in enumerate(final)}
+    for i in range(300):
+        assert position[f"appeared-e{i}"] < position[f"status-e{i}-2"] < position[f"status-e{i}-3"]
