@@ -9,6 +9,7 @@ two distinct changes of one entity (A→B, B→A, A→B) differ by the entity's 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
@@ -92,19 +93,50 @@ class CallFinished(EventBase, frozen=True, kw_only=True, tag="call-finished"):
     detail: CallDetail | None = None
 
 
+_SCOPE = (
+    "the polled unit within the account, matching source-degraded with its source-recovered: the "
+    'SdkAppId (tencent-ccc), the job group (alibaba-outboundbot), the company id (byrobot), or "" '
+    "for a whole account (alibaba-aiccs, huawei-aicc)"
+)
+
+
 class SourceDegraded(EventBase, frozen=True, kw_only=True, tag="source-degraded"):
-    """One per episode: the poller cannot get good answers from this API."""
+    """One per episode: the poller cannot get good answers from this API.
+
+    ``(vendor, account, scope, episode)`` matches it with its ``source-recovered``.
+    """
 
     api: str
     reason: DegradeReason
     detail: str
     episode: int
+    scope: Annotated[str, msgspec.Meta(description=_SCOPE)] = ""
+    since: Annotated[
+        datetime | None,
+        msgspec.Meta(
+            description=(
+                "when the episode's first failed request was sent (its first attempt, before retries "
+                "and backoff); degraded_seconds of the matching source-recovered counts from here"
+            )
+        ),
+    ] = None
 
 
 class SourceRecovered(EventBase, frozen=True, kw_only=True, tag="source-recovered"):
+    """The end of the episode of the ``source-degraded`` with the same scope and episode."""
+
     api: str
     episode: int
-    degraded_seconds: float
+    degraded_seconds: Annotated[
+        float,
+        msgspec.Meta(
+            description=(
+                "seconds from the episode's first failed request (since of its source-degraded) to "
+                "the end of the first good poll cycle after it"
+            )
+        ),
+    ]
+    scope: Annotated[str, msgspec.Meta(description=_SCOPE)] = ""
 
 
 Event = (

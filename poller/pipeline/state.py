@@ -100,7 +100,7 @@ def apply_published(state: SourceState, event: Event, at_seq: int) -> None:
                     degraded=True,
                     api=event.api,
                     reason=event.reason.value,
-                    since=event.observed_at.timestamp(),
+                    since=(event.since or event.observed_at).timestamp(),
                 )
         case SourceRecovered():
             if event.episode >= state.health.episode:

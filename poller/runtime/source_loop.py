@@ -95,6 +95,7 @@ class SourceLoop:
         while not self._stopping.is_set():
             cycle_started = time.monotonic()
             failure: tuple[str, str, str] | None = None
+            failed_since: datetime | None = None
             observation = None
             sweep = SweepDiff(sid, state, self._privacy)
             with anyio.CancelScope() as scope:
@@ -108,13 +109,17 @@ class SourceLoop:
                     if isinstance(error, InternalError):
                         log.exception("adapter failed unexpectedly", extra={"vendor": source.vendor})
                     failure = (error.api or "?", error.reason.value, error.detail[:300])
+                    # the episode starts at the failed request's first attempt, else at the cycle's start
+                    failed_since = datetime.fromtimestamp(
+                        error.first_failed_at or time.time() - (time.monotonic() - cycle_started), UTC
+                    )
                 finally:
                     self._poll_scopes.discard(scope)
             if scope.cancelled_caught:
                 break
             self._metrics.poll_cycle_seconds.labels(source.vendor).observe(time.monotonic() - cycle_started)
             now = datetime.now(UTC)
-            health, health_events = health_transition(sid, state.health, failure, now)
+            health, health_events = health_transition(sid, state.health, failure, now, failed_since)
             # a failed cycle still keeps the pages it applied: their events may be out already
             d = sweep.finish(observation, now) if observation is not None else sweep.unfinished()
             events: list[EventBase] = health_events + d.events

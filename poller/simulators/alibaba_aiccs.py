@@ -58,6 +58,7 @@ class SimTask:
 
 class AiccsSimulator(AlibabaSimulator):
     vendor = "alibaba-aiccs"
+    total_fields = frozenset({"Total"})
     product = "aiccs"
     version = VERSION
     host_id = "aiccs.aliyuncs.com"

@@ -86,6 +86,7 @@ class SimInstance:
 
 class OutboundBotSimulator(AlibabaSimulator):
     vendor = "alibaba-outboundbot"
+    total_fields = frozenset({"TotalCount"})
     product = "OutboundBot"
     version = VERSION
     host_id = "outboundbot.cn-shanghai.aliyuncs.com"

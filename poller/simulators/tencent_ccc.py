@@ -55,6 +55,7 @@ def _error(code: str, message: str, request_id: str | None = None) -> web.Respon
 
 class TencentCccSimulator(Simulator):
     vendor = "tencent-ccc"
+    total_fields = frozenset({"TotalCount"})
 
     def __init__(
         self,
