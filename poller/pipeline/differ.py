@@ -4,11 +4,18 @@ Event ids are deterministic: a hash of the source, the entity, its change counte
 new value. Re-deriving a change after a crash yields the same id (JetStream drops the copy); a new
 change of the same entity, even back to an old value, yields a new one; and if the vendor moved on
 while we were down (A→B published, then A→C derived), the value in the hash keeps the two apart.
+A ``call-finished`` id is the call's own identity (its call id and attempt), never the entity's
+counter: a job that vanishes and comes back, or is re-derived, reports its call under the same id.
+
+A complete listing that misses most of the known entities at once (:class:`MassVanish`) vanishes
+nothing: the entities are marked ``held`` (committed with the state, so this survives restarts) and
+vanish only if the next complete listing misses them too. One empty or truncated answer that a
+vendor passes off as complete then costs a cycle of delay, not a vanish and re-appearance of all.
 """
 
 from __future__ import annotations
 
-__all__ = ["Diff", "SweepDiff", "diff"]
+__all__ = ["Diff", "MassVanish", "SweepDiff", "diff"]
 
 import operator
 import sys
@@ -45,11 +52,22 @@ def _status(state: str, raw: str) -> Status:
     return Status(state=TaskState(state), raw=raw)
 
 
-def _call_event(
-    source: SourceId, call: CallSnapshot, privacy: Privacy, now: datetime, *identity: object
-) -> CallFinished:
+class MassVanish(msgspec.Struct, frozen=True, kw_only=True):
+    """When a complete listing's disappearances need a second complete listing to agree.
+
+    More than ``fraction`` of the known entities and more than ``minimum`` of them missing at once.
+    """
+
+    fraction: float = 0.5
+    minimum: int = 2
+
+    def holds(self, missing: int, known: int) -> bool:
+        return missing > self.minimum and missing > self.fraction * known
+
+
+def _call_event(source: SourceId, call: CallSnapshot, privacy: Privacy, now: datetime) -> CallFinished:
     return CallFinished(
-        event_id=event_id(source.key, "call-finished", call.call_id, *identity),
+        event_id=event_id(source.key, "call-finished", call.call_id, call.attempt),
         vendor=source.vendor,
         account=source.account,
         observed_at=now,
@@ -75,10 +93,18 @@ class SweepDiff:
     the whole sweep). Vanishes are only found in :meth:`finish`, against the complete listing.
     """
 
-    def __init__(self, source: SourceId, previous: SourceState, privacy: Privacy) -> None:
+    def __init__(
+        self,
+        source: SourceId,
+        previous: SourceState,
+        privacy: Privacy,
+        mass_vanish: MassVanish = MassVanish(),  # noqa: B008 - frozen, shared safely
+    ) -> None:
         self.source = source
         self.previous = previous
         self.privacy = privacy
+        self.mass_vanish = mass_vanish
+        self.vanish_held = previous.vanish_held
         self.entities = dict(previous.entities)
         self.changed: set[str] = set()
         #: highest stream sequence of the events already published from this cycle
@@ -117,7 +143,7 @@ class SweepDiff:
                     # the call goes out before the status change: once the status is in the stream,
                     # replay treats the change as published, so the call must already be there
                     if snap.call is not None and snap.state.terminal and not TaskState(old.state).terminal:
-                        events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
+                        events.append(_call_event(source, snap.call, privacy, now))
                     status_event = JobStatusChanged if snap.kind is EntityKind.JOB else TaskStatusChanged
                     events.append(
                         status_event(
@@ -156,7 +182,7 @@ class SweepDiff:
             else:
                 seq = (old.seq if old else 0) + 1
                 if snap.call is not None and snap.state.terminal:
-                    events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
+                    events.append(_call_event(source, snap.call, privacy, now))
                 events.append(
                     TaskAppeared(
                         event_id=event_id(key, "appeared", snap.id, seq, snap.raw_state),
@@ -194,7 +220,7 @@ class SweepDiff:
             events.extend(self._vanished(now))
         source, privacy = self.source, self.privacy
         for call in observation.calls:
-            events.append(_call_event(source, call, privacy, now, call.ended_at or "", call.raw_outcome))
+            events.append(_call_event(source, call, privacy, now))
         cursors = dict(self.previous.cursors)
         cursors.update(observation.cursors)
         return Diff(events=events, state=self._state(cursors), changed=self.changed)
@@ -206,13 +232,38 @@ class SweepDiff:
     def _vanished(self, now: datetime) -> list[EventBase]:
         events: list[EventBase] = []
         key, previous = self.source.key, self.previous.entities
-        if self._seen_before == len(previous):
+        held_before = self.previous.vanish_held
+        if self._seen_before == len(previous) and not held_before:
             return events  # every entity seen again: nothing to look for (the usual sweep)
-        missing = previous.keys() - self._applied.keys()
-        for entity_id in (k for k in previous if k in missing):
-            old = previous[entity_id]
+        seen, entities, changed = self._applied, self.entities, self.changed
+        missing: list[str] = []  # in the previous map's order (so are the events)
+        fresh = 0  # missing for the first time (the rest were held by the last complete listing)
+        known = 0
+        for entity_id, old in previous.items():
             if old.state == VANISHED:
                 continue
+            known += 1
+            if entity_id not in seen:
+                missing.append(entity_id)
+                fresh += not old.held
+            elif old.held and entities[entity_id].held:
+                entities[entity_id] = msgspec.structs.replace(entities[entity_id], held=False)
+                changed.add(entity_id)  # back in a complete listing: the hold is over
+        gone = missing
+        self.vanish_held = 0
+        if self.mass_vanish.holds(fresh, known):
+            # most of the world gone at once: those missing for the first time wait for the next
+            # complete listing to agree; those it already held and still misses vanish now
+            gone = []
+            for entity_id in missing:
+                if previous[entity_id].held:
+                    gone.append(entity_id)
+                else:
+                    entities[entity_id] = msgspec.structs.replace(previous[entity_id], held=True)
+                    changed.add(entity_id)
+            self.vanish_held = fresh
+        for entity_id in gone:
+            old = previous[entity_id]
             seq = old.seq + 1
             events.append(
                 TaskVanished(
@@ -229,14 +280,18 @@ class SweepDiff:
                 )
             )
             # a tombstone keeps the counter, so a task that comes back gets fresh event ids
-            self.entities[entity_id] = EntityState(kind=old.kind, state=VANISHED, raw="", seq=seq)
-            self.changed.add(entity_id)
+            entities[entity_id] = EntityState(kind=old.kind, state=VANISHED, raw="", seq=seq)
+            changed.add(entity_id)
         return events
 
     def _state(self, cursors: dict[str, int]) -> SourceState:
         previous = self.previous
         return SourceState(
-            entities=self.entities, cursors=cursors, health=previous.health, stream_seq=self.stream_seq
+            entities=self.entities,
+            cursors=cursors,
+            health=previous.health,
+            stream_seq=self.stream_seq,
+            vanish_held=self.vanish_held,
         )
 
 

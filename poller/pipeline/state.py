@@ -36,6 +36,8 @@ class EntityState(msgspec.Struct, frozen=True, array_like=True, gc=False):
     total: int | None = None
     parent: str | None = None
     name: str | None = None
+    #: missed by a complete listing in a mass disappearance: it vanishes if the next one misses it too
+    held: bool = False
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,6 +55,8 @@ class SourceState(msgspec.Struct, kw_only=True):
     cursors: dict[str, int] = {}
     health: Health = Health()
     stream_seq: int = 0
+    #: how many entities are ``held`` (a mass disappearance waiting for a second complete listing)
+    vanish_held: int = 0
 
 
 def apply_published(state: SourceState, event: Event, at_seq: int) -> None:

@@ -40,6 +40,7 @@ class Meta(msgspec.Struct, kw_only=True):
     chunks: int = 1
     cursors: dict[str, int] = {}
     health: Health = Health()
+    vanish_held: int = 0
 
 
 _KEY_TOKEN = re.compile(r"[^-_a-zA-Z0-9]")
@@ -84,6 +85,7 @@ def _shared_values(chunk: dict[str, EntityState]) -> dict[str, EntityState]:
             total=e.total,
             parent=None if e.parent is None else intern(e.parent),
             name=e.name,
+            held=e.held,
         )
     return chunk
 
@@ -114,7 +116,11 @@ class StateStore:
                     entities.update(_shared_values(_decode_chunk(raw)))
         self._meta[source_key] = meta
         return SourceState(
-            entities=entities, cursors=dict(meta.cursors), health=meta.health, stream_seq=meta.stream_seq
+            entities=entities,
+            cursors=dict(meta.cursors),
+            health=meta.health,
+            stream_seq=meta.stream_seq,
+            vanish_held=meta.vanish_held,
         )
 
     async def commit(self, source_key: str, state: SourceState, changed: Iterable[str] | None) -> None:
@@ -128,6 +134,7 @@ class StateStore:
             cursors=dict(state.cursors),
             health=state.health,
             stream_seq=state.stream_seq,
+            vanish_held=state.vanish_held,
         )
         if relayout:
             dirty = set(range(meta.chunks))
@@ -150,12 +157,8 @@ class StateStore:
         if (
             dirty
             or relayout
-            or (meta.cursors, meta.health, meta.stream_seq)
-            != (
-                old.cursors,
-                old.health,
-                old.stream_seq,
-            )
+            or (meta.cursors, meta.health, meta.stream_seq, meta.vanish_held)
+            != (old.cursors, old.health, old.stream_seq, old.vanish_held)
         ):
             await self._kv.put(f"{source_key}.meta", _encode(meta))
         if relayout and source_key in self._meta:

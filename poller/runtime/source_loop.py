@@ -18,7 +18,7 @@ import msgspec
 
 from poller.errors import InternalError, as_source_error
 from poller.ops.metrics import Metrics
-from poller.pipeline.differ import SweepDiff
+from poller.pipeline.differ import MassVanish, SweepDiff
 from poller.pipeline.health import health_transition
 from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
@@ -92,12 +92,15 @@ class SourceLoop:
         await retry_nats("replay", lambda: replay(self._js, self._stream, subjects, status.key, state))
         self._metrics.entities.labels(*labels).set(len(state.entities))
         failures = 0
+        mass_vanish = MassVanish(
+            fraction=source.config.mass_vanish_fraction, minimum=source.config.mass_vanish_min
+        )
         while not self._stopping.is_set():
             cycle_started = time.monotonic()
             failure: tuple[str, str, str] | None = None
             failed_since: datetime | None = None
             observation = None
-            sweep = SweepDiff(sid, state, self._privacy)
+            sweep = SweepDiff(sid, state, self._privacy, mass_vanish)
             with anyio.CancelScope() as scope:
                 self._poll_scopes.add(scope)
                 try:
@@ -127,6 +130,11 @@ class SourceLoop:
             changed: set[str] | None = d.changed
             if events:
                 await self._publish_final(status, events, new_state, cycle_started)
+            if new_state.vanish_held and not state.vanish_held:
+                log.warning(
+                    "a complete listing lost most entities at once; they vanish only if the next agrees",
+                    extra={"vendor": source.vendor, "account": source.account, "held": new_state.vanish_held},
+                )
             if events or changed or new_state.cursors != state.cursors:
                 committer.submit(new_state, changed)
             elif committer.idle:

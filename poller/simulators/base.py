@@ -34,6 +34,7 @@ class Fault(StrEnum):
     SCHEMA_DRIFT = "schema_drift"  # 200, valid JSON, fields of the wrong type
     RATE_LIMITED = "rate_limited"  # HTTP 429 (a gateway in front), the vendor's throttling body
     ABSURD_TOTAL = "absurd_total"  # the real answer with its listing total far beyond any account
+    EMPTY_LISTING = "empty_listing"  # the real answer emptied: total 0 and no items, "complete"
 
 
 @dataclass
@@ -229,13 +230,16 @@ class Simulator:
     #: the JSON keys holding a listing's total (what :attr:`Fault.ABSURD_TOTAL` inflates)
     total_fields: frozenset[str] = frozenset()
 
+    #: the JSON keys holding a listing's items (what :attr:`Fault.EMPTY_LISTING` empties)
+    list_fields: frozenset[str] = frozenset()
+
     def inflate(self, body: bytes) -> bytes:
         """A good answer whose listing total is absurd (every ``total_fields`` key, at any depth)."""
-        try:
-            document = json.loads(body)
-        except ValueError:
-            return body
-        return json.dumps(_inflated(document, self.total_fields), ensure_ascii=False).encode()
+        return _rewritten(body, {key: ABSURD_TOTAL for key in self.total_fields})
+
+    def emptied(self, body: bytes) -> bytes:
+        """A good answer that lists nothing and says so: total 0, no items."""
+        return _rewritten(body, {**dict.fromkeys(self.total_fields, 0), **{k: [] for k in self.list_fields}})
 
     # -- the pipeline every request goes through ---------------------------------------------
     @web.middleware
@@ -275,9 +279,7 @@ class Simulator:
         if fault in (Fault.SERVER_ERROR, Fault.AUTH):
             return self.error_answer(fault, api)
         response = await handler(request)
-        if fault in (Fault.MALFORMED, Fault.TRUNCATED, Fault.SCHEMA_DRIFT, Fault.ABSURD_TOTAL) and isinstance(
-            response, web.Response
-        ):
+        if fault in _REWRITES and isinstance(response, web.Response):
             original = response.body if isinstance(response.body, bytes) else b""
             if fault is Fault.MALFORMED:
                 mangled = b"<html><body>502 Bad Gateway</body></html>"
@@ -285,6 +287,8 @@ class Simulator:
                 mangled = original[: len(original) // 2]
             elif fault is Fault.ABSURD_TOTAL:
                 mangled = self.inflate(original)
+            elif fault is Fault.EMPTY_LISTING:
+                mangled = self.emptied(original)
             else:
                 mangled = self.drift(original)
             return web.Response(body=mangled, status=200, content_type="application/json")
@@ -295,11 +299,26 @@ class Simulator:
 ABSURD_TOTAL = 10**15
 
 
-def _inflated(node: Any, keys: frozenset[str]) -> Any:
+#: faults that rewrite the real answer's body
+_REWRITES = frozenset(
+    {Fault.MALFORMED, Fault.TRUNCATED, Fault.SCHEMA_DRIFT, Fault.ABSURD_TOTAL, Fault.EMPTY_LISTING}
+)
+
+
+def _rewritten(body: bytes, values: dict[str, Any]) -> bytes:
+    """The JSON body with every key in ``values``, at any depth, set to that value."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body
+    return json.dumps(_replaced(document, values), ensure_ascii=False).encode()
+
+
+def _replaced(node: Any, values: dict[str, Any]) -> Any:
     if isinstance(node, dict):
-        return {k: ABSURD_TOTAL if k in keys else _inflated(v, keys) for k, v in node.items()}
+        return {k: values[k] if k in values else _replaced(v, values) for k, v in node.items()}
     if isinstance(node, list):
-        return [_inflated(item, keys) for item in node]
+        return [_replaced(item, values) for item in node]
     return node
 
 

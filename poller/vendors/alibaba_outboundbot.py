@@ -136,6 +136,8 @@ def call_of(job: Job, job_group_id: str) -> CallSnapshot | None:
         failure_reason=reason,
         callee_number=contact.PhoneNumber if contact else None,
         callee_name=contact.ContactName if contact else None,
+        # ListJobsByGroup shows no attempt id: a job's call is told apart by how it ended
+        attempt=raw,
     )
 
 

@@ -71,7 +71,7 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: a complete listing missing more than this fraction of the known entities, and more than
     #: ``mass_vanish_min`` of them, vanishes nothing until a second complete listing agrees
     mass_vanish_fraction: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
-    mass_vanish_min: Annotated[int, msgspec.Meta(ge=0)] = 10
+    mass_vanish_min: Annotated[int, msgspec.Meta(ge=0)] = 2
 
 
 @dataclass
