@@ -25,7 +25,7 @@ import aiohttp
 import anyio
 from multidict import CIMultiDict
 
-from poller.errors import SourceError, Throttled, TimedOut, TokenExpired, Unreachable
+from poller.errors import BadResponse, SourceError, Throttled, TimedOut, TokenExpired, Unreachable
 from poller.transport.ratelimit import SlidingWindowLimiter, Slot
 
 __all__ = [
@@ -44,6 +44,8 @@ T = TypeVar("T")
 #: the API for good otherwise)
 DEFAULT_MAX_RETRY_AFTER = 60.0
 HTTP_TOO_MANY_REQUESTS = 429
+#: the largest answer body read; a longer one is a bad response (memory is not sized by the vendor)
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Transport:
         backoff_base: float = 0.2,
         observe: RequestObserver | None = None,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._session = session
         self._vendor = vendor
@@ -81,6 +84,7 @@ class Transport:
         self._backoff_base = backoff_base
         self._observe = observe
         self._max_retry_after = max_retry_after
+        self._max_body_bytes = max_body_bytes
 
     async def send(
         self,
@@ -159,7 +163,8 @@ class Transport:
                     allow_redirects=False,
                     trace_request_ctx=slot,
                 ) as resp:
-                    return Response(resp.status, CIMultiDict(resp.headers), await resp.read())
+                    body = await _read_bounded(resp, self._max_body_bytes, api)
+                    return Response(resp.status, CIMultiDict(resp.headers), body)
         except TimeoutError as exc:
             raise TimedOut(f"no answer within {self._timeout}s", api=api) from exc
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
@@ -170,6 +175,20 @@ class Transport:
     def _observed(self, api: str, outcome: str, started: float) -> None:
         if self._observe is not None:
             self._observe(self._vendor, api, outcome, anyio.current_time() - started)
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int, api: str) -> bytes:
+    """The body, or a BadResponse as soon as it grows past ``limit`` (before it is all in memory)."""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise BadResponse(f"answer of {resp.content_length} bytes, more than {limit}", api=api)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise BadResponse(f"answer larger than {limit} bytes", api=api)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def retry_after_seconds(value: str | None, *, now: float, cap: float) -> float | None:

@@ -16,13 +16,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from poller.errors import BadResponse, TooLarge, as_source_error
 from poller.pipeline.state import SourceState
 from poller.simulators.base import Fault, Simulator
 from poller.simulators.registry import demo_setups
 from poller.simulators.tencent_ccc import TencentCccSimulator
-from poller.transport import LimiterRegistry
+from poller.transport import LimiterRegistry, SlidingWindowLimiter, Transport
 from poller.transport.http import retry_after_seconds
 from poller.vendors import VENDORS
 from poller.vendors.base import AdapterContext, Source
@@ -168,3 +169,43 @@ async def test_an_absurd_listing_total_is_refused_without_sizing_anything(vendor
     assert caught.value.api == FIRST_API[vendor]
     # one page read, the total refused: not one more request
     assert sim.log.count(api=FIRST_API[vendor]) == 1
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_an_answer_body_beyond_the_bound_is_a_bad_response_not_a_memory_spike(chunked: bool) -> None:
+    async def huge(request: web.Request) -> web.StreamResponse:
+        if not chunked:
+            return web.Response(body=b"x" * 200_000)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(200):  # would go on for 200 kB; the reader stops after the bound
+            await response.write(b"x" * 1000)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", huge)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as http:
+            transport = Transport(http, vendor="test", timeout=5.0, retries=0, max_body_bytes=50_000)
+
+            async def prepare() -> tuple[dict[str, str], None]:
+                return {}, None
+
+            with pytest.raises(BadResponse) as caught:
+                await transport.send(
+                    "big",
+                    SlidingWindowLimiter(10),
+                    "GET",
+                    f"http://127.0.0.1:{port}/",
+                    parse=lambda resp: resp.body,
+                    prepare=prepare,
+                )
+    finally:
+        await runner.cleanup()
+    assert "50000" in caught.value.detail and caught.value.api == "big"
