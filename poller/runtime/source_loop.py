@@ -143,6 +143,7 @@ class SourceLoop:
             status.degraded = health.degraded
             self._metrics.source_degraded.labels(*labels).set(1 if health.degraded else 0)
             self._metrics.entities.labels(*labels).set(len(state.entities))
+            self._metrics.vanish_held.labels(*labels).set(state.vanish_held)
             if failure is None:
                 failures = 0
                 status.last_success = time.monotonic()
