@@ -181,7 +181,9 @@ class SweepDiff:
                     )
             else:
                 seq = (old.seq if old else 0) + 1
-                if snap.call is not None and snap.state.terminal:
+                # back from a tombstone in the terminal state it vanished in: its call is out already
+                reported = old is not None and old.raw == snap.raw_state
+                if snap.call is not None and snap.state.terminal and not reported:
                     events.append(_call_event(source, snap.call, privacy, now))
                 events.append(
                     TaskAppeared(
@@ -279,8 +281,9 @@ class SweepDiff:
                     previous=_status(old.state, old.raw),
                 )
             )
-            # a tombstone keeps the counter, so a task that comes back gets fresh event ids
-            entities[entity_id] = EntityState(kind=old.kind, state=VANISHED, raw="", seq=seq)
+            # a tombstone keeps the counter, so a task that comes back gets fresh event ids, and
+            # the last raw state, so a finished job that comes back unchanged is not a new call
+            entities[entity_id] = EntityState(kind=old.kind, state=VANISHED, raw=old.raw, seq=seq)
             changed.add(entity_id)
         return events
 

@@ -21,7 +21,7 @@ from schemas import (
 
 __all__ = ["VANISHED", "EntityState", "Health", "SourceState", "apply_published"]
 
-#: the state of an entity a complete listing no longer shows (its counter is kept)
+#: the state of an entity a complete listing no longer shows (its counter and last raw value are kept)
 VANISHED = "vanished"
 
 
@@ -96,7 +96,9 @@ def apply_published(state: SourceState, event: Event, at_seq: int) -> None:
         case TaskVanished():
             old = entities.get(event.entity_id)
             if old is not None and old.seq < event.seq:
-                entities[event.entity_id] = EntityState(kind=old.kind, state=VANISHED, raw="", seq=event.seq)
+                entities[event.entity_id] = EntityState(
+                    kind=old.kind, state=VANISHED, raw=old.raw, seq=event.seq
+                )
         case SourceDegraded():
             if event.episode > state.health.episode or not state.health.degraded:
                 state.health = Health(
