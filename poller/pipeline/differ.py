@@ -105,6 +105,8 @@ class SweepDiff:
         self.privacy = privacy
         self.mass_vanish = mass_vanish
         self.vanish_held = previous.vanish_held
+        #: this cycle's complete listing lost most entities at once (their vanish is held)
+        self.holding = False
         self.entities = dict(previous.entities)
         self.changed: set[str] = set()
         #: highest stream sequence of the events already published from this cycle
@@ -217,9 +219,15 @@ class SweepDiff:
         # a job group's counts): checked in C, so the end of a 100k-entity sweep does not walk them
         # all again in Python (map stops at the shorter of the two)
         streamed = len(entities) >= len(applied) and all(map(operator.is_, entities, applied.values()))
-        events = self.apply(entities[len(applied) :] if streamed else entities, now)
+        rest = entities[len(applied) :] if streamed else entities
+        # counts over this very listing wait for the vanish decision: a held loss must not show as
+        # a job group dropping to zero (and climbing back next cycle)
+        summaries = [snap for snap in rest if snap.summary] if observation.complete else []
+        events = self.apply([snap for snap in rest if not snap.summary] if summaries else rest, now)
         if observation.complete:
-            events.extend(self._vanished(now))
+            events.extend(self._vanished(now, {snap.id for snap in summaries}))
+            if summaries and not self.holding:
+                events.extend(self.apply(summaries, now))
         source, privacy = self.source, self.privacy
         for call in observation.calls:
             events.append(_call_event(source, call, privacy, now))
@@ -231,13 +239,16 @@ class SweepDiff:
         """What a failed cycle keeps: the pages already applied (their events may be published)."""
         return Diff(events=[], state=self._state(dict(self.previous.cursors)), changed=self.changed)
 
-    def _vanished(self, now: datetime) -> list[EventBase]:
+    def _vanished(self, now: datetime, summaries: set[str]) -> list[EventBase]:
+        """Vanishes against the complete listing; ``summaries`` were listed but are not applied yet."""
         events: list[EventBase] = []
         key, previous = self.source.key, self.previous.entities
         held_before = self.previous.vanish_held
-        if self._seen_before == len(previous) and not held_before:
+        seen = self._applied
+        also_seen = sum(1 for i in summaries if i in previous and i not in seen)
+        if self._seen_before + also_seen == len(previous) and not held_before:
             return events  # every entity seen again: nothing to look for (the usual sweep)
-        seen, entities, changed = self._applied, self.entities, self.changed
+        entities, changed = self.entities, self.changed
         missing: list[str] = []  # in the previous map's order (so are the events)
         fresh = 0  # missing for the first time (the rest were held by the last complete listing)
         known = 0
@@ -245,15 +256,16 @@ class SweepDiff:
             if old.state == VANISHED:
                 continue
             known += 1
-            if entity_id not in seen:
+            if entity_id not in seen and entity_id not in summaries:
                 missing.append(entity_id)
                 fresh += not old.held
-            elif old.held and entities[entity_id].held:
+            elif old.held and entities[entity_id].held and entity_id in seen:
                 entities[entity_id] = msgspec.structs.replace(entities[entity_id], held=False)
                 changed.add(entity_id)  # back in a complete listing: the hold is over
         gone = missing
         self.vanish_held = 0
-        if self.mass_vanish.holds(fresh, known):
+        self.holding = self.mass_vanish.holds(fresh, known)
+        if self.holding:
             # most of the world gone at once: those missing for the first time wait for the next
             # complete listing to agree; those it already held and still misses vanish now
             gone = []

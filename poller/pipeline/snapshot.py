@@ -50,6 +50,9 @@ class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     total: int | None = None
     by_state: dict[str, int] | None = None
     call: CallSnapshot | None = None
+    #: counts over this very listing (a job group's jobs per state): not applied while the
+    #: listing's losses are held as a mass disappearance, so they cannot drop and climb back
+    summary: bool = False
 
 
 class Observation(msgspec.Struct, frozen=True, kw_only=True, gc=False):

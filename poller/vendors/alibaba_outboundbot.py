@@ -189,6 +189,7 @@ def group_entity(job_group_id: str, instance_id: str, jobs: list[EntitySnapshot]
         completed=terminal,
         total=total,
         by_state=dict(sorted(by_state.items())),
+        summary=True,
     )
 
 

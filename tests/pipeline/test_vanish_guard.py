@@ -9,8 +9,8 @@ from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import PersonalDataPolicy, Privacy
 from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation
 from poller.pipeline.state import VANISHED, SourceState
-from poller.vendors.alibaba_outboundbot import job_entity
-from schemas import CallFinished, CallOutcome, EntityKind, TaskAppeared, TaskState, TaskVanished
+from poller.vendors.alibaba_outboundbot import group_entity, job_entity
+from schemas import CallFinished, CallOutcome, EntityKind, TaskAppeared, TaskProgress, TaskState, TaskVanished
 from schemas.vendors.alibaba import Job
 
 SRC = SourceId(vendor="v", account="a", scope="s")
@@ -149,3 +149,18 @@ def test_a_listed_call_keeps_its_id_whatever_else_the_cycle_saw() -> None:
         Observation(entities=[], complete=True, calls=[call]), NOW
     )
     assert [e.event_id for e in _calls(list(one.events))] == [e.event_id for e in _calls(list(other.events))]
+
+
+def test_a_held_loss_does_not_show_as_a_job_group_dropping_to_zero() -> None:
+    jobs = [job_entity(Job(JobId=f"j{n}", Status="Executing"), "group") for n in range(10)]
+    state, _ = step(SourceState(), [*jobs, group_entity("group", "instance", jobs)])
+    state, events = step(state, [group_entity("group", "instance", [])])  # an empty, complete answer
+    assert events == [] and state.vanish_held == 10
+    state, events = step(state, [*jobs, group_entity("group", "instance", jobs)])
+    assert events == [], "the world came back: no progress down and up, no vanish, no re-appearance"
+    # a real loss, confirmed: the jobs vanish and the group's counts follow
+    state, _ = step(state, [group_entity("group", "instance", jobs[:2])])
+    state, events = step(state, [*jobs[:2], group_entity("group", "instance", jobs[:2])])
+    assert vanished(events) == [f"j{n}" for n in range(2, 10)]
+    (progress,) = [e for e in events if isinstance(e, TaskProgress)]
+    assert (progress.previous_completed, progress.completed, progress.total) == (0, 0, 2)
