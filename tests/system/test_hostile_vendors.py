@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import anyio
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from poller.simulators.base import Fault, Simulator
 from poller.simulators.tencent_ccc import TencentCccSimulator
@@ -80,10 +80,11 @@ def poller(config: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 async def published(nats_url: str) -> list[Event]:
-    """The stream's events; none while the poller process has not created the stream yet."""
+    """The stream's events; none while the poller process has not created the stream yet, or
+    while it is still empty (the helper then asks for message 0, which is a bad request)."""
     try:
         return await stream_events(nats_url)
-    except NotFoundError:
+    except (NotFoundError, BadRequestError):
         return []
 
 
