@@ -15,7 +15,11 @@ class SourceError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.api = api
+        #: seconds the vendor asked us to wait (``Retry-After``), already capped by the transport
         self.retry_after = retry_after
+        #: wall-clock time of the first failed attempt of the request this error ends (set by the
+        #: transport): a degradation episode counts from there, not from the end of the cycle
+        self.first_failed_at: float | None = None
 
 
 class Throttled(SourceError):
@@ -56,6 +60,16 @@ class TokenExpired(AuthFailed):
     """The bearer token is no longer valid: refresh it and retry once."""
 
     retryable = True
+
+
+class TooLarge(SourceError):
+    """The vendor reports more than the configured ceiling: nothing is sized by that number.
+
+    Not retried at once (the same answer would come back); the next cycle asks again.
+    """
+
+    reason = DegradeReason.TOO_LARGE
+    retryable = False
 
 
 class ConfigError(Exception):

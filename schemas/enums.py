@@ -65,3 +65,6 @@ class DegradeReason(StrEnum):
     CLIENT_ERROR = "client_error"
     #: a bug of the poller's own while handling this source (logged with a traceback)
     INTERNAL_ERROR = "internal_error"
+    #: the vendor reported more entities than the source's ``max_entities`` ceiling: an absurd or
+    #: hostile count is refused instead of sizing the work
+    TOO_LARGE = "too_large"

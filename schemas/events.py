@@ -194,23 +194,49 @@ _EPISODE = _meta(
 _API = _meta("the vendor API (action or path) whose answers caused the episode")
 
 
+_SCOPE = (
+    "the polled unit within the account, matching source-degraded with its source-recovered: the "
+    'SdkAppId (tencent-ccc), the job group (alibaba-outboundbot), the company id (byrobot), or "" '
+    "for a whole account (alibaba-aiccs, huawei-aicc)"
+)
+
+
 class SourceDegraded(EventBase, frozen=True, kw_only=True, tag="source-degraded"):
-    """One per episode: the poller cannot get good answers from this API."""
+    """One per episode: the poller cannot get good answers from this API.
+
+    ``(vendor, account, scope, episode)`` matches it with its ``source-recovered``.
+    """
 
     api: Annotated[str, _API]
     reason: Annotated[DegradeReason, _meta("why the source is degraded (route and alert on this)")]
     detail: Annotated[str, _meta("a short human-readable explanation, free of secrets and personal data")]
     episode: Annotated[int, _EPISODE]
+    scope: Annotated[str, _meta(_SCOPE)] = ""
+    first_failed_at: Annotated[
+        datetime | None,
+        _meta(
+            "when the episode's first failed request was sent (its first attempt, before retries "
+            "and backoff); degraded_seconds of the matching source-recovered counts from here; "
+            "absent in events before schema version 2",
+            date_time=True,
+        ),
+    ] = None
 
 
 class SourceRecovered(EventBase, frozen=True, kw_only=True, tag="source-recovered"):
-    """The degradation episode of the same number is over: the API answers well again."""
+    """The end of the episode of the ``source-degraded`` with the same scope and episode."""
 
     api: Annotated[str, _API]
     episode: Annotated[int, _EPISODE]
     degraded_seconds: Annotated[
-        float, _meta("how long the episode lasted, from degraded to recovered", unit="seconds")
+        float,
+        _meta(
+            "how long the episode lasted: from the first failed request (its "
+            "source-degraded's first_failed_at) to the end of the first good poll cycle after it",
+            unit="seconds",
+        ),
     ]
+    scope: Annotated[str, _meta(_SCOPE)] = ""
 
 
 Event = (

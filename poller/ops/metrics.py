@@ -82,6 +82,12 @@ class Metrics:
             ["vendor", "account", "scope"],
             registry=r,
         )
+        self.vanish_held = Gauge(
+            "aicc_vanish_held",
+            "Entities a complete listing lost in bulk, waiting for the next complete listing to agree",
+            ["vendor", "account", "scope"],
+            registry=r,
+        )
         self.nats_connected = Gauge("aicc_nats_connected", "1 while connected to NATS", registry=r)
         self.degradations = Counter(
             "aicc_degradations", "Failed poll cycles by reason", ["vendor", "reason"], registry=r

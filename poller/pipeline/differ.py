@@ -4,11 +4,18 @@ Event ids are deterministic: a hash of the source, the entity, its change counte
 new value. Re-deriving a change after a crash yields the same id (JetStream drops the copy); a new
 change of the same entity, even back to an old value, yields a new one; and if the vendor moved on
 while we were down (A→B published, then A→C derived), the value in the hash keeps the two apart.
+A ``call-finished`` id is the call's own identity (its call id and attempt), never the entity's
+counter: a job that vanishes and comes back, or is re-derived, reports its call under the same id.
+
+A complete listing that misses most of the known entities at once (:class:`MassVanish`) vanishes
+nothing: the entities are marked ``held`` (committed with the state, so this survives restarts) and
+vanish only if the next complete listing misses them too. One empty or truncated answer that a
+vendor passes off as complete then costs a cycle of delay, not a vanish and re-appearance of all.
 """
 
 from __future__ import annotations
 
-__all__ = ["Diff", "SweepDiff", "diff"]
+__all__ = ["Diff", "MassVanish", "SweepDiff", "diff"]
 
 import operator
 import sys
@@ -52,11 +59,22 @@ def _status(state: str, raw: str) -> Status:
     return Status(state=TaskState(state), raw=raw)
 
 
-def _call_event(
-    source: SourceId, call: CallSnapshot, privacy: Privacy, now: datetime, *identity: object
-) -> CallFinished:
+class MassVanish(msgspec.Struct, frozen=True, kw_only=True):
+    """When a complete listing's disappearances need a second complete listing to agree.
+
+    More than ``fraction`` of the known entities and more than ``minimum`` of them missing at once.
+    """
+
+    fraction: float = 0.5
+    minimum: int = 2
+
+    def holds(self, missing: int, known: int) -> bool:
+        return missing > self.minimum and missing > self.fraction * known
+
+
+def _call_event(source: SourceId, call: CallSnapshot, privacy: Privacy, now: datetime) -> CallFinished:
     return CallFinished(
-        event_id=event_id(source.key, "call-finished", call.call_id, *identity),
+        event_id=event_id(source.key, "call-finished", call.call_id, call.attempt),
         vendor=source.vendor,
         account=source.account,
         observed_at=now,
@@ -82,10 +100,20 @@ class SweepDiff:
     the whole sweep). Vanishes are only found in :meth:`finish`, against the complete listing.
     """
 
-    def __init__(self, source: SourceId, previous: SourceState, privacy: Privacy) -> None:
+    def __init__(
+        self,
+        source: SourceId,
+        previous: SourceState,
+        privacy: Privacy,
+        mass_vanish: MassVanish = MassVanish(),  # noqa: B008 - frozen, shared safely
+    ) -> None:
         self.source = source
         self.previous = previous
         self.privacy = privacy
+        self.mass_vanish = mass_vanish
+        self.vanish_held = previous.vanish_held
+        #: this cycle's complete listing lost most entities at once (their vanish is held)
+        self.holding = False
         self.entities = dict(previous.entities)
         self.changed: set[str] = set()
         #: highest stream sequence of the events already published from this cycle
@@ -135,7 +163,7 @@ class SweepDiff:
                     # the call goes out before the status change: once the status is in the stream,
                     # replay treats the change as published, so the call must already be there
                     if snap.call is not None and snap.state.terminal and not TaskState(old.state).terminal:
-                        events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
+                        events.append(_call_event(source, snap.call, privacy, now))
                     status_event = JobStatusChanged if snap.kind is EntityKind.JOB else TaskStatusChanged
                     events.append(
                         status_event(
@@ -173,8 +201,10 @@ class SweepDiff:
                     )
             else:
                 seq = (old.seq if old else 0) + 1
-                if snap.call is not None and snap.state.terminal:
-                    events.append(_call_event(source, snap.call, privacy, now, seq, snap.raw_state))
+                # back from a tombstone in the terminal state it vanished in: its call is out already
+                reported = old is not None and old.raw == snap.raw_state
+                if snap.call is not None and snap.state.terminal and not reported:
+                    events.append(_call_event(source, snap.call, privacy, now))
                 events.append(
                     TaskAppeared(
                         event_id=event_id(key, "appeared", snap.id, seq, snap.raw_state),
@@ -210,22 +240,30 @@ class SweepDiff:
         applied = self._applied
         self._undo = {}
         source, privacy = self.source, self.privacy
-        events: list[EventBase] = [
-            _call_event(source, call, privacy, now, call.ended_at or "", call.raw_outcome)
-            for call in observation.calls
-        ]
+        events: list[EventBase] = [_call_event(source, call, privacy, now) for call in observation.calls]
         # a streaming adapter's observation starts with exactly the snapshots it streamed (then, say,
         # a job group's counts): checked in C, so the end of a 100k-entity sweep does not walk them
         # all again in Python (map stops at the shorter of the two)
         streamed = len(entities) >= len(applied) and all(map(operator.is_, entities, applied.values()))
-        events.extend(self.apply(entities[len(applied) :] if streamed else entities, now))
+        rest = entities[len(applied) :] if streamed else entities
+        # counts over this very listing wait for the vanish decision: a held loss must not show as
+        # a job group dropping to zero (and climbing back next cycle)
+        summaries = [snap for snap in rest if snap.summary] if observation.complete else []
+        events.extend(self.apply([snap for snap in rest if not snap.summary] if summaries else rest, now))
         if observation.complete:
-            events.extend(self._vanished(now))
+            events.extend(self._vanished(now, {snap.id for snap in summaries}))
+            if summaries and not self.holding:
+                events.extend(self.apply(summaries, now))
         cursors = dict(self.previous.cursors)
         cursors.update(observation.cursors)
         cursors.pop(INVENTORY_LISTING, None)
         cursors[INVENTORY_LISTED] = 1
         return Diff(events=events, state=self._state(cursors), changed=self.changed)
+
+    def _keep_undo(self, entity_id: str) -> None:
+        """Remember what :meth:`finish` is about to overwrite, for :meth:`acked_only`."""
+        if self._undo is not None and entity_id not in self._undo:
+            self._undo[entity_id] = self.entities.get(entity_id)
 
     def acked_only(self, acked: Iterable[EventBase]) -> SourceState:
         """The state when, of the events after the pages, only ``acked`` reached the stream.
@@ -252,16 +290,47 @@ class SweepDiff:
             cursors[INVENTORY_LISTING] = 1
         return Diff(events=[], state=self._state(cursors), changed=self.changed)
 
-    def _vanished(self, now: datetime) -> list[EventBase]:
+    def _vanished(self, now: datetime, summaries: set[str]) -> list[EventBase]:
+        """Vanishes against the complete listing; ``summaries`` were listed but are not applied yet."""
         events: list[EventBase] = []
         key, previous = self.source.key, self.previous.entities
-        if self._seen_before == len(previous):
+        held_before = self.previous.vanish_held
+        seen = self._applied
+        also_seen = sum(1 for i in summaries if i in previous and i not in seen)
+        if self._seen_before + also_seen == len(previous) and not held_before:
             return events  # every entity seen again: nothing to look for (the usual sweep)
-        missing = previous.keys() - self._applied.keys()
-        for entity_id in (k for k in previous if k in missing):
-            old = previous[entity_id]
+        entities, changed = self.entities, self.changed
+        missing: list[str] = []  # in the previous map's order (so are the events)
+        fresh = 0  # missing for the first time (the rest were held by the last complete listing)
+        known = 0
+        for entity_id, old in previous.items():
             if old.state == VANISHED:
                 continue
+            known += 1
+            if entity_id not in seen and entity_id not in summaries:
+                missing.append(entity_id)
+                fresh += not old.held
+            elif old.held and entities[entity_id].held and entity_id in seen:
+                self._keep_undo(entity_id)
+                entities[entity_id] = msgspec.structs.replace(entities[entity_id], held=False)
+                changed.add(entity_id)  # back in a complete listing: the hold is over
+        gone = missing
+        self.vanish_held = 0
+        self.holding = self.mass_vanish.holds(fresh, known)
+        if self.holding:
+            # most of the world gone at once: those missing for the first time wait for the next
+            # complete listing to agree; those it already held and still misses vanish now
+            gone = []
+            for entity_id in missing:
+                if previous[entity_id].held:
+                    gone.append(entity_id)
+                else:
+                    self._keep_undo(entity_id)
+                    entities[entity_id] = msgspec.structs.replace(previous[entity_id], held=True)
+                    changed.add(entity_id)
+            self.vanish_held = fresh
+        for entity_id in gone:
+            old = previous[entity_id]
             seq = old.seq + 1
             events.append(
                 TaskVanished(
@@ -277,17 +346,21 @@ class SweepDiff:
                     previous=_status(old.state, old.raw),
                 )
             )
-            # a tombstone keeps the counter, so a task that comes back gets fresh event ids
-            if self._undo is not None and entity_id not in self._undo:
-                self._undo[entity_id] = self.entities.get(entity_id)
-            self.entities[entity_id] = EntityState(kind=old.kind, state=VANISHED, raw="", seq=seq)
-            self.changed.add(entity_id)
+            # a tombstone keeps the counter, so a task that comes back gets fresh event ids, and
+            # the last raw state, so a finished job that comes back unchanged is not a new call
+            self._keep_undo(entity_id)
+            entities[entity_id] = EntityState(kind=old.kind, state=VANISHED, raw=old.raw, seq=seq)
+            changed.add(entity_id)
         return events
 
     def _state(self, cursors: dict[str, int]) -> SourceState:
         previous = self.previous
         return SourceState(
-            entities=self.entities, cursors=cursors, health=previous.health, stream_seq=self.stream_seq
+            entities=self.entities,
+            cursors=cursors,
+            health=previous.health,
+            stream_seq=self.stream_seq,
+            vanish_held=self.vanish_held,
         )
 
 

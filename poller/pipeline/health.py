@@ -16,32 +16,41 @@ def health_transition(
     health: Health,
     failure: tuple[str, str, str] | None,
     now: datetime,
+    failed_since: datetime | None = None,
 ) -> tuple[Health, list[EventBase]]:
     """One ``source-degraded`` when an episode starts, one ``source-recovered`` when it ends.
 
-    ``failure`` is (api, reason, detail) of a failed poll cycle, or None for a good one.
+    ``failure`` is (api, reason, detail) of a failed poll cycle, or None for a good one;
+    ``failed_since`` is when that cycle's failed request was first tried (``now`` if unknown): an
+    episode lasts from there. Both events carry the source's scope, so two SdkAppIds or job groups
+    of one account are told apart.
     """
     ts = now.timestamp()
     if failure is not None and not health.degraded:
         api, reason, detail = failure
         episode = health.episode + 1
+        since = min(failed_since, now) if failed_since is not None else now
         event = SourceDegraded(
             event_id=event_id(source.key, "degraded", episode),
             api=api,
             reason=DegradeReason(reason),
             detail=detail,
             episode=episode,
+            scope=source.scope,
+            first_failed_at=since,
             vendor=source.vendor,
             account=source.account,
             observed_at=now,
         )
-        return Health(episode=episode, degraded=True, api=api, reason=reason, since=ts), [event]
+        started = since.timestamp()
+        return Health(episode=episode, degraded=True, api=api, reason=reason, since=started), [event]
     if failure is None and health.degraded:
         event_r = SourceRecovered(
             event_id=event_id(source.key, "recovered", health.episode),
             api=health.api,
             episode=health.episode,
             degraded_seconds=round(max(0.0, ts - health.since), 3),
+            scope=source.scope,
             vendor=source.vendor,
             account=source.account,
             observed_at=now,

@@ -27,6 +27,10 @@ class CallSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     started_at: str | None = None
     ended_at: str | None = None
     detail: CallDetail | None = None
+    #: what tells this call apart from other calls under the same ``call_id`` (a job's terminal
+    #: outcome for OutboundBot; "" where the call id is already one call). With ``call_id`` it makes
+    #: the ``call-finished`` event id, so a call is reported under one id whatever its entity did.
+    attempt: str = ""
 
 
 class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -46,6 +50,9 @@ class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     total: int | None = None
     by_state: dict[str, int] | None = None
     call: CallSnapshot | None = None
+    #: counts over this very listing (a job group's jobs per state): not applied while the
+    #: listing's losses are held as a mass disappearance, so they cannot drop and climb back
+    summary: bool = False
 
 
 class Observation(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -29,7 +29,7 @@ __all__ = [
     "apply_published",
 ]
 
-#: the state of an entity a complete listing no longer shows (its counter is kept)
+#: the state of an entity a complete listing no longer shows (its counter and last raw value are kept)
 VANISHED = "vanished"
 #: cursor: a sweep of the source finished, so whatever appears from now on is new, not inventory
 INVENTORY_LISTED = "inventory.listed"
@@ -48,6 +48,8 @@ class EntityState(msgspec.Struct, frozen=True, array_like=True, gc=False):
     total: int | None = None
     parent: str | None = None
     name: str | None = None
+    #: missed by a complete listing in a mass disappearance: it vanishes if the next one misses it too
+    held: bool = False
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,6 +67,8 @@ class SourceState(msgspec.Struct, kw_only=True):
     cursors: dict[str, int] = {}
     health: Health = Health()
     stream_seq: int = 0
+    #: how many entities are ``held`` (a mass disappearance waiting for a second complete listing)
+    vanish_held: int = 0
 
 
 def apply_published(state: SourceState, event: EventBase, at_seq: int) -> bool:
@@ -99,7 +103,7 @@ def apply_published(state: SourceState, event: EventBase, at_seq: int) -> bool:
                     degraded=True,
                     api=event.api,
                     reason=event.reason.value,
-                    since=event.observed_at.timestamp(),
+                    since=(event.first_failed_at or event.observed_at).timestamp(),
                 )
         case SourceRecovered():
             if event.episode >= state.health.episode:
@@ -138,6 +142,7 @@ def _apply_change(
                 old, completed=event.completed, total=event.total, seq=event.seq
             )
         case TaskVanished() if old is not None:
-            entities[event.entity_id] = EntityState(kind=old.kind, state=VANISHED, raw="", seq=event.seq)
+            # the last raw value stays: a finished job that comes back unchanged is not a new call
+            entities[event.entity_id] = EntityState(kind=old.kind, state=VANISHED, raw=old.raw, seq=event.seq)
         case _:
             pass  # a change of an entity this state never had: nothing to base it on

@@ -57,6 +57,7 @@ class Meta(msgspec.Struct, kw_only=True):
     chunks: int = 1
     cursors: dict[str, int] = {}
     health: Health = Health()
+    vanish_held: int = 0
 
 
 _KEY_TOKEN = re.compile(r"[^-_a-zA-Z0-9]")
@@ -101,6 +102,7 @@ def _shared_values(chunk: dict[str, EntityState]) -> dict[str, EntityState]:
             total=e.total,
             parent=None if e.parent is None else intern(e.parent),
             name=e.name,
+            held=e.held,
         )
     return chunk
 
@@ -140,7 +142,11 @@ class StateStore:
         self._meta[source_key] = meta
         self._revision[source_key] = revision
         return SourceState(
-            entities=entities, cursors=dict(meta.cursors), health=meta.health, stream_seq=meta.stream_seq
+            entities=entities,
+            cursors=dict(meta.cursors),
+            health=meta.health,
+            stream_seq=meta.stream_seq,
+            vanish_held=meta.vanish_held,
         )
 
     async def commit(self, source_key: str, state: SourceState, changed: Iterable[str] | None) -> None:
@@ -156,6 +162,7 @@ class StateStore:
             cursors=dict(state.cursors),
             health=state.health,
             stream_seq=state.stream_seq,
+            vanish_held=state.vanish_held,
         )
         if relayout:
             dirty = set(range(meta.chunks))
@@ -178,12 +185,8 @@ class StateStore:
         if (
             dirty
             or relayout
-            or (meta.cursors, meta.health, meta.stream_seq)
-            != (
-                old.cursors,
-                old.health,
-                old.stream_seq,
-            )
+            or (meta.cursors, meta.health, meta.stream_seq, meta.vanish_held)
+            != (old.cursors, old.health, old.stream_seq, old.vanish_held)
         ):
             self._revision[source_key] = await self._write_meta(source_key, _encode(meta))
         if relayout and source_key in self._meta:

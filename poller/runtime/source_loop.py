@@ -19,7 +19,7 @@ import msgspec
 
 from poller.errors import InternalError, as_source_error
 from poller.ops.metrics import Metrics
-from poller.pipeline.differ import SweepDiff
+from poller.pipeline.differ import MassVanish, SweepDiff
 from poller.pipeline.health import health_transition
 from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
@@ -177,11 +177,15 @@ class SourceLoop:
         state = loaded
         self._metrics.entities.labels(*labels).set(len(state.entities))
         failures = 0
+        mass_vanish = MassVanish(
+            fraction=source.config.mass_vanish_fraction, minimum=source.config.mass_vanish_min
+        )
         while not self._stopping.is_set() and keep_polling():
             cycle_started = time.monotonic()
             failure: tuple[str, str, str] | None = None
+            failed_since: datetime | None = None
             observation = None
-            sweep = SweepDiff(sid, state, self._privacy)
+            sweep = SweepDiff(sid, state, self._privacy, mass_vanish)
             with anyio.CancelScope() as scope:
                 self._poll_scopes.add(scope)
                 try:
@@ -195,13 +199,17 @@ class SourceLoop:
                     # redacted whole, then cut: a cut first could leave half a secret unrecognized
                     detail = self._redactor.event_text(error.detail)[:300]
                     failure = (error.api or "?", error.reason.value, detail)
+                    # the episode starts at the failed request's first attempt, else at the cycle's start
+                    failed_since = datetime.fromtimestamp(
+                        error.first_failed_at or time.time() - (time.monotonic() - cycle_started), UTC
+                    )
                 finally:
                     self._poll_scopes.discard(scope)
             if scope.cancelled_caught:
                 break
             self._metrics.poll_cycle_seconds.labels(source.vendor).observe(time.monotonic() - cycle_started)
             now = datetime.now(UTC)
-            health, health_events = health_transition(sid, state.health, failure, now)
+            health, health_events = health_transition(sid, state.health, failure, now, failed_since)
             # a failed cycle still keeps the pages it applied: their events may be out already
             d = sweep.finish(observation, now) if observation is not None else sweep.unfinished()
             events: list[EventBase] = health_events + d.events
@@ -217,6 +225,11 @@ class SourceLoop:
                         new_state.health = health
                     committer.submit(new_state, changed)
                     break
+            if new_state.vanish_held and not state.vanish_held:
+                log.warning(
+                    "a complete listing lost most entities at once; they vanish only if the next agrees",
+                    extra={"vendor": source.vendor, "account": source.account, "held": new_state.vanish_held},
+                )
             if events or changed or new_state.cursors != state.cursors:
                 committer.submit(new_state, changed)
             elif committer.idle:
@@ -227,6 +240,7 @@ class SourceLoop:
             self._metrics.entities.labels(*labels).set(len(state.entities))
             status.failure = None if failure is None else self._redactor(failure[2])
             status.failure_reason = None if failure is None else failure[1]
+            self._metrics.vanish_held.labels(*labels).set(state.vanish_held)
             if failure is None:
                 failures = 0
                 status.last_success = time.monotonic()

@@ -58,6 +58,8 @@ class SimTask:
 
 class AiccsSimulator(AlibabaSimulator):
     vendor = "alibaba-aiccs"
+    total_fields = frozenset({"Total"})
+    list_fields = frozenset({"Record"})
     product = "aiccs"
     version = VERSION
     host_id = "aiccs.aliyuncs.com"

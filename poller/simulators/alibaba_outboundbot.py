@@ -86,6 +86,8 @@ class SimInstance:
 
 class OutboundBotSimulator(AlibabaSimulator):
     vendor = "alibaba-outboundbot"
+    total_fields = frozenset({"TotalCount"})
+    list_fields = frozenset({"List"})
     product = "OutboundBot"
     version = VERSION
     host_id = "outboundbot.cn-shanghai.aliyuncs.com"

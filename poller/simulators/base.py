@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import json
 import random
 import time
 from collections import defaultdict
@@ -31,6 +32,9 @@ class Fault(StrEnum):
     THROTTLE = "throttle"  # the vendor's throttling answer
     AUTH = "auth"  # the vendor's auth-failure answer
     SCHEMA_DRIFT = "schema_drift"  # 200, valid JSON, fields of the wrong type
+    RATE_LIMITED = "rate_limited"  # HTTP 429 (a gateway in front), the vendor's throttling body
+    ABSURD_TOTAL = "absurd_total"  # the real answer with its listing total far beyond any account
+    EMPTY_LISTING = "empty_listing"  # the real answer emptied: total 0 and no items, "complete"
 
 
 @dataclass
@@ -41,6 +45,8 @@ class FaultPlan:
     api: str | None = None
     #: requests let through untouched before the fault starts (e.g. fail only later pages)
     after: int = 0
+    #: a ``Retry-After`` header put on the throttling answers of this plan (seconds or HTTP-date)
+    retry_after: str | None = None
 
 
 @dataclass
@@ -170,9 +176,15 @@ class Simulator:
 
     # -- faults ----------------------------------------------------------------------------
     def inject(
-        self, fault: Fault, *, remaining: int | None = None, api: str | None = None, after: int = 0
+        self,
+        fault: Fault,
+        *,
+        remaining: int | None = None,
+        api: str | None = None,
+        after: int = 0,
+        retry_after: str | None = None,
     ) -> None:
-        self.faults.append(FaultPlan(fault, remaining, api, after))
+        self.faults.append(FaultPlan(fault, remaining, api, after, retry_after))
 
     def clear_faults(self) -> None:
         self.faults.clear()
@@ -181,7 +193,7 @@ class Simulator:
                 future.cancel()
         self._hung.clear()
 
-    def _take_fault(self, api: str) -> Fault | None:
+    def _take_fault(self, api: str) -> FaultPlan | None:
         for plan in self.faults:
             if plan.api is not None and plan.api != api:
                 continue
@@ -192,7 +204,7 @@ class Simulator:
                 if plan.remaining <= 0:
                     continue
                 plan.remaining -= 1
-            return plan.fault
+            return plan
         return None
 
     # -- what subclasses provide ----------------------------------------------------------------
@@ -215,6 +227,20 @@ class Simulator:
         """A schema-drifted version of a good answer (fields of the wrong type)."""
         return _drift_numbers(body)
 
+    #: the JSON keys holding a listing's total (what :attr:`Fault.ABSURD_TOTAL` inflates)
+    total_fields: frozenset[str] = frozenset()
+
+    #: the JSON keys holding a listing's items (what :attr:`Fault.EMPTY_LISTING` empties)
+    list_fields: frozenset[str] = frozenset()
+
+    def inflate(self, body: bytes) -> bytes:
+        """A good answer whose listing total is absurd (every ``total_fields`` key, at any depth)."""
+        return _rewritten(body, {key: ABSURD_TOTAL for key in self.total_fields})
+
+    def emptied(self, body: bytes) -> bytes:
+        """A good answer that lists nothing and says so: total 0, no items."""
+        return _rewritten(body, {**dict.fromkeys(self.total_fields, 0), **{k: [] for k in self.list_fields}})
+
     # -- the pipeline every request goes through ---------------------------------------------
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -226,12 +252,17 @@ class Simulator:
             self.log.add(RequestRecord(now, api, "?", auth.status, "auth_failed"))
             return auth
         credential = auth
-        fault = self._take_fault(api)
+        plan = self._take_fault(api)
+        fault = plan.fault if plan is not None else None
         limit = self.rate_limits.get(api)
-        if fault is Fault.THROTTLE or (
+        if fault in (Fault.THROTTLE, Fault.RATE_LIMITED) or (
             limit is not None and not self.gate.admit(self.limit_key(api, credential), limit, now)
         ):
             answer = self.error_answer(Fault.THROTTLE, api)
+            if fault is Fault.RATE_LIMITED and isinstance(answer, web.Response):
+                answer = web.Response(body=answer.body, status=429, headers=answer.headers)
+            if plan is not None and plan.retry_after is not None:
+                answer.headers["Retry-After"] = plan.retry_after
             self.log.add(RequestRecord(now, api, credential, answer.status, "throttled"))
             return answer
         self.log.add(RequestRecord(now, api, credential, 0, fault.value if fault else "ok"))
@@ -248,18 +279,47 @@ class Simulator:
         if fault in (Fault.SERVER_ERROR, Fault.AUTH):
             return self.error_answer(fault, api)
         response = await handler(request)
-        if fault in (Fault.MALFORMED, Fault.TRUNCATED, Fault.SCHEMA_DRIFT) and isinstance(
-            response, web.Response
-        ):
+        if fault in _REWRITES and isinstance(response, web.Response):
             original = response.body if isinstance(response.body, bytes) else b""
             if fault is Fault.MALFORMED:
                 mangled = b"<html><body>502 Bad Gateway</body></html>"
             elif fault is Fault.TRUNCATED:
                 mangled = original[: len(original) // 2]
+            elif fault is Fault.ABSURD_TOTAL:
+                mangled = self.inflate(original)
+            elif fault is Fault.EMPTY_LISTING:
+                mangled = self.emptied(original)
             else:
                 mangled = self.drift(original)
             return web.Response(body=mangled, status=200, content_type="application/json")
         return response
+
+
+#: a listing total no real account comes near (still a 64-bit integer, as a vendor would send it)
+ABSURD_TOTAL = 10**15
+
+
+#: faults that rewrite the real answer's body
+_REWRITES = frozenset(
+    {Fault.MALFORMED, Fault.TRUNCATED, Fault.SCHEMA_DRIFT, Fault.ABSURD_TOTAL, Fault.EMPTY_LISTING}
+)
+
+
+def _rewritten(body: bytes, values: dict[str, Any]) -> bytes:
+    """The JSON body with every key in ``values``, at any depth, set to that value."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body
+    return json.dumps(_replaced(document, values), ensure_ascii=False).encode()
+
+
+def _replaced(node: Any, values: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        return {k: values[k] if k in values else _replaced(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replaced(item, values) for item in node]
+    return node
 
 
 def _drift_numbers(body: bytes) -> bytes:

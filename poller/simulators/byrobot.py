@@ -134,6 +134,8 @@ def _int_param(request: web.Request, name: str, default: int | None = None) -> i
 
 class ByRobotSimulator(Simulator):
     vendor = "byrobot"
+    total_fields = frozenset({"total"})
+    list_fields = frozenset({"list"})
 
     def __init__(
         self,

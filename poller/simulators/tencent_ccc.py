@@ -55,6 +55,8 @@ def _error(code: str, message: str, request_id: str | None = None) -> web.Respon
 
 class TencentCccSimulator(Simulator):
     vendor = "tencent-ccc"
+    total_fields = frozenset({"TotalCount"})
+    list_fields = frozenset({"Tasks"})
 
     def __init__(
         self,

@@ -129,7 +129,14 @@ class AiccsSource(Source):
             return tasks.Total
 
         sweep = await sweep_pages(
-            1, self.cfg.page_size, page, lambda total: total, self._limiter.limit, self._last_total
+            1,
+            self.cfg.page_size,
+            page,
+            lambda total: total,
+            self._limiter.limit,
+            self._last_total,
+            max_total=self.config.max_entities,
+            api=LIST_API,
         )
         self._last_total = sweep.total
         complete = sweep.totals_agree and len(listing) == sweep.total

@@ -138,6 +138,8 @@ def call_of(job: Job, job_group_id: str) -> CallSnapshot | None:
         failure_reason=reason,
         callee_number=contact.PhoneNumber if contact else None,
         callee_name=contact.ContactName if contact else None,
+        # ListJobsByGroup shows no attempt id: a job's call is told apart by how it ended
+        attempt=raw,
     )
 
 
@@ -189,6 +191,7 @@ def group_entity(job_group_id: str, instance_id: str, jobs: list[EntitySnapshot]
         completed=terminal,
         total=total,
         by_state=dict(sorted(by_state.items())),
+        summary=True,
     )
 
 
@@ -241,7 +244,14 @@ class OutboundBotJobGroupSource(Source):
             return jobs.TotalCount
 
         sweep = await sweep_pages(
-            1, self.cfg.page_size, page, lambda total: total, self._limiter.limit, self._last_total
+            1,
+            self.cfg.page_size,
+            page,
+            lambda total: total,
+            self._limiter.limit,
+            self._last_total,
+            max_total=self.config.max_entities,
+            api=LIST_API,
         )
         self._last_total = sweep.total
         complete = sweep.totals_agree and len(listing) == sweep.total

@@ -22,6 +22,7 @@ from poller.pipeline.snapshot import Observation, PageSink
 from poller.pipeline.state import SourceState
 from poller.transport import (
     DEFAULT_MARGIN,
+    DEFAULT_MAX_RETRY_AFTER,
     LimiterRegistry,
     Prepare,
     RequestObserver,
@@ -70,6 +71,17 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     failure_backoff: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
     enabled: bool = True
 
+    # -- how far one vendor answer may move the poller (broken or hostile answers) -------------------
+    #: a listing (or a task's finished calls) reporting more entities than this fails the cycle with
+    #: reason ``too_large``: nothing is sized by a count the vendor sent
+    max_entities: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
+    #: the longest pause, in seconds, a ``Retry-After`` header can impose on an API
+    max_retry_after: Annotated[float, msgspec.Meta(ge=0)] = DEFAULT_MAX_RETRY_AFTER
+    #: a complete listing missing more than this fraction of the known entities, and more than
+    #: ``mass_vanish_min`` of them, vanishes nothing until a second complete listing agrees
+    mass_vanish_fraction: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    mass_vanish_min: Annotated[int, msgspec.Meta(ge=0)] = 2
+
 
 @dataclass
 class AdapterContext:
@@ -97,6 +109,7 @@ class Source(ABC):
             retries=config.retries,
             backoff_base=ctx.backoff_base,
             observe=ctx.observe_request,
+            max_retry_after=config.max_retry_after,
         )
 
     @property

@@ -32,11 +32,11 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import msgspec
@@ -230,7 +230,7 @@ def error_for(code: int | None, message: str, http_status: int, api: str) -> Sou
     detail = f"HTTP {http_status}, code {code}: {message}"
     if code in AUTH_CODES or http_status in AUTH_CODES:
         return AuthFailed(detail, api=api)
-    if code in THROTTLE_CODES or http_status in THROTTLE_CODES:
+    if code in THROTTLE_CODES:  # HTTP 429 is read by the transport, for every vendor
         return Throttled(detail, api=api)
     if (code is not None and code >= 500) or http_status >= 500:
         return ServerError(detail, api=api)
@@ -293,7 +293,10 @@ def vendor_time(value: str | int | None, tz: timezone) -> str | None:
         millis = int(value)
         if millis <= 0:
             return None
-        return datetime.fromtimestamp(millis / 1000, tz).isoformat(timespec="seconds")
+        try:
+            return datetime.fromtimestamp(millis / 1000, tz).isoformat(timespec="seconds")
+        except (OverflowError, OSError, ValueError):
+            return str(value).strip()  # beyond any calendar: kept as the vendor wrote it
     text = value.strip()
     if not text:
         return None
@@ -395,6 +398,14 @@ def _vendor_error(exc: BaseException) -> SourceError | None:
     return None
 
 
+def _has_total(api: str) -> Callable[[Page[Any]], None]:
+    def check(page: Page[Any]) -> None:
+        if page.total is None:
+            raise BadResponse("page without total", api=api)
+
+    return check
+
+
 def _index_of(item: DoneCall) -> int:
     assert item.callIndex is not None
     return item.callIndex
@@ -475,11 +486,17 @@ class ByRobotSource(Source):
         *,
         params: Mapping[str, str] | None = None,
         body: msgspec.Struct | None = None,
+        check: Callable[[T], None] | None = None,
     ) -> T:
+        """One request; ``check`` (the answer's own contract) runs inside the attempt, so an
+        answer that breaks it is retried like one that does not decode."""
         payload = msgspec.json.encode(body) if body is not None else None
 
         def parse(resp: Response) -> T:
-            return read_answer(resp, api, decoder)
+            data = read_answer(resp, api, decoder)
+            if check is not None:
+                check(data)
+            return data
 
         async def prepare() -> tuple[Mapping[str, str], bytes | None]:
             return auth_headers(self.cfg.app_key, self.cfg.app_secret.reveal()), payload
@@ -501,17 +518,16 @@ class ByRobotSource(Source):
             "pageNum": str(number),
             "pageSize": str(self.cfg.page_size),
         }
-        page = await self._call(TASKS_API, _decode_tasks, params=params)
-        if page.total is None:
-            raise BadResponse("task page without total", api=TASKS_API)
-        return page
+        return await self._call(TASKS_API, _decode_tasks, params=params, check=_has_total(TASKS_API))
 
     async def _detail(self, task: TaskInfo) -> TaskDetail:
         params = {"companyId": str(self.cfg.company_id), "taskId": str(task.callJobId)}
-        detail = await self._call(DETAIL_API, _decode_detail, params=params)
-        if detail.callJobId != task.callJobId:
-            raise BadResponse("detail of another task", api=DETAIL_API)
-        return detail
+
+        def of_this_task(detail: TaskDetail) -> None:
+            if detail.callJobId != task.callJobId:
+                raise BadResponse("detail of another task", api=DETAIL_API)
+
+        return await self._call(DETAIL_API, _decode_detail, params=params, check=of_this_task)
 
     def _plan(self, task: TaskInfo, old: EntityState | None, now: float) -> _Plan:
         task_id = str(task.callJobId)
@@ -525,7 +541,14 @@ class ByRobotSource(Source):
         return _Plan(task, old, active, active or counts_moved or due or task_id in self._retry)
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
-        sweep = await sweep_pages(1, self.cfg.page_size, self._tasks_page, lambda p: p.total or 0)
+        sweep = await sweep_pages(
+            1,
+            self.cfg.page_size,
+            self._tasks_page,
+            lambda p: p.total or 0,
+            max_total=self.cfg.max_entities,
+            api=TASKS_API,
+        )
         listed: dict[str, TaskInfo] = {}
         for page in sweep.pages:
             for task in page.items or []:
@@ -640,10 +663,7 @@ class ByRobotSource(Source):
 
     # -- finished calls ---------------------------------------------------------------------------
     async def _calls_page(self, query: DoneCallsQuery) -> Page[DoneCall]:
-        page = await self._call(CALLS_API, _decode_calls, body=query)
-        if page.total is None:
-            raise BadResponse("call page without total", api=CALLS_API)
-        return page
+        return await self._call(CALLS_API, _decode_calls, body=query, check=_has_total(CALLS_API))
 
     async def _new_calls(
         self, job_id: int, state: TaskState, cursors: Mapping[str, int]
@@ -705,7 +725,9 @@ class ByRobotSource(Source):
         async def page(number: int) -> Page[DoneCall]:
             return await self._calls_page(DoneCallsQuery(callJobId=job_id, pageNum=number, pageSize=size))
 
-        sweep = await sweep_pages(1, size, page, lambda p: p.total or 0)
+        sweep = await sweep_pages(
+            1, size, page, lambda p: p.total or 0, max_total=self.cfg.max_entities, api=CALLS_API
+        )
         unique: dict[str, DoneCall] = {}
         for answer in sweep.pages:
             for item in answer.items or []:

@@ -52,6 +52,9 @@ TOKEN_PATH = "/baas/auth/v1.0/oauth2/token"
 NOT_FOUND_CODE = "CM-404001"
 #: a token answer without a usable ``expires_in`` is trusted for this long
 FALLBACK_TOKEN_LIFETIME = 300.0
+#: a token is refreshed at least this often whatever ``expires_in`` says (an absurd value would
+#: otherwise keep one token for good)
+MAX_TOKEN_LIFETIME = 86400.0
 
 #: The status enum is not in the public doc. The doc's example says "Pending"; the rest follow the
 #: names the related Case uses ("Processing") and common AppCube task states. "closed" is not a
@@ -153,14 +156,14 @@ def token_lifetime(answer: TokenAnswer) -> float:
         seconds = float(answer.expires_in) if answer.expires_in is not None else FALLBACK_TOKEN_LIFETIME
     except ValueError:
         seconds = FALLBACK_TOKEN_LIFETIME
-    return seconds if seconds > 0 else FALLBACK_TOKEN_LIFETIME
+    if not seconds > 0:  # also NaN
+        return FALLBACK_TOKEN_LIFETIME
+    return min(seconds, MAX_TOKEN_LIFETIME)
 
 
 def read_token(resp: Response) -> TokenAnswer:
     """The token answer decoded, or the classified error of a failed token request."""
     server_status(resp, TOKEN_API)
-    if resp.status == 429:
-        raise Throttled("HTTP 429", api=TOKEN_API)
     if resp.status == 200:
         answer: TokenAnswer = decode_or_bad(_decode_token, resp.body, TOKEN_API)
         if not answer.access_token:
@@ -183,8 +186,6 @@ _decode_detail = msgspec.json.Decoder(TaskDetailAnswer)
 def classify_detail(resp: Response, not_found_codes: frozenset[str]) -> TaskDetailAnswer:
     """Raise for an error answer; return the decoded answer for a detail or a "no such task"."""
     server_status(resp, DETAIL_API)
-    if resp.status == 429:
-        raise Throttled("HTTP 429", api=DETAIL_API)
     try:
         answer: TaskDetailAnswer = _decode_detail.decode(resp.body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:

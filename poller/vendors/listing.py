@@ -8,6 +8,7 @@ from typing import Generic, TypeVar
 
 import anyio
 
+from poller.errors import TooLarge
 from poller.pipeline.snapshot import EntitySnapshot, PageSink
 
 __all__ = ["Listing", "Sweep", "sweep_pages"]
@@ -59,6 +60,9 @@ async def sweep_pages(
     total_of: Callable[[P], int],
     concurrency: int = 20,
     expected_total: int | None = None,
+    *,
+    max_total: int,
+    api: str,
 ) -> Sweep[P]:
     """Every page of a listing, fetched by ``concurrency`` workers in page order.
 
@@ -74,6 +78,10 @@ async def sweep_pages(
     Entities added or moved while paging can be missed or seen twice, so a listing is complete only
     if every page reported the same total and the de-duplicated count equals it: adapters check
     that before trusting a missing entity to have vanished.
+
+    The total is the vendor's word, so nothing is sized by it: a total above ``max_total`` (the
+    source's ``max_entities``) fails the sweep with :class:`~poller.errors.TooLarge` before any
+    further page is asked for, and the page numbers to fetch are a range, never a list.
     """
     pages: dict[int, P] = {}
 
@@ -96,8 +104,11 @@ async def sweep_pages(
     else:
         await fetch_all(range(first_number, first_number + count(expected_total)))
     total = total_of(pages[first_number])
-    missing = [n for n in range(first_number, first_number + count(total)) if n not in pages]
+    if total > max_total:
+        raise TooLarge(f"the vendor reports {total} entities, more than max_entities = {max_total}", api=api)
+    # the pages read so far are always first_number .. first_number + len(pages) - 1
+    missing = range(first_number + len(pages), first_number + count(total))
     if missing:
-        await fetch_all(range(missing[0], missing[-1] + 1))
+        await fetch_all(missing)
     ordered = [pages[n] for n in sorted(pages)]
     return Sweep(ordered, total, len({total_of(page) for page in ordered}) == 1)

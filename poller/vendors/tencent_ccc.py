@@ -149,6 +149,8 @@ def classify(resp: Response) -> DescribeAutoCalloutTasksResponse:
     envelope: DescribeAutoCalloutTasksResponse = decode_or_bad(_decode_list, resp.body, LIST_API)
     error = envelope.Response.Error
     if error is None:
+        if envelope.Response.TotalCount is None or envelope.Response.Tasks is None:
+            raise BadResponse("answer without TotalCount or Tasks", api=LIST_API)
         return envelope
     code = error.Code
     detail = f"{code}: {error.Message}"
@@ -214,8 +216,7 @@ class TencentCccSource(Source):
 
         answer = await self.send(LIST_API, self._limiter, "POST", self.url, parse=classify, prepare=prepare)
         result = answer.Response
-        if result.TotalCount is None or result.Tasks is None:
-            raise BadResponse("answer without TotalCount or Tasks", api=LIST_API)
+        assert result.TotalCount is not None and result.Tasks is not None  # checked by classify
         return result.TotalCount, result.Tasks
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
@@ -228,7 +229,14 @@ class TencentCccSource(Source):
             return total
 
         sweep = await sweep_pages(
-            0, self.cfg.page_size, page, lambda total: total, self._limiter.limit, self._last_total
+            0,
+            self.cfg.page_size,
+            page,
+            lambda total: total,
+            self._limiter.limit,
+            self._last_total,
+            max_total=self.config.max_entities,
+            api=LIST_API,
         )
         self._last_total = sweep.total
         complete = sweep.totals_agree and len(listing) == sweep.total

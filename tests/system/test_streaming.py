@@ -160,15 +160,19 @@ async def test_a_sweep_with_the_last_total_requests_every_page_at_once_and_follo
         requested.append(number)
         return len(listing), listing[number * 5 : number * 5 + 5]
 
-    first = await sweep_pages(0, 5, fetch, lambda page: page[0])
+    first = await sweep_pages(0, 5, fetch, lambda page: page[0], max_total=1000, api="list")
     assert requested[0] == 0 and sorted(requested) == [0, 1, 2, 3, 4] and first.total == 25
     listing.extend(range(25, 37))  # grew to 8 pages since
     requested.clear()
-    grown = await sweep_pages(0, 5, fetch, lambda page: page[0], expected_total=first.total)
+    grown = await sweep_pages(
+        0, 5, fetch, lambda page: page[0], expected_total=first.total, max_total=1000, api="list"
+    )
     assert sorted(requested) == list(range(8))
     assert [x for _, items in grown.pages for x in items] == listing and grown.totals_agree
     del listing[10:]  # shrank to 2 pages: the extra pages come back empty, the listing is still whole
     requested.clear()
-    shrunk = await sweep_pages(0, 5, fetch, lambda page: page[0], expected_total=grown.total)
+    shrunk = await sweep_pages(
+        0, 5, fetch, lambda page: page[0], expected_total=grown.total, max_total=1000, api="list"
+    )
     assert sorted(requested) == list(range(8))
     assert [x for _, items in shrunk.pages for x in items] == listing and shrunk.total == 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -169,3 +170,197 @@ def test_aiccs_answers_are_classified_or_trusted_never_a_crash(status: int, body
     for record in page.Record:
         snapshot = task_entity(record)
         assert snapshot.id == str(record.Id) and snapshot.raw_state == record.Status
+
+
+_times = st.integers() | st.text(max_size=22) | st.sampled_from(["2026-11-22 10:00:00", "1764000000000"])
+_codes = st.integers(-2, 12) | st.text(max_size=3)
+
+
+def byrobot_envelope(data: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return _near(
+        {
+            "code": st.sampled_from([200, "200", 401, 403, 429, 500, "500", 400, 404]) | st.text(max_size=4),
+            "data": data,
+            "resultMsg": st.text(max_size=12) | st.from_regex(r"号码1[3-9]\d{9}", fullmatch=True),
+        }
+    )
+
+
+def byrobot_task() -> st.SearchStrategy[Any]:
+    counts = st.integers() | st.none()
+    return _near(
+        {
+            "callJobId": st.integers(-5, 10**12),
+            "jobName": st.text(max_size=8),
+            "status": _codes,
+            "totalCount": counts,
+            "doneCount": counts,
+            "calledCount": counts,
+            "rejectedCount": counts,
+            "unavailableCount": counts,
+            "fromUnavailableCount": counts,
+            "startDate": _times,
+        }
+    )
+
+
+def byrobot_page(item: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return _near(
+        {
+            "pageNum": st.integers(-1, 3),
+            "pageSize": st.integers(-1, 100),
+            "total": st.integers(-1, 10**18) | st.none(),
+            "list": st.lists(item, max_size=3),
+        }
+    )
+
+
+def byrobot_call() -> st.SearchStrategy[Any]:
+    return _near(
+        {
+            "callInstanceId": st.integers() | st.text(max_size=8),
+            "customerTelephone": st.text(max_size=13),
+            "customerName": st.text(max_size=4),
+            "finishStatus": _codes,
+            "duration": st.integers() | st.text(max_size=8) | st.sampled_from(["27秒", "1分5秒", "2小时"]),
+            "chatRound": st.integers() | st.none(),
+            "startTime": _times,
+            "endTime": _times,
+            "callIndex": st.integers() | st.none(),
+        }
+    )
+
+
+def byrobot_phone_log() -> st.SearchStrategy[Any]:
+    line = _near({"speaker": st.text(max_size=3), "content": st.text(max_size=8), "aiUnknown": st.booleans()})
+    return _near(
+        {
+            "phoneLog": _near({"phoneLogs": st.lists(line, max_size=3) | st.none()}),
+            "sceneInstance": _near({"hangUp": _codes, "chatRound": st.integers() | st.none()}),
+            "taskResult": st.lists(
+                _near({"resultName": st.text(max_size=5), "resultValue": st.text(max_size=5)}), max_size=2
+            ),
+        }
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    status=st.sampled_from([200, 200, 200, 401, 403, 404, 429, 500, 503]),
+    body=_bodies(byrobot_envelope(byrobot_page(byrobot_task()))),
+)
+def test_byrobot_task_pages_are_classified_or_trusted_never_a_crash(status: int, body: bytes) -> None:
+    from poller.vendors.byrobot import TASKS_API, _decode_tasks, read_answer, task_entity
+
+    try:
+        page = read_answer(Response(status, {}, body), TASKS_API, _decode_tasks)
+    except SourceError as error:
+        assert error.api == TASKS_API
+        assert not re.search(r"1[3-9]\d{9}", error.detail), "a phone number in an error detail"
+        return
+    assert status == 200
+    for task in page.items or []:  # trusted: every task normalizes, odd codes and counts included
+        snapshot = task_entity(7, task, None, None)
+        assert snapshot.id == str(task.callJobId)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    status=st.sampled_from([200, 200, 200, 403, 500]),
+    body=_bodies(byrobot_envelope(byrobot_page(byrobot_call()))),
+)
+def test_byrobot_finished_calls_are_classified_or_trusted_never_a_crash(status: int, body: bytes) -> None:
+    from datetime import timedelta, timezone
+
+    from poller.vendors.byrobot import CALLS_API, _decode_calls, call_snapshot, read_answer
+
+    try:
+        page = read_answer(Response(status, {}, body), CALLS_API, _decode_calls)
+    except SourceError:
+        return
+    for item in page.items or []:
+        snapshot = call_snapshot(item, "1", timezone(timedelta(hours=8)), None)
+        assert snapshot.call_id == str(item.callInstanceId)
+        assert snapshot.duration_seconds is None or snapshot.duration_seconds >= 0
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(status=st.sampled_from([200, 200, 500]), body=_bodies(byrobot_envelope(byrobot_phone_log())))
+def test_byrobot_phone_logs_are_classified_or_trusted_never_a_crash(status: int, body: bytes) -> None:
+    from poller.vendors.byrobot import PHONE_LOG_API, _decode_phone_log, call_detail, read_answer
+    from schemas.vendors.byrobot import DoneCall
+
+    try:
+        info = read_answer(Response(status, {}, body), PHONE_LOG_API, _decode_phone_log)
+    except SourceError:
+        return
+    detail = call_detail(info, DoneCall(callInstanceId=1, chatRound=3))
+    assert detail.turns is None or detail.turns >= 0
+
+
+def huawei_like() -> st.SearchStrategy[Any]:
+    info = _near(
+        {
+            "id": st.text(max_size=6),
+            "title": st.text(max_size=8),
+            "status": st.sampled_from(["Pending", "Processing", "Completed", "Odd", ""]) | st.none(),
+            "closedDate": st.text(max_size=10) | st.none(),
+        }
+    )
+    detail = _near(
+        {"taskInfo": info, "taskTrace": st.lists(json_values, max_size=2), "caseInfos": json_values}
+    )
+    return st.one_of(
+        detail,
+        _near(
+            {
+                "resCode": st.sampled_from(["0", 0, "CM-404001", "CM-500", "APIG.0308"])
+                | st.text(max_size=6),
+                "resMsg": st.text(max_size=10),
+                "result": detail,
+            }
+        ),
+        _near({"error_code": st.sampled_from(["APIG.0308", "APIG.1002"]), "error_msg": st.text(max_size=10)}),
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(status=st.sampled_from([200, 200, 200, 401, 403, 404, 429, 500, 503]), body=_bodies(huawei_like()))
+def test_huawei_details_are_classified_or_trusted_never_a_crash(status: int, body: bytes) -> None:
+    from poller.vendors.huawei_aicc import NOT_FOUND_CODE, classify_detail, normalize
+
+    try:
+        answer = classify_detail(Response(status, {}, body), frozenset({NOT_FOUND_CODE}))
+    except SourceError:
+        return  # classified: this id failed this cycle, nothing from it is used
+    if answer.detail is None:
+        assert answer.code == NOT_FOUND_CODE  # only a "no such task" may come back without a detail
+        return
+    assert status == 200
+    snapshot = normalize("t1", answer.detail)
+    assert snapshot.id == "t1"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    status=st.sampled_from([200, 200, 400, 401, 500]),
+    body=_bodies(
+        _near(
+            {
+                "access_token": st.text(max_size=10) | st.none(),
+                "expires_in": st.integers() | st.text(max_size=6) | st.sampled_from(["1e400", "nan", "-1"]),
+                "token_type": st.text(max_size=6),
+                "error": st.text(max_size=6),
+            }
+        )
+    ),
+)
+def test_huawei_token_answers_are_classified_or_trusted_never_a_crash(status: int, body: bytes) -> None:
+    from poller.vendors.huawei_aicc import MAX_TOKEN_LIFETIME, read_token, token_lifetime
+
+    try:
+        answer = read_token(Response(status, {}, body))
+    except SourceError:
+        return
+    assert status == 200 and answer.access_token
+    assert 0 < token_lifetime(answer) <= MAX_TOKEN_LIFETIME

@@ -90,6 +90,10 @@ type SourceDegraded struct {
 	Reason  string `json:"reason"`
 	Detail  string `json:"detail"`
 	Episode int    `json:"episode"`
+	// SdkAppId, job group, company id, or "" for a whole account
+	Scope string `json:"scope,omitempty"`
+	// when the episode's first failed request was sent (RFC 3339)
+	FirstFailedAt *string `json:"first_failed_at,omitempty"`
 }
 
 type SourceRecovered struct {
@@ -97,4 +101,5 @@ type SourceRecovered struct {
 	API             string  `json:"api"`
 	Episode         int     `json:"episode"`
 	DegradedSeconds float64 `json:"degraded_seconds"`
+	Scope           string  `json:"scope,omitempty"`
 }

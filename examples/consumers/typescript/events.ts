@@ -39,7 +39,8 @@ export type DegradeReason =
   | "server_error"
   | "bad_response"
   | "client_error"
-  | "internal_error";
+  | "internal_error"
+  | "too_large";
 
 /** RFC 3339 date-time with its zone offset. */
 export type DateTime = string;
@@ -128,6 +129,10 @@ export interface SourceDegraded extends EventBase {
   reason: DegradeReason;
   detail: string;
   episode: number;
+  /** SdkAppId, job group, company id, or "" for a whole account */
+  scope?: string;
+  /** when the episode's first failed request was sent */
+  first_failed_at?: DateTime | null;
 }
 
 export interface SourceRecovered extends EventBase {
@@ -136,6 +141,7 @@ export interface SourceRecovered extends EventBase {
   episode: number;
   /** seconds */
   degraded_seconds: number;
+  scope?: string;
 }
 
 export type Event =
