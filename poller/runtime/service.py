@@ -27,7 +27,7 @@ from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
 from poller.pipeline.publisher import Publisher
 from poller.pipeline.store import StateStore, kv_key_token
-from poller.runtime.connection import connect, ensure_infrastructure, retry_nats
+from poller.runtime.connection import close_nats, connect, ensure_infrastructure, retry_nats
 from poller.runtime.control import serve_control
 from poller.runtime.drain import Drains
 from poller.runtime.sharding import owns
@@ -230,7 +230,7 @@ class Service:
                     helpers.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await self._nc.drain() if self._nc.is_connected else await self._nc.close()
+                await close_nats(self._nc)
             log.info("poller stopped")
 
 
