@@ -1,6 +1,8 @@
 """The ``poller`` command.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 130 interrupted.
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 130 interrupted; ``run``,
+``demo`` and ``simulate`` stop gracefully on the first SIGINT/SIGTERM (exit 0) and exit at once on a
+second one with 128 + the signal number (130 SIGINT, 143 SIGTERM).
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from poller.config import Config, load_config
 from poller.errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
-EXIT_CODES = "Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage, 130 interrupted."
+EXIT_CODES = (
+    "Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage, 130 interrupted; "
+    "a second SIGINT/SIGTERM while stopping exits at once with 130/143."
+)
+SECOND_SIGNAL = "130/143 a second SIGINT/SIGTERM while stopping (exit now, no drain)"
 
 log = logging.getLogger("poller.cli")
 
@@ -179,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         "run the poller with a configuration file (SIGTERM drains and exits 0)",
         "0 stopped by SIGTERM/SIGINT after draining, 1 runtime failure (logged), "
-        "2 bad configuration (file and field on stderr; nothing was connected)",
+        "2 bad configuration (file and field on stderr; nothing was connected), " + SECOND_SIGNAL,
     )
     run.add_argument("--config", "-c", required=True, help="TOML configuration file")
     run.set_defaults(func=_cmd_run)
@@ -187,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command(
         "demo",
         "local NATS + every vendor simulator + the poller, events printed live",
-        "0 stopped cleanly (Ctrl-C or --duration), 1 failure (e.g. nats-server missing)",
+        "0 stopped cleanly (Ctrl-C or --duration), 1 failure (e.g. nats-server missing), "
+        "130/143 a second Ctrl-C/SIGTERM (exit now; nats-server and its store removed)",
     )
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulators' evolution")
     demo.add_argument("--evolve-every", type=float, default=2.0, help="seconds between world changes")
@@ -226,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = command(
         "simulate",
         "run the vendor simulators standalone; prints URLs and the [[sources]] config for each",
-        "0 stopped by Ctrl-C/SIGTERM, 2 unknown --vendor",
+        "0 stopped by Ctrl-C/SIGTERM, 2 unknown --vendor, " + SECOND_SIGNAL,
     )
     simulate.add_argument("--seed", type=int, default=7)
     simulate.add_argument("--host", default="127.0.0.1")

@@ -80,6 +80,12 @@ class NatsServer:
         if self._tmp is not None:
             self._tmp.cleanup()
 
+    def close_now(self) -> None:
+        """SIGKILL, reap and remove the temporary store: for a process that must exit at once."""
+        self.kill()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
     def __enter__(self) -> NatsServer:
         return self.start()
 

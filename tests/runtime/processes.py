@@ -10,7 +10,7 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 
@@ -57,51 +57,72 @@ def write_config(
     return path
 
 
-class Poller:
-    """``poller run`` in its own process; stderr is collected by a thread so reads never block."""
+class Process:
+    """A ``poller`` command in its own process; output is collected by threads so reads never block."""
 
-    def __init__(self, config: Path, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "poller.cli", "run", "--config", str(config), *args],
-            stdout=subprocess.DEVNULL,
+            [sys.executable, "-m", "poller.cli", *args],
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.out: list[str] = []
+        self.err: list[str] = []
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
+    @staticmethod
+    def _read(stream: IO[str], into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
 
     @property
     def stderr(self) -> str:
-        return "".join(self.lines)
+        return "".join(self.err)
 
-    def wait_for(self, needle: str, timeout: float = 20.0, after: int = 0) -> str:
-        """The first stderr line (from index ``after``) containing ``needle``."""
+    @property
+    def stdout(self) -> str:
+        return "".join(self.out)
+
+    def wait_for(self, needle: str, timeout: float = 20.0, *, stdout: bool = False, after: int = 0) -> str:
+        """The first line of stderr (or stdout), from index ``after``, that contains ``needle``."""
+        lines = self.out if stdout else self.err
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for line in self.lines[after:]:
+            for line in lines[after:]:
                 if needle in line:
                     return line
-            if self.proc.poll() is not None and not self._reader.is_alive():
+            if self.proc.poll() is not None and not any(r.is_alive() for r in self._readers):
                 break
             time.sleep(0.05)
-        raise AssertionError(f"no {needle!r} on stderr: {self.stderr[-3000:]}")
+        raise AssertionError(f"no {needle!r}: {self.stdout[-1500:]} {self.stderr[-3000:]}")
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
     def wait(self, timeout: float = 15.0) -> int:
         code = self.proc.wait(timeout)
-        self._reader.join(5)
+        for reader in self._readers:
+            reader.join(5)
         return code
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        self._reader.join(5)
+        for reader in self._readers:
+            reader.join(5)
+
+
+class Poller(Process):
+    """``poller run --config``."""
+
+    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        super().__init__("run", "--config", str(config), *args, env=env)
