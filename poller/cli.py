@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import anyio
 
@@ -56,7 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     configure(config.logging.level, config.logging.format, secrets=secret_values(config))
     try:
-        anyio.run(run_until_signalled, Service(config))
+        anyio.run(partial(run_until_signalled, Service(config), config_path=args.config))
     except Exception:
         # one JSON log line with the traceback, rather than a bare traceback a log shipper splits up
         log.exception("poller failed")
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = command(
         "run",
-        "run the poller with a configuration file (SIGTERM drains and exits 0)",
+        "run the poller with a configuration file (SIGTERM drains and exits 0, SIGHUP reloads the file)",
         "0 stopped by SIGTERM/SIGINT after draining, 1 runtime failure (logged), "
         "2 bad configuration (file and field on stderr; nothing was connected), " + SECOND_SIGNAL,
     )

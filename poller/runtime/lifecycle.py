@@ -8,6 +8,9 @@ A second signal means "exit now" (as the nats CLI and docker compose do): the re
 clean-ups run (children killed and reaped, temporary directories removed), one log line says so,
 and the process exits with 128 + the signal number (130 for SIGINT, 143 for SIGTERM). The handler
 is a process-level one, so it works even when the event loop is busy or stuck in a cancellation.
+
+SIGHUP reloads the configuration file (as Prometheus, Telegraf and nats-server do): an invalid
+file is rejected with one log line and the running configuration is kept.
 """
 
 from __future__ import annotations
@@ -24,9 +27,19 @@ from typing import NoReturn
 
 import anyio
 
+from poller.config import load_config
+from poller.errors import ConfigError
+from poller.ops.logs import check as check_logging
 from poller.runtime.service import ExtraTask, Service
 
-__all__ = ["STOP_SIGNALS", "ExitNow", "exit_code_for", "run_until_signalled", "stop_signals"]
+__all__ = [
+    "STOP_SIGNALS",
+    "ExitNow",
+    "exit_code_for",
+    "reload_on_hangup",
+    "run_until_signalled",
+    "stop_signals",
+]
 
 log = logging.getLogger("poller.lifecycle")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -91,9 +104,45 @@ def stop_signals(on_first: Callable[[int], None], exit_now: ExitNow) -> Iterator
             signal.signal(sig, before)
 
 
+def reload_from(service: Service, path: str) -> None:
+    """Read ``path`` again and hand it to the service, or say in one line why it is rejected."""
+    try:
+        config = load_config(path)
+        problem = check_logging(config.logging.level, config.logging.format)
+        if problem is not None:
+            raise ConfigError(f"{path}: {problem}")
+    except ConfigError as exc:
+        log.error(
+            "configuration reload rejected; the running configuration is kept", extra={"error": str(exc)}
+        )
+        return
+    log.info("configuration reload requested", extra={"file": path})
+    service.request_reload(config)
+
+
+@contextmanager
+def reload_on_hangup(on_hangup: Callable[[], None]) -> Iterator[None]:
+    """Within the block, SIGHUP calls ``on_hangup`` in the event loop instead of ending the process."""
+    loop = asyncio.get_running_loop()
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(on_hangup)
+
+    before = signal.signal(signal.SIGHUP, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 async def run_until_signalled(
-    service: Service, extra_tasks: list[ExtraTask] | None = None, exit_now: ExitNow | None = None
+    service: Service,
+    extra_tasks: list[ExtraTask] | None = None,
+    exit_now: ExitNow | None = None,
+    config_path: str | None = None,
 ) -> None:
+    """Run until stopped; with ``config_path``, SIGHUP reloads it (before start-up completes, the
+    reload is applied once started)."""
     startup = anyio.CancelScope()
 
     def first(signum: int) -> None:
@@ -106,5 +155,11 @@ async def run_until_signalled(
         else:
             startup.cancel()
 
-    with stop_signals(first, exit_now or ExitNow()), startup:
+    def hangup() -> None:
+        if config_path is None:
+            log.warning("SIGHUP ignored: no configuration file to reload")
+        else:
+            reload_from(service, config_path)
+
+    with stop_signals(first, exit_now or ExitNow()), reload_on_hangup(hangup), startup:
         await service.run(extra_tasks)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import anyio
+import anyio.abc
 from prometheus_client import generate_latest
 
 from poller.config import Config
@@ -30,18 +33,35 @@ from poller.pipeline.store import StateStore, kv_key_token
 from poller.runtime.connection import close_nats, connect, ensure_infrastructure, retry_nats
 from poller.runtime.control import serve_control
 from poller.runtime.drain import Drains
+from poller.runtime.reload import plan_reload, running_part
 from poller.runtime.sharding import owns
 from poller.runtime.source_loop import SourceLoop
 from poller.runtime.status import SourceStatus
 from poller.transport import LimiterRegistry, limiter_trace
 from poller.vendors import VENDORS
-from poller.vendors.base import AdapterContext, Source
+from poller.vendors.base import AccountConfig, AdapterContext, Source
 from poller.vendors.watch import WatchList
 
 __all__ = ["ExtraTask", "Service"]
 
 log = logging.getLogger("poller.service")
 ExtraTask = Callable[["Service"], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class _RunningSource:
+    """One source's loop as the service runs it: stopped on its own by a reload, or with the rest."""
+
+    status: SourceStatus
+    stopping: anyio.Event = field(default_factory=anyio.Event)
+    poll_scopes: set[anyio.CancelScope] = field(default_factory=set)
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+    def stop(self) -> None:
+        """Polling is cancelled at once; publishes and commits under way finish (as for the service)."""
+        self.stopping.set()
+        for scope in list(self.poll_scopes):
+            scope.cancel()
 
 
 class Service:
@@ -61,7 +81,11 @@ class Service:
         self.stopping = anyio.Event()
         self.started = anyio.Event()
         self._nats_options = nats_options or {}
-        self._poll_scopes: set[anyio.CancelScope] = set()
+        self._running: dict[str, _RunningSource] = {}
+        self._loops: anyio.abc.TaskGroup | None = None
+        self._ctx: AdapterContext | None = None
+        self._loop_parts: dict[str, Any] = {}
+        self._reloads_in, self._reloads = anyio.create_memory_object_stream[Config](math.inf)
         self._drains = Drains()
         self._nc: Any = None
         self._js: Any = None
@@ -130,8 +154,12 @@ class Service:
     def stop(self) -> None:
         """Stop scheduling: cancel polls in flight; publishes and commits under way finish."""
         self.stopping.set()
-        for scope in list(self._poll_scopes):
-            scope.cancel()
+        for running in list(self._running.values()):
+            running.stop()
+
+    def request_reload(self, config: Config) -> None:
+        """Apply ``config``'s sources once started (SIGHUP); requests are applied one after another."""
+        self._reloads_in.send_nowait(config)
 
     async def _enforce_grace(self) -> None:
         await self.stopping.wait()
@@ -150,6 +178,8 @@ class Service:
                 await self._run(extra_tasks)
             finally:
                 ops.cancel_scope.cancel()
+                self._reloads_in.close()
+                self._reloads.close()
 
     async def _disconnected(self) -> None:
         self.nats_connected = False
@@ -184,18 +214,16 @@ class Service:
                 on_published=lambda _e, seconds: self.metrics.publish_seconds.observe(seconds),
                 on_failure=lambda _why: self.metrics.publish_failures.inc(),
             )
-            loop = SourceLoop(
-                js=js,
-                stream=cfg.stream,
-                subject_prefix=cfg.subject_prefix,
-                store=self.store,
-                publisher=self.publisher,
-                privacy=self.privacy,
-                metrics=self.metrics,
-                drains=self._drains,
-                stopping=self.stopping,
-                poll_scopes=self._poll_scopes,
-            )
+            self._loop_parts = {
+                "js": js,
+                "stream": cfg.stream,
+                "subject_prefix": cfg.subject_prefix,
+                "store": self.store,
+                "publisher": self.publisher,
+                "privacy": self.privacy,
+                "metrics": self.metrics,
+                "drains": self._drains,
+            }
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
             # no pool cap: a request waiting for a pooled connection after the limiter let it start
             # would reach the vendor late and crowd the vendor's window; in-flight requests are already
@@ -204,34 +232,101 @@ class Service:
             async with aiohttp.ClientSession(
                 timeout=timeout, connector=connector, trace_configs=[limiter_trace()]
             ) as http:
-                ctx = AdapterContext(
+                self._ctx = ctx = AdapterContext(
                     http=http, limiters=self.limiters, observe_request=self.metrics.observe_request
                 )
                 sources = self.build_sources(ctx)
-                for source in sources:
-                    key = SourceId(vendor=source.vendor, account=source.account, scope=source.scope).key
-                    self.statuses[key] = SourceStatus(source=source, key=_kv_key(key))
-                watched = [
-                    (s.vendor, s.account, watch)
-                    for s in sources
-                    if isinstance(watch := getattr(s, "watch", None), WatchList)
-                ]
-                log.info("poller started", extra={"sources": len(sources)})
-                self.started.set()
                 async with anyio.create_task_group() as helpers:
                     for task in extra_tasks or []:
                         helpers.start_soon(task, self)
                     helpers.start_soon(self._enforce_grace)
-                    helpers.start_soon(serve_control, self._nc, cfg.subject_prefix, watched)
                     async with anyio.create_task_group() as loops:
-                        for status in self.statuses.values():
-                            loops.start_soon(loop.run, status)
+                        self._loops = loops
+                        for source in sources:
+                            self._start_source(source)
+                        log.info("poller started", extra={"sources": len(sources)})
+                        self.started.set()
+                        helpers.start_soon(self._apply_reloads)
                         await self.stopping.wait()
                     helpers.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await close_nats(self._nc)
             log.info("poller stopped")
+
+    def _start_source(self, source: Source) -> None:
+        key = SourceId(vendor=source.vendor, account=source.account, scope=source.scope).key
+        running = _RunningSource(status=SourceStatus(source=source, key=_kv_key(key)))
+        self.statuses[key] = running.status
+        self._running[key] = running
+        assert self._loops is not None
+        self._loops.start_soon(self._run_source, key, running)
+
+    async def _run_source(self, key: str, running: _RunningSource) -> None:
+        """The source's loop, and its watch-list control subject while the loop runs."""
+        source = running.status.source
+        loop = SourceLoop(**self._loop_parts, stopping=running.stopping, poll_scopes=running.poll_scopes)
+        try:
+            async with anyio.create_task_group() as tg:
+                watch = getattr(source, "watch", None)
+                if isinstance(watch, WatchList):
+                    prefix = self.config.nats.subject_prefix
+                    tg.start_soon(serve_control, self._nc, prefix, [(source.vendor, source.account, watch)])
+                await loop.run(running.status)
+                tg.cancel_scope.cancel()
+        finally:
+            if not self.stopping.is_set() and self._running.get(key) is running:
+                # stopped by a reload: it no longer exists for readiness and status
+                del self._running[key]
+                self.statuses.pop(key, None)
+            running.done.set()
+
+    async def _apply_reloads(self) -> None:
+        async for config in self._reloads:
+            await self._reload(config)
+
+    async def _reload(self, config: Config) -> None:
+        """Stop what is removed or changed (each drains and commits), then start what is new or changed."""
+        plan = plan_reload(self.config, config)
+        if plan.needs_restart:
+            log.warning(
+                "configuration reload: these sections take effect on restart",
+                extra={"sections": ",".join(plan.needs_restart)},
+            )
+        stopping = [
+            running
+            for running in self._running.values()
+            if (running.status.source.vendor, running.status.source.account) in plan.stop
+        ]
+        for running in stopping:
+            running.stop()
+        for running in stopping:
+            await running.done.wait()
+        if self.stopping.is_set():
+            return
+        assert self._ctx is not None
+        started = 0
+        for account in plan.start:
+            try:
+                sources = self._sources_of(account)
+            except Exception:  # the new file decoded, but the adapter refuses it: the rest goes on
+                log.exception(
+                    "configuration reload: source not started",
+                    extra={"vendor": account.vendor, "account": account.account},
+                )
+                continue
+            for source in sources:
+                self._start_source(source)
+                started += 1
+        self.config = running_part(self.config, config)
+        log.info(
+            "configuration reloaded",
+            extra={"stopped": len(stopping), "started": started, "sources": len(self._running)},
+        )
+
+    def _sources_of(self, account: AccountConfig) -> list[Source]:
+        assert self._ctx is not None
+        return list(VENDORS[account.vendor].sources(account, self._ctx))
 
 
 def _kv_key(source_key: str) -> str:

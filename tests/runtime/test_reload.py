@@ -1,0 +1,105 @@
+"""SIGHUP reloads the configuration of a real ``poller run``: sources come and go without a restart."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from poller.tools.natsserver import NatsServer
+from schemas import TaskAppeared
+from tests.helpers import stream_events
+from tests.runtime.processes import Poller, simulator, write_config
+
+
+@pytest.fixture(scope="module")
+def tencent() -> Iterator[dict[str, Any]]:
+    with simulator("tencent-ccc", seed=11) as sources:
+        yield sources[0]
+
+
+def _account(base: dict[str, Any], name: str, app: int) -> dict[str, Any]:
+    return {**base, "account": name, "sdk_app_ids": [app], "poll_interval": 0.2}
+
+
+def _accounts_seen(url: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in anyio.run(stream_events, url):
+        counts[event.account] = counts.get(event.account, 0) + 1
+    return counts
+
+
+def _wait_events(url: str, account: str, more_than: int = 0, timeout: float = 20.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = _accounts_seen(url).get(account, 0)
+        if seen > more_than:
+            return seen
+        time.sleep(0.3)
+    raise AssertionError(f"no new events of {account} in {timeout} s")
+
+
+def test_sighup_adds_and_removes_sources_and_keeps_running_on_a_broken_file(
+    tmp_path: Path, tencent: dict[str, Any]
+) -> None:
+    first, second = tencent["sdk_app_ids"][:2]
+    path = tmp_path / "p.toml"
+    with NatsServer() as server:
+        write_config(path, server.url, [_account(tencent, "alpha", first)])
+        poller = Poller(path)
+        try:
+            poller.wait_for("poller started")
+            _wait_events(server.url, "alpha")
+            assert "beta" not in _accounts_seen(server.url)
+
+            # a source added: its state loads and its events appear, without a restart
+            write_config(
+                path, server.url, [_account(tencent, "alpha", first), _account(tencent, "beta", second)]
+            )
+            mark = len(poller.err)
+            poller.signal(signal.SIGHUP)
+            assert '"started": 1' in poller.wait_for("configuration reloaded", after=mark)
+            _wait_events(server.url, "beta")
+
+            # a broken file: one line, the running configuration is kept
+            path.write_text("[nats\nurl = ")
+            mark = len(poller.err)
+            poller.signal(signal.SIGHUP)
+            poller.wait_for("configuration reload rejected", after=mark)
+            time.sleep(1.0)
+            assert poller.proc.poll() is None
+            assert sum("reload rejected" in line for line in poller.err[mark:]) == 1
+            assert not any("configuration reloaded" in line for line in poller.err[mark:])
+
+            # a source changed: it restarts from its committed state (nothing it saw is reported again)
+            slower = {**_account(tencent, "beta", second), "poll_interval": 0.3}
+            write_config(path, server.url, [_account(tencent, "alpha", first), slower])
+            mark = len(poller.err)
+            poller.signal(signal.SIGHUP)
+            line = poller.wait_for("configuration reloaded", after=mark)
+            assert '"stopped": 1' in line and '"started": 1' in line and '"sources": 2' in line
+
+            # a source removed: its loop stops (draining and committing), the other keeps going
+            write_config(path, server.url, [slower])
+            mark = len(poller.err)
+            poller.signal(signal.SIGHUP)
+            line = poller.wait_for("configuration reloaded", after=mark)
+            assert '"stopped": 1' in line and '"started": 0' in line and '"sources": 1' in line
+            beta = _accounts_seen(server.url)["beta"]
+            _wait_events(server.url, "beta", more_than=beta)
+
+            poller.signal(signal.SIGTERM)
+            assert poller.wait(15) == 0, poller.stderr[-3000:]
+            assert "Traceback" not in poller.stderr
+        finally:
+            poller.kill()
+        events = anyio.run(stream_events, server.url)
+    ids = [event.event_id for event in events]
+    assert len(ids) == len(set(ids))
+    appeared = [(e.account, e.entity_id) for e in events if isinstance(e, TaskAppeared)]
+    assert len(appeared) == len(set(appeared)), "a restarted source reported a task again"
