@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import nats
 import pytest
 
 from poller.tools.natsserver import NatsServer
-from schemas import TaskAppeared
+from schemas import Event, TaskAppeared
 from tests.helpers import stream_events
 from tests.runtime.processes import Poller, simulator, write_config
 
@@ -27,9 +28,19 @@ def _account(base: dict[str, Any], name: str, app: int) -> dict[str, Any]:
     return {**base, "account": name, "sdk_app_ids": [app], "poll_interval": 0.2}
 
 
+async def _events(url: str) -> list[Event]:
+    """The stream's events; none while it is still empty."""
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().stream_info("AICC")
+    finally:
+        await nc.close()
+    return await stream_events(url) if info.state.messages else []
+
+
 def _accounts_seen(url: str) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for event in anyio.run(stream_events, url):
+    for event in anyio.run(_events, url):
         counts[event.account] = counts.get(event.account, 0) + 1
     return counts
 
