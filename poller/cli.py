@@ -1,6 +1,7 @@
 """The ``poller`` command.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 130 interrupted; ``run``,
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 3 NATS refused the
+credentials at start-up (``run``), 130 interrupted; ``run``,
 ``demo`` and ``simulate`` stop gracefully on the first SIGINT/SIGTERM (exit 0) and exit at once on a
 second one with 128 + the signal number (130 SIGINT, 143 SIGTERM).
 """
@@ -14,20 +15,23 @@ import logging
 import sys
 from collections.abc import Sequence
 from functools import partial
+from typing import TypeVar
 
 import anyio
 
 from poller.config import Config, load_config
-from poller.errors import ConfigError
+from poller.errors import ConfigError, NatsClosed, NatsRejected
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_NATS_REJECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = (
-    "Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage, 130 interrupted; "
+    "Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage, 3 NATS refused the credentials, "
+    "130 interrupted; "
     "a second SIGINT/SIGTERM while stopping exits at once with 130/143."
 )
 SECOND_SIGNAL = "130/143 a second SIGINT/SIGTERM while stopping (exit now, no drain)"
 
 log = logging.getLogger("poller.cli")
+E = TypeVar("E", bound=BaseException)
 
 
 def _load(path: str) -> Config | None:
@@ -58,11 +62,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     configure(config.logging.level, config.logging.format, secrets=secret_values(config))
     try:
         anyio.run(partial(run_until_signalled, Service(config), config_path=args.config))
-    except Exception:
+    except Exception as exc:
+        rejected = _first(exc, NatsRejected)
+        if rejected is not None:
+            log.error(str(rejected))  # a mistake in the config, not a bug: no traceback
+            return EXIT_NATS_REJECTED
+        closed = _first(exc, NatsClosed)
+        if closed is not None:
+            log.error(str(closed))
+            return EXIT_FAILURE
         # one JSON log line with the traceback, rather than a bare traceback a log shipper splits up
         log.exception("poller failed")
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _first(exc: BaseException, kind: type[E]) -> E | None:
+    """``exc`` or the first ``kind`` inside the exception groups the task groups wrapped it in."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first(inner, kind)
+            if found is not None:
+                return found
+    return None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -186,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         "run the poller with a configuration file (SIGTERM drains and exits 0, SIGHUP reloads the file)",
         "0 stopped by SIGTERM/SIGINT after draining, 1 runtime failure (logged), "
-        "2 bad configuration (file and field on stderr; nothing was connected), " + SECOND_SIGNAL,
+        "2 bad configuration (file and field on stderr; nothing was connected), "
+        "3 NATS refused the credentials (one log line), " + SECOND_SIGNAL,
     )
     run.add_argument("--config", "-c", required=True, help="TOML configuration file")
     run.set_defaults(func=_cmd_run)

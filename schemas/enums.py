@@ -63,3 +63,5 @@ class DegradeReason(StrEnum):
     CLIENT_ERROR = "client_error"
     #: a bug of the poller's own while handling this source (logged with a traceback)
     INTERNAL_ERROR = "internal_error"
+    #: NATS refuses this source's events for good (too large, no permission): no retry can fix it
+    PUBLISH_REJECTED = "publish_rejected"

@@ -7,6 +7,7 @@ import time
 import msgspec
 
 from poller.ops.status import ServiceView
+from schemas import DegradeReason
 
 __all__ = ["STARTUP_GRACE", "Readiness", "readiness"]
 
@@ -18,12 +19,15 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     """The /readyz body: the verdict, the checks that failed by name, and the facts behind them."""
 
     ready: bool
-    #: names of the failed checks: nats_connected, stream_and_bucket, sources_fresh, not_stopping
+    #: names of the failed checks: nats_connected, stream_and_bucket, sources_fresh, not_stopping,
+    #: nats_accepts (NATS refuses something for good), events_accepted (a source's events are refused)
     failing: list[str]
     nats_connected: bool
     stream_and_bucket: bool
     stale_sources: list[str]
     stopping: bool
+    nats_faults: list[str] = []
+    rejected_sources: list[str] = []
 
 
 def readiness(view: ServiceView, now: float | None = None) -> Readiness:
@@ -36,11 +40,14 @@ def readiness(view: ServiceView, now: float | None = None) -> Readiness:
                 stale.append(source.key)
         elif now - source.last_success > allowed:
             stale.append(source.key)
+    rejected = sorted(s.key for s in view.sources if s.failing_reason == DegradeReason.PUBLISH_REJECTED)
     checks = {
         "nats_connected": view.nats_connected,
         "stream_and_bucket": view.stream_and_bucket,
         "sources_fresh": not stale,
         "not_stopping": not view.stopping,
+        "nats_accepts": not view.nats_faults,
+        "events_accepted": not rejected,
     }
     failing = [name for name, passed in checks.items() if not passed]
     return Readiness(
@@ -50,4 +57,6 @@ def readiness(view: ServiceView, now: float | None = None) -> Readiness:
         stream_and_bucket=view.stream_and_bucket,
         stale_sources=sorted(stale),
         stopping=view.stopping,
+        nats_faults=list(view.nats_faults),
+        rejected_sources=rejected,
     )

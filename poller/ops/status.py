@@ -24,6 +24,8 @@ class SourceView(msgspec.Struct, frozen=True, kw_only=True):
     started: float
     last_success: float | None
     degraded: bool
+    #: why the last cycle failed (a DegradeReason value), None after a good one
+    failing_reason: str | None = None
 
 
 class ServiceView(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,6 +33,8 @@ class ServiceView(msgspec.Struct, frozen=True, kw_only=True):
     stream_and_bucket: bool
     stopping: bool
     sources: list[SourceView]
+    #: NATS refusals no retry can fix, as "operation: code: detail" (bad permissions, stream conflicts)
+    nats_faults: list[str] = []
 
 
 class StatusProvider(Protocol):

@@ -3,7 +3,9 @@
 A publish that timed out may still have been stored (the request sat in the client's buffer during
 an outage), so it is always retried with the same id; JetStream's duplicate window turns the
 retry into a no-op when the first copy landed. ``publish`` returns only when every event is acked,
-which is what lets the caller commit state afterwards.
+which is what lets the caller commit state afterwards. A failure no retry can fix (an event larger
+than NATS accepts, no permission on its subject; see :mod:`poller.pipeline.nats_faults`) raises
+:class:`~poller.errors.PublishRejected` instead of being retried forever.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from typing import Any
 import anyio
 import msgspec
 
+from poller.errors import PublishRejected
+from poller.pipeline.nats_faults import PermanentFault, permanent_fault
 from poller.pipeline.subjects import SOURCE_HEADER, subject_for
-from schemas.events import EventBase
+from schemas.events import EventBase, event_type
 
 __all__ = ["PublishStats", "Publisher"]
 
@@ -65,9 +69,11 @@ class Publisher:
         while pending:
             failed: list[EventBase] = []
             for start in range(0, len(pending), self.window):
-                window_failed, window_highest = await self._publish_window(
+                window_failed, window_highest, rejected = await self._publish_window(
                     pending[start : start + self.window], source_key
                 )
+                if rejected is not None:
+                    raise PublishRejected(f"{rejected.code}: {rejected.detail}", api="publish")
                 failed.extend(window_failed)
                 highest = max(highest, window_highest)
             if not failed:
@@ -85,20 +91,27 @@ class Publisher:
 
     async def _publish_window(
         self, batch: Sequence[EventBase], source_key: str
-    ) -> tuple[list[EventBase], int]:
+    ) -> tuple[list[EventBase], int, PermanentFault | None]:
+        """The events not acked, the highest seq acked, and the first failure no retry can fix."""
         started = time.monotonic()
         highest = 0
         futures: list[tuple[EventBase, asyncio.Future[Any] | None]] = []
         failed: list[EventBase] = []
+        rejected: PermanentFault | None = None
         for event in batch:
+            payload = self._encode(event)
             try:
                 future = await self._js.publish_async(
                     subject_for(self.prefix, event),
-                    self._encode(event),
+                    payload,
                     headers={"Nats-Msg-Id": event.event_id, SOURCE_HEADER: source_key},
                 )
             except Exception as exc:
                 self._failed(f"{type(exc).__name__}: {exc}")
+                fault = permanent_fault(exc)
+                if fault is not None and rejected is None:
+                    what = f"{fault.detail} ({event_type(event)} of {len(payload)} bytes)"
+                    rejected = PermanentFault(code=fault.code, detail=what)
                 future = None
             futures.append((event, future))
         live = [f for _, f in futures if f is not None]
@@ -115,6 +128,8 @@ class Publisher:
             error = future.exception()
             if error is not None:
                 self._failed(f"{type(error).__name__}: {error}")
+                if rejected is None:
+                    rejected = permanent_fault(error)
                 failed.append(event)
                 continue
             ack = future.result()
@@ -125,7 +140,7 @@ class Publisher:
                 self.stats.published += 1
             if self._on_published is not None:
                 self._on_published(event, time.monotonic() - started)
-        return failed, highest
+        return failed, highest, rejected
 
     def _failed(self, why: str) -> None:
         self.stats.failures += 1

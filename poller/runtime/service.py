@@ -23,10 +23,12 @@ import anyio.abc
 from prometheus_client import generate_latest
 
 from poller.config import Config
+from poller.errors import NatsClosed, NatsRejected
 from poller.ops.http import serve_http
 from poller.ops.metrics import Metrics
 from poller.ops.status import ServiceView, SourceView
 from poller.pipeline.identity import SourceId
+from poller.pipeline.nats_faults import PermanentFault, is_auth_failure, permanent_fault
 from poller.pipeline.privacy import Privacy
 from poller.pipeline.publisher import Publisher
 from poller.pipeline.store import StateStore, kv_key_token
@@ -45,6 +47,8 @@ from poller.vendors.watch import WatchList
 __all__ = ["ExtraTask", "Service"]
 
 log = logging.getLogger("poller.service")
+#: seconds a refusal NATS reported beside a request (a permission violation) stays on /readyz
+ASYNC_FAULT_MEMORY = 60.0
 ExtraTask = Callable[["Service"], Coroutine[Any, Any, None]]
 
 
@@ -87,6 +91,10 @@ class Service:
         self._loop_parts: dict[str, Any] = {}
         self._reloads_in, self._reloads = anyio.create_memory_object_stream[Config](math.inf)
         self._drains = Drains()
+        #: NATS refusals no retry fixes, by operation, with when they were last seen
+        self._nats_faults: dict[str, tuple[PermanentFault, float]] = {}
+        #: why the connection ended for good while running; raised once the service stopped
+        self._gave_up: Exception | None = None
         self._nc: Any = None
         self._js: Any = None
         self.publisher: Publisher | None = None
@@ -119,9 +127,11 @@ class Service:
                     started=status.started,
                     last_success=status.last_success,
                     degraded=status.degraded,
+                    failing_reason=status.failing_reason,
                 )
                 for key, status in self.statuses.items()
             ],
+            nats_faults=self._current_nats_faults(),
         )
 
     def metrics_exposition(self) -> bytes:
@@ -180,12 +190,61 @@ class Service:
                 ops.cancel_scope.cancel()
                 self._reloads_in.close()
                 self._reloads.close()
+        if self._gave_up is not None:
+            raise self._gave_up
+
+    def _nats_fault(self, what: str, fault: PermanentFault | None) -> None:
+        """A refusal is counted each time it is seen, and shown by /readyz while it lasts."""
+        if fault is None:
+            self._nats_faults.pop(what, None)
+            return
+        self._nats_faults[what] = (fault, time.monotonic())
+        self.metrics.nats_refusals.labels(what, fault.code).inc()
+
+    def _nats_client_error(self, exc: Exception) -> None:
+        """Errors the server sends beside any request (a permission violation): no call raises them."""
+        fault = permanent_fault(exc)
+        if fault is not None:
+            self._nats_fault("connection", fault)
+
+    def _current_nats_faults(self) -> list[str]:
+        now = time.monotonic()
+        for what, (_, seen) in list(self._nats_faults.items()):
+            # a refusal the server reports asynchronously clears itself once it stops recurring
+            if what == "connection" and now - seen > ASYNC_FAULT_MEMORY:
+                del self._nats_faults[what]
+        return [f"{what}: {fault.code}: {fault.detail}" for what, (fault, _) in self._nats_faults.items()]
 
     async def _disconnected(self) -> None:
         self.nats_connected = False
         self.metrics.nats_connected.set(0)
         if not self.stopping.is_set():
             log.warning("NATS disconnected")
+
+    async def _closed(self) -> None:
+        """The client gave up on NATS for good (it does after some server errors): stop, say why."""
+        if self.stopping.is_set():
+            return
+        error = getattr(self._nc, "last_error", None)
+        if error is not None and is_auth_failure(error):
+            self._credentials_refused(error)
+        else:
+            self._give_up(NatsClosed(f"NATS closed the connection for good ({error or 'no reason given'})"))
+
+    def _credentials_refused(self, error: Exception) -> None:
+        self._give_up(
+            NatsRejected(
+                f"NATS at {self.config.nats.url} refused the credentials on reconnect ({error}): "
+                "check nats.user, nats.password, nats.token and nats.creds_file"
+            )
+        )
+
+    def _give_up(self, why: Exception) -> None:
+        """Stop with the reason, raised by ``run`` once stopped (the command's exit code)."""
+        if self._gave_up is None:
+            self._gave_up = why
+            log.error("stopping: NATS cannot be used any more", extra={"error": f"{why}"[:300]})
+        self.stop()
 
     async def _reconnected(self) -> None:
         self.nats_connected = True
@@ -198,13 +257,18 @@ class Service:
             cfg,
             on_disconnected=self._disconnected,
             on_reconnected=self._reconnected,
+            on_error=self._nats_client_error,
+            on_closed=self._closed,
+            on_rejected=self._credentials_refused,
             extra_options=self._nats_options,
         )
         self.nats_connected = True
         self.metrics.nats_connected.set(1)
         try:
             js = self._js = self._nc.jetstream(timeout=cfg.ack_timeout)
-            kv = await retry_nats("stream and bucket set-up", lambda: ensure_infrastructure(js, cfg))
+            kv = await retry_nats(
+                "stream and bucket set-up", lambda: ensure_infrastructure(js, cfg), on_fault=self._nats_fault
+            )
             self.infrastructure_ready = True
             self.store = StateStore(kv)
             self.publisher = Publisher(

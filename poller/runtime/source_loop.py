@@ -7,6 +7,7 @@ commits under way run shielded until the shutdown grace runs out (:class:`Drains
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from poller.errors import InternalError, as_source_error
+from poller.errors import InternalError, PublishRejected, as_source_error
 from poller.ops.metrics import Metrics
 from poller.pipeline.differ import SweepDiff
 from poller.pipeline.health import health_transition
@@ -25,13 +26,14 @@ from poller.pipeline.privacy import Privacy
 from poller.pipeline.publisher import Publisher
 from poller.pipeline.replay import replay
 from poller.pipeline.snapshot import EntitySnapshot, PageSink
-from poller.pipeline.state import SourceState
+from poller.pipeline.state import Health, SourceState
 from poller.pipeline.store import StateStore
 from poller.pipeline.subjects import subject_token
 from poller.runtime.committer import Committer
 from poller.runtime.connection import retry_nats
 from poller.runtime.drain import Drains
 from poller.runtime.status import SourceStatus
+from schemas import DegradeReason
 from schemas.events import EventBase, event_type
 
 __all__ = ["SourceLoop"]
@@ -115,19 +117,28 @@ class SourceLoop:
             self._metrics.poll_cycle_seconds.labels(source.vendor).observe(time.monotonic() - cycle_started)
             now = datetime.now(UTC)
             health, health_events = health_transition(sid, state.health, failure, now)
+            if failure is not None and failure[1] == DegradeReason.PUBLISH_REJECTED:
+                # a page NATS refused was applied but not stored: keep nothing of this cycle
+                sweep = SweepDiff(sid, state, self._privacy)
             # a failed cycle still keeps the pages it applied: their events may be out already
             d = sweep.finish(observation, now) if observation is not None else sweep.unfinished()
             events: list[EventBase] = health_events + d.events
             new_state = msgspec.structs.replace(d.state, health=health)
             changed: set[str] | None = d.changed
             if events:
-                await self._publish_final(status, events, new_state, cycle_started)
+                try:
+                    await self._publish_final(status, events, new_state, cycle_started)
+                except PublishRejected as exc:
+                    failure = (exc.api or "publish", exc.reason.value, exc.detail[:300])
+                    health, new_state = await self._rejected_final(status, sid, state, failure, cycle_started)
+                    changed = set()
             if events or changed or new_state.cursors != state.cursors:
                 committer.submit(new_state, changed)
             elif committer.idle:
                 status.caught_up = time.monotonic()
             state = new_state
             status.degraded = health.degraded
+            status.failing_reason = failure[1] if failure is not None else None
             self._metrics.source_degraded.labels(*labels).set(1 if health.degraded else 0)
             self._metrics.entities.labels(*labels).set(len(state.entities))
             if failure is None:
@@ -167,6 +178,22 @@ class SourceLoop:
                 "shutdown grace ran out before publishing finished; a restart re-derives the events",
                 extra={"vendor": status.source.vendor, "account": status.source.account},
             )
+
+    async def _rejected_final(
+        self,
+        status: SourceStatus,
+        sid: SourceId,
+        state: SourceState,
+        failure: tuple[str, str, str],
+        cycle_started: float,
+    ) -> tuple[Health, SourceState]:
+        """NATS refused one of the cycle's last events: only the health change is kept and told."""
+        health, health_events = health_transition(sid, state.health, failure, datetime.now(UTC))
+        kept = msgspec.structs.replace(state, health=health)
+        if health_events:
+            with contextlib.suppress(PublishRejected):  # reported by the log and metrics anyway
+                await self._publish_final(status, health_events, kept, cycle_started)
+        return health, kept
 
     def _page_sink(self, status: SourceStatus, sweep: SweepDiff, cycle_started: float) -> PageSink:
         """Diff and publish each page as the adapter reads it; the commit at the cycle's end records it.

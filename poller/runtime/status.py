@@ -19,6 +19,8 @@ class SourceStatus:
     last_success: float | None = None
     last_commit: float | None = None
     degraded: bool = False
+    #: why the last cycle failed (a DegradeReason value), None after a good one
+    failing_reason: str | None = None
     started: float = field(default_factory=time.monotonic)
     #: the last time nothing this source observed was waiting to be committed (commit lag = now - this);
     #: a quiet source commits nothing, so "time since the last commit" would alert falsely
