@@ -182,6 +182,56 @@ async def test_an_event_larger_than_nats_accepts_degrades_its_source_and_the_res
     assert big_requests < 200
 
 
+PERMISSIONS = """
+authorization {
+  users = [{
+    user: poller, password: right-password-42,
+    permissions: {
+      publish: {allow: ["$JS.API.>", "$KV.>", "_INBOX.>", "aicc.tencent-ccc.allowed.>"]},
+      subscribe: {allow: [">"]}
+    }
+  }]
+}
+"""
+
+
+async def test_a_subject_without_publish_permission_is_on_readyz_and_the_rest_keeps_going() -> None:
+    with NatsServer(config=PERMISSIONS) as server:
+        async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+            sim.add_task(BIG_APP)
+            sim.add_task(SMALL_APP)
+            config = make_config(
+                server.url,
+                [
+                    tencent_source(sim, [BIG_APP], account="denied", failure_backoff=0.5),
+                    tencent_source(sim, [SMALL_APP], account="allowed"),
+                ],
+                nats={"user": "poller", "password": "right-password-42", "ack_timeout": 1.0},
+                http={"enabled": True, "host": "127.0.0.1", "port": 0},
+            )
+            service = Service(config)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(service.run)
+                with anyio.fail_after(15):
+                    await service.started.wait()
+
+                async def refused() -> bool:
+                    assert service.http_port is not None
+                    status, body = await _readyz(service.http_port)
+                    return status == 503 and "nats_accepts" in body["failing"]  # type: ignore[operator]
+
+                await wait_until(refused, timeout=15)
+                assert service.http_port is not None
+                _, body = await _readyz(service.http_port)
+                metrics = service.metrics_exposition().decode()
+                tg.cancel_scope.cancel()
+            events = await _events(server.url.replace("nats://", "nats://poller:right-password-42@"))
+    faults = body["nats_faults"]
+    assert isinstance(faults, list) and "permission" in faults[0] and "aicc.tencent-ccc.denied" in faults[0]
+    assert 'aicc_nats_refusals_total{code="permission",operation="connection"}' in metrics
+    assert {e.account for e in events} == {"allowed"}
+
+
 def test_permanent_and_transient_nats_failures_are_told_apart() -> None:
     overlap = nats.js.errors.BadRequestError(code=400, err_code=10065, description="subjects overlap")
     too_big = nats.js.errors.APIError(code=400, err_code=10054, description="message size exceeds maximum")
