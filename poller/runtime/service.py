@@ -91,6 +91,8 @@ class Service:
         self._loop_parts: dict[str, Any] = {}
         self._reloads_in, self._reloads = anyio.create_memory_object_stream[Config](math.inf)
         self._drains = Drains()
+        #: the stream and bucket set-up, which a stop cancels (there is nothing to drain yet)
+        self._setting_up: anyio.CancelScope | None = None
         #: NATS refusals no retry fixes, by operation, with when they were last seen
         self._nats_faults: dict[str, tuple[PermanentFault, float]] = {}
         #: why the connection ended for good while running; raised once the service stopped
@@ -164,6 +166,8 @@ class Service:
     def stop(self) -> None:
         """Stop scheduling: cancel polls in flight; publishes and commits under way finish."""
         self.stopping.set()
+        if self._setting_up is not None:
+            self._setting_up.cancel()
         for running in list(self._running.values()):
             running.stop()
 
@@ -266,9 +270,18 @@ class Service:
         self.metrics.nats_connected.set(1)
         try:
             js = self._js = self._nc.jetstream(timeout=cfg.ack_timeout)
-            kv = await retry_nats(
-                "stream and bucket set-up", lambda: ensure_infrastructure(js, cfg), on_fault=self._nats_fault
-            )
+            kv = None
+            self._setting_up = anyio.CancelScope()
+            if self.stopping.is_set():
+                self._setting_up.cancel()
+            with self._setting_up:
+                kv = await retry_nats(
+                    "stream and bucket set-up",
+                    lambda: ensure_infrastructure(js, cfg),
+                    on_fault=self._nats_fault,
+                )
+            if kv is None:
+                return  # stopped while NATS refused or could not answer the set-up
             self.infrastructure_ready = True
             self.store = StateStore(kv)
             self.publisher = Publisher(
@@ -329,7 +342,12 @@ class Service:
     async def _run_source(self, key: str, running: _RunningSource) -> None:
         """The source's loop, and its watch-list control subject while the loop runs."""
         source = running.status.source
-        loop = SourceLoop(**self._loop_parts, stopping=running.stopping, poll_scopes=running.poll_scopes)
+        loop = SourceLoop(
+            **self._loop_parts,
+            stopping=running.stopping,
+            poll_scopes=running.poll_scopes,
+            on_nats_fault=self._nats_fault,
+        )
         try:
             async with anyio.create_task_group() as tg:
                 watch = getattr(source, "watch", None)

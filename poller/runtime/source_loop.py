@@ -30,7 +30,7 @@ from poller.pipeline.state import Health, SourceState
 from poller.pipeline.store import StateStore
 from poller.pipeline.subjects import subject_token
 from poller.runtime.committer import Committer
-from poller.runtime.connection import retry_nats
+from poller.runtime.connection import FaultReport, retry_nats
 from poller.runtime.drain import Drains
 from poller.runtime.status import SourceStatus
 from schemas import DegradeReason
@@ -57,6 +57,7 @@ class SourceLoop:
         drains: Drains,
         stopping: anyio.Event,
         poll_scopes: set[anyio.CancelScope],
+        on_nats_fault: FaultReport | None = None,
     ) -> None:
         self._js = js
         self._stream = stream
@@ -68,6 +69,7 @@ class SourceLoop:
         self._drains = drains
         self._stopping = stopping
         self._poll_scopes = poll_scopes
+        self._on_nats_fault = on_nats_fault
 
     async def run(self, status: SourceStatus) -> None:
         vendor = status.source.vendor
@@ -88,10 +90,9 @@ class SourceLoop:
         source = status.source
         sid = SourceId(vendor=source.vendor, account=source.account, scope=source.scope)
         labels = (source.vendor, source.account, source.scope)
-        store = self._store
-        state: SourceState = await retry_nats("state load", lambda: store.load(status.key))
-        subjects = f"{self._prefix}.{subject_token(source.vendor)}.{subject_token(source.account)}.>"
-        await retry_nats("replay", lambda: replay(self._js, self._stream, subjects, status.key, state))
+        state = await self._load(status)
+        if state is None:
+            return
         self._metrics.entities.labels(*labels).set(len(state.entities))
         failures = 0
         while not self._stopping.is_set():
@@ -164,6 +165,29 @@ class SourceLoop:
                 delay *= 0.5 + random.random()
             with anyio.move_on_after(delay):
                 await self._stopping.wait()
+
+    async def _load(self, status: SourceStatus) -> SourceState | None:
+        """The committed state with the stream replayed into it; None if stopped first (NATS may be
+        down for long: a stop must not wait for it, and there is nothing to drain yet)."""
+        source, store, on_fault = status.source, self._store, self._on_nats_fault
+        subjects = f"{self._prefix}.{subject_token(source.vendor)}.{subject_token(source.account)}.>"
+        if self._stopping.is_set():
+            return None
+        with anyio.CancelScope() as loading:
+            self._poll_scopes.add(loading)
+            try:
+                state: SourceState = await retry_nats(
+                    "state load", lambda: store.load(status.key), on_fault=on_fault
+                )
+                await retry_nats(
+                    "replay",
+                    lambda: replay(self._js, self._stream, subjects, status.key, state),
+                    on_fault=on_fault,
+                )
+                return state
+            finally:
+                self._poll_scopes.discard(loading)
+        return None
 
     async def _publish_final(
         self, status: SourceStatus, events: list[EventBase], state: SourceState, cycle_started: float

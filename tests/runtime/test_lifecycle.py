@@ -89,7 +89,7 @@ def test_demo_second_ctrl_c_exits_130_and_leaves_no_nats_server_or_store(tmp_pat
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     demo = Process("demo", "--evolve-every", "0.5", env=env)
     try:
-        demo.wait_for("events follow", stdout=True, timeout=30)
+        demo.wait_for("demo: health and metrics at", stdout=True, timeout=30)  # the poller started
         (nats_pid,) = [pid for pid in _children(demo.proc.pid) if "nats-server" in _cmdline(pid)]
         assert [p.name for p in tmp_path.glob("aicc-nats-*")]
         os.kill(nats_pid, signal.SIGSTOP)  # a stalled NATS keeps the graceful stop busy

@@ -114,3 +114,29 @@ def test_sighup_adds_and_removes_sources_and_keeps_running_on_a_broken_file(
     assert len(ids) == len(set(ids))
     appeared = [(e.account, e.entity_id) for e in events if isinstance(e, TaskAppeared)]
     assert len(appeared) == len(set(appeared)), "a restarted source reported a task again"
+
+
+def test_a_source_added_while_nats_is_down_does_not_hold_up_the_stop(
+    tmp_path: Path, tencent: dict[str, Any]
+) -> None:
+    first, second = tencent["sdk_app_ids"][:2]
+    path = tmp_path / "p.toml"
+    with NatsServer() as server:
+        write_config(path, server.url, [_account(tencent, "alpha", first)], extra="shutdown_grace = 2.0")
+        poller = Poller(path)
+        try:
+            poller.wait_for("poller started")
+            server.kill()
+            poller.wait_for("NATS disconnected")
+            sources = [_account(tencent, "alpha", first), _account(tencent, "beta", second)]
+            write_config(path, server.url, sources, extra="shutdown_grace = 2.0")
+            mark = len(poller.err)
+            poller.signal(signal.SIGHUP)
+            assert '"started": 1' in poller.wait_for("configuration reloaded", after=mark)
+            time.sleep(1.0)  # beta is waiting for NATS to load its state
+            started = time.monotonic()
+            poller.signal(signal.SIGTERM)
+            assert poller.wait(15) == 0, poller.stderr[-3000:]
+            assert time.monotonic() - started < 2.0 + 5.0
+        finally:
+            poller.kill()
