@@ -27,7 +27,9 @@ async def run_demo(seed: int = 7, evolve_every: float = 2.0, duration: float | N
         else:
             startup.cancel()
 
-    with stop_signals(first, exit_now), startup, NatsServer() as server, exit_now.cleanup(server.close_now):
+    server = NatsServer()
+    # the clean-up is registered before the server starts: a second Ctrl-C during its start kills it too
+    with stop_signals(first, exit_now), startup, exit_now.cleanup(server.close_now), server:
         named = demo_setups(seed)
         setups = list(named.values())
         try:
