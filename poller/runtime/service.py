@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -23,18 +24,17 @@ import anyio.abc
 from prometheus_client import generate_latest
 
 from poller.config import Config
-from poller.errors import NatsClosed, NatsRejected
 from poller.ops.http import serve_http
 from poller.ops.metrics import Metrics
 from poller.ops.status import ServiceView, SourceView
 from poller.pipeline.identity import SourceId
-from poller.pipeline.nats_faults import PermanentFault, is_auth_failure, permanent_fault
 from poller.pipeline.privacy import Privacy
 from poller.pipeline.publisher import Publisher
 from poller.pipeline.store import StateStore, kv_key_token
 from poller.runtime.connection import close_nats, connect, ensure_infrastructure, retry_nats
 from poller.runtime.control import serve_control
 from poller.runtime.drain import Drains
+from poller.runtime.nats_watch import NatsWatch
 from poller.runtime.reload import plan_reload, running_part
 from poller.runtime.sharding import owns
 from poller.runtime.source_loop import SourceLoop
@@ -47,8 +47,6 @@ from poller.vendors.watch import WatchList
 __all__ = ["ExtraTask", "Service"]
 
 log = logging.getLogger("poller.service")
-#: seconds a refusal NATS reported beside a request (a permission violation) stays on /readyz
-ASYNC_FAULT_MEMORY = 60.0
 ExtraTask = Callable[["Service"], Coroutine[Any, Any, None]]
 
 
@@ -80,7 +78,9 @@ class Service:
             config.privacy.hash_salt.reveal() if config.privacy.hash_salt else "",
         )
         self.statuses: dict[str, SourceStatus] = {}
-        self.nats_connected = False
+        self._nats = NatsWatch(
+            config.nats.url, self.metrics, stopping=lambda: self.stopping.is_set(), stop=lambda: self.stop()
+        )
         self.infrastructure_ready = False
         self.stopping = anyio.Event()
         self.started = anyio.Event()
@@ -88,21 +88,22 @@ class Service:
         self._running: dict[str, _RunningSource] = {}
         self._loops: anyio.abc.TaskGroup | None = None
         self._ctx: AdapterContext | None = None
-        self._loop_parts: dict[str, Any] = {}
+        #: a source's loop, given its own stop (set once NATS is set up)
+        self._new_loop: Callable[..., SourceLoop] = SourceLoop
         self._reloads_in, self._reloads = anyio.create_memory_object_stream[Config](math.inf)
         self._drains = Drains()
         #: the stream and bucket set-up, which a stop cancels (there is nothing to drain yet)
         self._setting_up: anyio.CancelScope | None = None
-        #: NATS refusals no retry fixes, by operation, with when they were last seen
-        self._nats_faults: dict[str, tuple[PermanentFault, float]] = {}
-        #: why the connection ended for good while running; raised once the service stopped
-        self._gave_up: Exception | None = None
         self._nc: Any = None
         self._js: Any = None
         self.publisher: Publisher | None = None
         #: the ops HTTP port once bound
         self.http_port: int | None = None
         self.store: StateStore | None = None
+
+    @property
+    def nats_connected(self) -> bool:
+        return self._nats.connected
 
     @property
     def nats(self) -> Any:
@@ -133,7 +134,7 @@ class Service:
                 )
                 for key, status in self.statuses.items()
             ],
-            nats_faults=self._current_nats_faults(),
+            nats_faults=self._nats.faults(),
         )
 
     def metrics_exposition(self) -> bytes:
@@ -194,80 +195,22 @@ class Service:
                 ops.cancel_scope.cancel()
                 self._reloads_in.close()
                 self._reloads.close()
-        if self._gave_up is not None:
-            raise self._gave_up
-
-    def _nats_fault(self, what: str, fault: PermanentFault | None) -> None:
-        """A refusal is counted each time it is seen, and shown by /readyz while it lasts."""
-        if fault is None:
-            self._nats_faults.pop(what, None)
-            return
-        self._nats_faults[what] = (fault, time.monotonic())
-        self.metrics.nats_refusals.labels(what, fault.code).inc()
-
-    def _nats_client_error(self, exc: Exception) -> None:
-        """Errors the server sends beside any request (a permission violation): no call raises them."""
-        fault = permanent_fault(exc)
-        if fault is not None:
-            self._nats_fault("connection", fault)
-
-    def _current_nats_faults(self) -> list[str]:
-        now = time.monotonic()
-        for what, (_, seen) in list(self._nats_faults.items()):
-            # a refusal the server reports asynchronously clears itself once it stops recurring
-            if what == "connection" and now - seen > ASYNC_FAULT_MEMORY:
-                del self._nats_faults[what]
-        return [f"{what}: {fault.code}: {fault.detail}" for what, (fault, _) in self._nats_faults.items()]
-
-    async def _disconnected(self) -> None:
-        self.nats_connected = False
-        self.metrics.nats_connected.set(0)
-        if not self.stopping.is_set():
-            log.warning("NATS disconnected")
-
-    async def _closed(self) -> None:
-        """The client gave up on NATS for good (it does after some server errors): stop, say why."""
-        if self.stopping.is_set():
-            return
-        error = getattr(self._nc, "last_error", None)
-        if error is not None and is_auth_failure(error):
-            self._credentials_refused(error)
-        else:
-            self._give_up(NatsClosed(f"NATS closed the connection for good ({error or 'no reason given'})"))
-
-    def _credentials_refused(self, error: Exception) -> None:
-        self._give_up(
-            NatsRejected(
-                f"NATS at {self.config.nats.url} refused the credentials on reconnect ({error}): "
-                "check nats.user, nats.password, nats.token and nats.creds_file"
-            )
-        )
-
-    def _give_up(self, why: Exception) -> None:
-        """Stop with the reason, raised by ``run`` once stopped (the command's exit code)."""
-        if self._gave_up is None:
-            self._gave_up = why
-            log.error("stopping: NATS cannot be used any more", extra={"error": f"{why}"[:300]})
-        self.stop()
-
-    async def _reconnected(self) -> None:
-        self.nats_connected = True
-        self.metrics.nats_connected.set(1)
-        log.info("NATS reconnected")
+        if self._nats.gave_up is not None:
+            raise self._nats.gave_up
 
     async def _run(self, extra_tasks: list[ExtraTask] | None = None) -> None:
         cfg = self.config.nats
         self._nc = await connect(
             cfg,
-            on_disconnected=self._disconnected,
-            on_reconnected=self._reconnected,
-            on_error=self._nats_client_error,
-            on_closed=self._closed,
-            on_rejected=self._credentials_refused,
+            on_disconnected=self._nats.disconnected,
+            on_reconnected=self._nats.reconnected,
+            on_error=self._nats.client_error,
+            on_closed=self._nats.closed,
+            on_rejected=self._nats.credentials_refused,
             extra_options=self._nats_options,
         )
-        self.nats_connected = True
-        self.metrics.nats_connected.set(1)
+        self._nats.client = self._nc
+        self._nats.up()
         try:
             js = self._js = self._nc.jetstream(timeout=cfg.ack_timeout)
             kv = None
@@ -278,7 +221,7 @@ class Service:
                 kv = await retry_nats(
                     "stream and bucket set-up",
                     lambda: ensure_infrastructure(js, cfg),
-                    on_fault=self._nats_fault,
+                    on_fault=self._nats.fault,
                 )
             if kv is None:
                 return  # stopped while NATS refused or could not answer the set-up
@@ -291,16 +234,18 @@ class Service:
                 on_published=lambda _e, seconds: self.metrics.publish_seconds.observe(seconds),
                 on_failure=lambda _why: self.metrics.publish_failures.inc(),
             )
-            self._loop_parts = {
-                "js": js,
-                "stream": cfg.stream,
-                "subject_prefix": cfg.subject_prefix,
-                "store": self.store,
-                "publisher": self.publisher,
-                "privacy": self.privacy,
-                "metrics": self.metrics,
-                "drains": self._drains,
-            }
+            self._new_loop = partial(
+                SourceLoop,
+                js=js,
+                stream=cfg.stream,
+                subject_prefix=cfg.subject_prefix,
+                store=self.store,
+                publisher=self.publisher,
+                privacy=self.privacy,
+                metrics=self.metrics,
+                drains=self._drains,
+                on_nats_fault=self._nats.fault,
+            )
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
             # no pool cap: a request waiting for a pooled connection after the limiter let it start
             # would reach the vendor late and crowd the vendor's window; in-flight requests are already
@@ -342,12 +287,7 @@ class Service:
     async def _run_source(self, key: str, running: _RunningSource) -> None:
         """The source's loop, and its watch-list control subject while the loop runs."""
         source = running.status.source
-        loop = SourceLoop(
-            **self._loop_parts,
-            stopping=running.stopping,
-            poll_scopes=running.poll_scopes,
-            on_nats_fault=self._nats_fault,
-        )
+        loop = self._new_loop(stopping=running.stopping, poll_scopes=running.poll_scopes)
         try:
             async with anyio.create_task_group() as tg:
                 watch = getattr(source, "watch", None)
