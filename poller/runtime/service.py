@@ -9,6 +9,7 @@ seconds to finish (:mod:`~poller.runtime.drain`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -298,9 +299,13 @@ class Service:
                 tg.cancel_scope.cancel()
         finally:
             if not self.stopping.is_set() and self._running.get(key) is running:
-                # stopped by a reload: it no longer exists for readiness and status
+                # stopped by a reload: it no longer exists for readiness, status and the gauges
                 del self._running[key]
                 self.statuses.pop(key, None)
+                labels = (source.vendor, source.account, source.scope)
+                for gauge in (self.metrics.source_degraded, self.metrics.entities, self.metrics.commit_lag):
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(*labels)
             running.done.set()
 
     async def _apply_reloads(self) -> None:

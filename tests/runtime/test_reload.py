@@ -12,10 +12,12 @@ import anyio
 import nats
 import pytest
 
+from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tools.natsserver import NatsServer
 from schemas import Event, TaskAppeared
-from tests.helpers import stream_events
+from tests.helpers import make_config, polls_done, running, stream_events, wait_until
 from tests.runtime.processes import Poller, simulator, write_config
+from tests.system.test_tencent_e2e import SECRET_ID, SECRET_KEY, tencent_source
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +142,27 @@ def test_a_source_added_while_nats_is_down_does_not_hold_up_the_stop(
             assert time.monotonic() - started < 2.0 + 5.0
         finally:
             poller.kill()
+
+
+async def test_a_removed_source_leaves_status_and_gauges() -> None:
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+        sim.add_task(1400000920)
+        sim.add_task(1400000921)
+        with NatsServer() as server:
+            keep = tencent_source(sim, [1400000920], account="keep")
+            gone = tencent_source(sim, [1400000921], account="gone")
+            async with running(make_config(server.url, [keep, gone])) as service:
+                await polls_done(service, 1)
+                assert 'account="gone"' in service.metrics_exposition().decode()
+                service.request_reload(make_config(server.url, [keep]))
+                await wait_until(lambda: len(service.statuses) == 1)
+                await polls_done(service, 1)
+                assert [s.source.account for s in service.statuses.values()] == ["keep"]
+                exposition = service.metrics_exposition().decode()
+                gauges = ("aicc_source_degraded", "aicc_entities_tracked", "aicc_state_commit_lag_seconds")
+                stale = [
+                    line
+                    for line in exposition.splitlines()
+                    if line.startswith(gauges) and 'account="gone"' in line
+                ]
+                assert not stale
