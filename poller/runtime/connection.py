@@ -70,7 +70,7 @@ async def connect(
     async def error(exc: Exception) -> None:
         nonlocal refused_reconnects
         if not nc.is_connected and is_auth_failure(exc):
-            if first_connect.cancel_called or not connected:
+            if not connected:
                 if not rejected:
                     rejected.append(f"{exc}")
                     first_connect.cancel()
@@ -121,6 +121,7 @@ async def connect(
                     rejected.append(f"{exc}")
                     break
                 log.warning("cannot connect to NATS yet", extra={"error": f"{type(exc).__name__}"})
+                nc = Client()  # a client whose connect failed is not reused
                 await anyio.sleep(1.0)
     with anyio.CancelScope(shield=True), anyio.move_on_after(2), contextlib.suppress(Exception):
         await nc.close()
