@@ -68,6 +68,11 @@ class PublishRejected(SourceError):
     reason = DegradeReason.PUBLISH_REJECTED
     retryable = False
 
+    def __init__(self, detail: str, *, code: str, api: str = "publish") -> None:
+        super().__init__(detail, api=api)
+        #: the refusal's short label (payload_too_large, permission, ...), as in aicc_nats_refusals
+        self.code = code
+
 
 class NatsRejected(Exception):
     """NATS refused the configured credentials at start-up: a restart with the same ones cannot help."""

@@ -73,7 +73,7 @@ class Publisher:
                     pending[start : start + self.window], source_key
                 )
                 if rejected is not None:
-                    raise PublishRejected(f"{rejected.code}: {rejected.detail}", api="publish")
+                    raise PublishRejected(f"{rejected.code}: {rejected.detail}", code=rejected.code)
                 failed.extend(window_failed)
                 highest = max(highest, window_highest)
             if not failed:

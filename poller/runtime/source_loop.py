@@ -110,6 +110,8 @@ class SourceLoop:
                         raise
                     if isinstance(error, InternalError):
                         log.exception("adapter failed unexpectedly", extra={"vendor": source.vendor})
+                    if isinstance(error, PublishRejected):
+                        self._metrics.nats_refusals.labels("publish", error.code).inc()
                     failure = (error.api or "?", error.reason.value, error.detail[:300])
                 finally:
                     self._poll_scopes.discard(scope)
@@ -130,6 +132,7 @@ class SourceLoop:
                 try:
                     await self._publish_final(status, events, new_state, cycle_started)
                 except PublishRejected as exc:
+                    self._metrics.nats_refusals.labels("publish", exc.code).inc()
                     failure = (exc.api or "publish", exc.reason.value, exc.detail[:300])
                     health, new_state = await self._rejected_final(status, sid, state, failure, cycle_started)
                     changed = set()

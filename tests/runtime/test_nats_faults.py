@@ -171,6 +171,7 @@ async def test_an_event_larger_than_nats_accepts_degrades_its_source_and_the_res
                 assert service.http_port is not None
                 status, body = await _readyz(service.http_port)
                 big_requests = sim.log.count() - requests_then
+                metrics = service.metrics_exposition().decode()
                 tg.cancel_scope.cancel()
             events = await stream_events(server.url)
     (event,) = [e for e in events if isinstance(e, SourceDegraded) and e.account == "big"]
@@ -178,6 +179,7 @@ async def test_an_event_larger_than_nats_accepts_degrades_its_source_and_the_res
     assert "payload_too_large" in event.detail and "task-appeared" in event.detail
     assert not any(isinstance(e, TaskAppeared) and len(e.name or "") > 10000 for e in events)
     assert any(isinstance(e, TaskAppeared) and e.account == "small" for e in events)
+    assert 'aicc_nats_refusals_total{code="payload_too_large",operation="publish"}' in metrics
     assert status == 503 and body["rejected_sources"] and "events_accepted" in body["failing"]  # type: ignore[operator]
     # backing off, not a hot loop: both sources together made few requests in ~2 s and more
     assert big_requests < 200
