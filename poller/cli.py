@@ -1,6 +1,9 @@
 """The ``poller`` command.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 130 interrupted.
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 3 NATS refused the
+credentials at start-up (``run``), 130 interrupted; ``run``,
+``demo`` and ``simulate`` stop gracefully on the first SIGINT/SIGTERM (exit 0) and exit at once on a
+second one with 128 + the signal number (130 SIGINT, 143 SIGTERM).
 """
 
 from __future__ import annotations
@@ -11,16 +14,24 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from functools import partial
+from typing import TypeVar
 
 import anyio
 
 from poller.config import Config, load_config
-from poller.errors import ConfigError
+from poller.errors import ConfigError, NatsClosed, NatsRejected
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
-EXIT_CODES = "Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage, 130 interrupted."
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_NATS_REJECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = (
+    "Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage, 3 NATS refused the credentials, "
+    "130 interrupted; "
+    "a second SIGINT/SIGTERM while stopping exits at once with 130/143."
+)
+SECOND_SIGNAL = "130/143 a second SIGINT/SIGTERM while stopping (exit now, no drain)"
 
 log = logging.getLogger("poller.cli")
+E = TypeVar("E", bound=BaseException)
 
 
 def _load(path: str, *, resolve_secrets: bool = True) -> Config | None:
@@ -58,12 +69,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     configure(config.logging.level, config.logging.format, redactor=service.redactor)
     try:
-        anyio.run(run_until_signalled, service)
-    except Exception:
+        anyio.run(partial(run_until_signalled, service, config_path=args.config))
+    except Exception as exc:
+        rejected = _first(exc, NatsRejected)
+        if rejected is not None:
+            log.error(str(rejected))  # a mistake in the config, not a bug: no traceback
+            return EXIT_NATS_REJECTED
+        closed = _first(exc, NatsClosed)
+        if closed is not None:
+            log.error(str(closed))
+            return EXIT_FAILURE
         # one JSON log line with the traceback, rather than a bare traceback a log shipper splits up
         log.exception("poller failed")
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _first(exc: BaseException, kind: type[E]) -> E | None:
+    """``exc`` or the first ``kind`` inside the exception groups the task groups wrapped it in."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first(inner, kind)
+            if found is not None:
+                return found
+    return None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -209,9 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = command(
         "run",
-        "run the poller with a configuration file (SIGTERM drains and exits 0)",
+        "run the poller with a configuration file (SIGTERM drains and exits 0, SIGHUP reloads the file)",
         "0 stopped by SIGTERM/SIGINT after draining, 1 runtime failure (logged), "
-        "2 bad configuration (file and field on stderr; nothing was connected)",
+        "2 bad configuration (file and field on stderr; nothing was connected), "
+        "3 NATS refused the credentials (one log line), " + SECOND_SIGNAL,
     )
     run.add_argument("--config", "-c", required=True, help="TOML configuration file")
     run.set_defaults(func=_cmd_run)
@@ -219,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command(
         "demo",
         "local NATS + every vendor simulator + the poller, events printed live",
-        "0 stopped cleanly (Ctrl-C or --duration), 1 failure (e.g. nats-server missing)",
+        "0 stopped cleanly (Ctrl-C or --duration), 1 failure (e.g. nats-server missing), "
+        "130/143 a second Ctrl-C/SIGTERM (exit now; nats-server and its store removed)",
     )
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulators' evolution")
     demo.add_argument("--evolve-every", type=float, default=2.0, help="seconds between world changes")
@@ -264,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = command(
         "simulate",
         "run the vendor simulators standalone; prints URLs and the [[sources]] config for each",
-        "0 stopped by Ctrl-C/SIGTERM, 2 unknown --vendor",
+        "0 stopped by Ctrl-C/SIGTERM, 2 unknown --vendor, " + SECOND_SIGNAL,
     )
     simulate.add_argument("--seed", type=int, default=7)
     simulate.add_argument("--host", default="127.0.0.1")

@@ -71,6 +71,29 @@ class TooLarge(SourceError):
     reason = DegradeReason.TOO_LARGE
     retryable = False
 
+class PublishRejected(SourceError):
+    """NATS refused an event for good (larger than the server accepts, no permission on its subject).
+
+    Raised by the publisher instead of retrying: the source degrades with this reason and backs off,
+    and nothing of the cycle is committed, so the event is derived again once an operator fixed it.
+    """
+
+    reason = DegradeReason.PUBLISH_REJECTED
+    retryable = False
+
+    def __init__(self, detail: str, *, code: str, api: str = "publish") -> None:
+        super().__init__(detail, api=api)
+        #: the refusal's short label (payload_too_large, permission, ...), as in aicc_nats_refusals
+        self.code = code
+
+
+class NatsRejected(Exception):
+    """NATS refused the configured credentials at start-up: a restart with the same ones cannot help."""
+
+
+class NatsClosed(Exception):
+    """NATS closed the connection for good while running (the client stops reconnecting)."""
+
 
 class ConfigError(Exception):
     """Configuration is invalid; the message names the file and the field."""

@@ -68,3 +68,5 @@ class DegradeReason(StrEnum):
     #: the vendor reported more entities than the source's ``max_entities`` ceiling: an absurd or
     #: hostile count is refused instead of sizing the work
     TOO_LARGE = "too_large"
+    #: NATS refuses this source's events for good (too large, no permission): no retry can fix it
+    PUBLISH_REJECTED = "publish_rejected"

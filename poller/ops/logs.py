@@ -3,6 +3,10 @@
 The real defense against leaking secrets and personal data is never logging them. The last line is
 the process-wide redaction step (:mod:`poller.pipeline.redact`, the same one events and the ops port
 use), applied to the message, every text field and the traceback, whatever the format.
+
+A fault that lasts (NATS down, a vendor failing) repeats the same warning every cycle: the
+handler lets the first one through, then one line per growing interval that says how many were
+left out (:class:`RepeatSummary`), so an outage of hours costs a few dozen lines, not thousands.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -79,6 +85,86 @@ class TextFormatter(logging.Formatter):
         return self.redactor(text)
 
 
+#: the context fields that tell one repeated warning from another (counters like ``attempt`` do not)
+_REPEAT_KEY_FIELDS = ("vendor", "account", "scope", "api", "reason", "error", "subject", "signal")
+
+
+class _Repeats:
+    __slots__ = ("interval", "last_seen", "next_at", "suppressed", "window_start")
+
+    def __init__(self, now: float, interval: float) -> None:
+        self.window_start = now
+        self.last_seen = now
+        self.interval = interval
+        self.next_at = now + interval
+        self.suppressed = 0
+
+
+class RepeatSummary(logging.Filter):
+    """Summarizes repeated warnings: the first one, then "N more in the last M s" at growing intervals.
+
+    A record repeats another when logger, level, message template and the identity fields of its
+    context are the same. Records below WARNING always pass. A record let through after some were
+    left out carries ``repeated`` (how many) and ``repeated_seconds`` (over how long). After
+    ``quiet`` seconds without a repeat, the next one counts as new.
+    """
+
+    def __init__(
+        self,
+        *,
+        first_interval: float = 5.0,
+        max_interval: float = 300.0,
+        quiet: float = 600.0,
+        max_keys: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._first = first_interval
+        self._max = max_interval
+        self._quiet = quiet
+        self._max_keys = max_keys
+        self._clock = clock
+        self._seen: OrderedDict[tuple[object, ...], _Repeats] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (
+            record.name,
+            record.levelno,
+            str(record.msg),
+            *(str(getattr(record, name, "")) for name in _REPEAT_KEY_FIELDS),
+        )
+        now = self._clock()
+        seen = self._seen.get(key)
+        if seen is None or now - seen.last_seen > self._quiet:
+            if seen is not None and seen.suppressed:
+                self._summarize(record, seen, now)
+            self._seen[key] = _Repeats(now, self._first)
+            self._seen.move_to_end(key)
+            while len(self._seen) > self._max_keys:
+                self._seen.popitem(last=False)
+            return True
+        seen.last_seen = now
+        if now < seen.next_at:
+            seen.suppressed += 1
+            return False
+        if seen.suppressed:
+            self._summarize(record, seen, now)
+        seen.window_start = now
+        seen.interval = min(seen.interval * 2, self._max)
+        seen.next_at = now + seen.interval
+        seen.suppressed = 0
+        return True
+
+    @staticmethod
+    def _summarize(record: logging.LogRecord, seen: _Repeats, now: float) -> None:
+        seconds = round(now - seen.window_start)
+        record.msg = f"{record.msg} ({seen.suppressed} more in the last {seconds} s)"
+        record.repeated = seen.suppressed
+        record.repeated_seconds = seconds
+
+
 def check(level: str, fmt: str) -> str | None:
     """Why ``logging.level`` / ``logging.format`` are unusable (the field first), or None."""
     if level.upper() not in LEVELS:
@@ -106,6 +192,7 @@ def configure(
     redactor = redactor or Redactor(secrets, privacy)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(redactor) if fmt == "json" else TextFormatter(redactor))
+    handler.addFilter(RepeatSummary())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

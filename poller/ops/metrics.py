@@ -89,6 +89,12 @@ class Metrics:
             registry=r,
         )
         self.nats_connected = Gauge("aicc_nats_connected", "1 while connected to NATS", registry=r)
+        self.nats_refusals = Counter(
+            "aicc_nats_refusals",
+            "NATS refusals no retry can fix (payload too large, permission, stream conflict), by operation",
+            ["operation", "code"],
+            registry=r,
+        )
         self.degradations = Counter(
             "aicc_degradations", "Failed poll cycles by reason", ["vendor", "reason"], registry=r
         )

@@ -15,6 +15,7 @@ from typing import Literal
 import msgspec
 
 from poller.ops.status import ServiceView, SourceView
+from schemas import DegradeReason
 
 __all__ = ["Readiness", "SourceProblem", "readiness", "stale_after"]
 
@@ -41,7 +42,8 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     """The /readyz body: the verdict, the checks that failed by name, and the sources in trouble."""
 
     ready: bool
-    #: names of the failed checks: nats_connected, stream_and_bucket, not_stopping
+    #: names of the failed checks: nats_connected, stream_and_bucket, not_stopping, nats_accepts
+    #: (NATS refuses something for good), events_accepted (a source's events are refused)
     failing: list[str]
     nats_connected: bool
     stream_and_bucket: bool
@@ -49,6 +51,10 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     sources_ok: int
     #: every source that is failing, stale or has never succeeded (does not affect ``ready``)
     sources_failing: list[SourceProblem]
+    #: what NATS refuses for good (credentials, permissions, stream config), by operation
+    nats_faults: list[str] = []
+    #: sources whose events NATS refuses (too large, no permission on the subject)
+    rejected_sources: list[str] = []
 
 
 def stale_after(source: SourceView) -> float:
@@ -85,10 +91,13 @@ def _problem(source: SourceView, now: float) -> SourceProblem | None:
 def readiness(view: ServiceView, now: float | None = None) -> Readiness:
     now = time.monotonic() if now is None else now
     problems = [p for p in (_problem(source, now) for source in view.sources) if p is not None]
+    rejected = sorted(s.key for s in view.sources if s.failure_reason == DegradeReason.PUBLISH_REJECTED)
     checks = {
         "nats_connected": view.nats_connected,
         "stream_and_bucket": view.stream_and_bucket,
         "not_stopping": not view.stopping,
+        "nats_accepts": not view.nats_faults,
+        "events_accepted": not rejected,
     }
     failing = [name for name, passed in checks.items() if not passed]
     return Readiness(
@@ -99,4 +108,6 @@ def readiness(view: ServiceView, now: float | None = None) -> Readiness:
         stopping=view.stopping,
         sources_ok=len(view.sources) - len(problems),
         sources_failing=sorted(problems, key=lambda p: p.key),
+        nats_faults=list(view.nats_faults),
+        rejected_sources=rejected,
     )

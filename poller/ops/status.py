@@ -36,6 +36,8 @@ class ServiceView(msgspec.Struct, frozen=True, kw_only=True):
     stream_and_bucket: bool
     stopping: bool
     sources: list[SourceView]
+    #: NATS refusals no retry can fix, as "operation: code: detail" (bad permissions, stream conflicts)
+    nats_faults: list[str] = []
 
 
 class StatusProvider(Protocol):

@@ -10,6 +10,9 @@ a ``call-finished`` derived from that entity or its task (the status that says "
 record from being read again, so the call must be stored first). So a partial failure never leaves
 the stream holding an entity's later event without its earlier one. :class:`PublishProgress` says
 how long a prefix of the events is acked, which is what a caller cut short may commit.
+A failure no retry can fix (an event larger than NATS accepts, no permission on its subject; see
+:mod:`poller.pipeline.nats_faults`) raises :class:`~poller.errors.PublishRejected` instead of being
+retried forever.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from typing import Any
 import anyio
 import msgspec
 
+from poller.errors import PublishRejected
+from poller.pipeline.nats_faults import PermanentFault, permanent_fault
 from poller.pipeline.subjects import SOURCE_HEADER, subject_for
-from schemas.events import CallFinished, EventBase
+from schemas.events import CallFinished, EventBase, event_type
 
 __all__ = ["PublishProgress", "PublishStats", "Publisher"]
 
@@ -115,12 +120,14 @@ class Publisher:
         highest = 0
         while start < len(events):
             batch = self._next_round(events, acked_seq, start)
-            failed = await self._publish_round(events, batch, acked_seq, source_key)
+            failed, rejected = await self._publish_round(events, batch, acked_seq, source_key)
             while start < len(events) and acked_seq[start]:
                 progress.stream_seq = max(progress.stream_seq, acked_seq[start])
                 start += 1
             progress.acked = start
             highest = max(highest, progress.stream_seq)
+            if rejected is not None:
+                raise PublishRejected(f"{rejected.code}: {rejected.detail}", code=rejected.code)
             if not failed:
                 attempt = 0
                 continue
@@ -148,23 +155,30 @@ class Publisher:
 
     async def _publish_round(
         self, events: Sequence[EventBase], batch: list[int], acked_seq: list[int], source_key: str
-    ) -> int:
-        """Send ``batch`` pipelined and await the acks; returns how many were not acked."""
+    ) -> tuple[int, PermanentFault | None]:
+        """Send ``batch`` pipelined and await the acks: how many were not acked, and the first
+        failure no retry can fix."""
         started = time.monotonic()
         futures: list[tuple[int, asyncio.Future[Any]]] = []
         failed = 0
+        rejected: PermanentFault | None = None
         try:
             for index in batch:
                 event = events[index]
+                payload = self._encode(event)
                 try:
                     future = await self._js.publish_async(
                         subject_for(self.prefix, event),
-                        self._encode(event),
+                        payload,
                         headers={"Nats-Msg-Id": event.event_id, SOURCE_HEADER: source_key},
                     )
                 except Exception as exc:
                     # the connection refuses more: the rest of the round waits for the retry
                     self._failed(f"{type(exc).__name__}: {exc}")
+                    fault = permanent_fault(exc)
+                    if fault is not None:
+                        what = f"{fault.detail} ({event_type(event)} of {len(payload)} bytes)"
+                        rejected = PermanentFault(code=fault.code, detail=what)
                     failed += len(batch) - len(futures)
                     break
                 futures.append((index, future))
@@ -184,6 +198,8 @@ class Publisher:
             error = future.exception()
             if error is not None:
                 self._failed(f"{type(error).__name__}: {error}")
+                if rejected is None:
+                    rejected = permanent_fault(error)
                 failed += 1
                 continue
             ack = future.result()
@@ -194,7 +210,7 @@ class Publisher:
                 self.stats.published += 1
             if self._on_published is not None:
                 self._on_published(events[index], time.monotonic() - started)
-        return failed
+        return failed, rejected
 
     def _failed(self, why: str) -> None:
         self.stats.failures += 1

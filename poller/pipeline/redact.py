@@ -138,12 +138,9 @@ class Redactor:
     """Masks secrets and personal data in free text; ``secrets`` are the configured values."""
 
     def __init__(self, secrets: Iterable[str] = (), privacy: Privacy | None = None) -> None:
-        forms = {form for s in secrets if len(s) >= MIN_SECRET_LENGTH for form in _secret_forms(s)}
-        ordered = sorted(forms, key=len, reverse=True)  # the longest first: no half-masked value
-        secrets_pattern = "|".join(_prefixes(v) for v in ordered)
-        self._secrets = re.compile(secrets_pattern) if ordered else None
-        #: text without any of these cannot hold anything masked here: most text skips every pass
-        self._suspect = re.compile("|".join([_SUSPECT, secrets_pattern] if ordered else [_SUSPECT])).search
+        self._known: set[str] = set()
+        self._secrets: re.Pattern[str] | None = None
+        self.learn(secrets)
         self._fields: dict[type, tuple[str, ...]] = {}
         #: an entity's name comes back in each of its events: the last few thousand answers, kept
         self._recent: dict[str, str] = {}
@@ -151,6 +148,17 @@ class Redactor:
         hashing = self._privacy.policy is PersonalDataPolicy.HASH
         #: what the operator's views and logs show: masked, or hashed if the policy hashes
         self._outside = self._privacy if hashing else Privacy(PersonalDataPolicy.MASK)
+
+    def learn(self, secrets: Iterable[str]) -> None:
+        """Mask these values too (a reloaded configuration may bring new credentials)."""
+        self._known |= {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
+        forms = {form for s in self._known for form in _secret_forms(s)}
+        ordered = sorted(forms, key=len, reverse=True)  # the longest first: no half-masked value
+        secrets_pattern = "|".join(_prefixes(v) for v in ordered)
+        self._secrets = re.compile(secrets_pattern) if ordered else None
+        #: text without any of these cannot hold anything masked here: most text skips every pass
+        self._suspect = re.compile("|".join([_SUSPECT, secrets_pattern] if ordered else [_SUSPECT])).search
+        self._recent = {}
 
     def __call__(self, text: str) -> str:
         """For logs, ``/readyz``, metric labels and control replies: personal data never kept."""

@@ -9,14 +9,19 @@ seconds to finish (:mod:`~poller.runtime.drain`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
 import anyio
+import anyio.abc
 from prometheus_client import generate_latest
 
 from poller.config import Config
@@ -30,6 +35,7 @@ from poller.pipeline.publisher import Publisher
 from poller.pipeline.redact import Redactor
 from poller.pipeline.store import StateStore, kv_key_token
 from poller.runtime.connection import (
+    close_nats,
     connect,
     ensure_coordination,
     ensure_infrastructure,
@@ -39,18 +45,36 @@ from poller.runtime.connection import (
 from poller.runtime.control import serve_control
 from poller.runtime.drain import Drains
 from poller.runtime.leases import Ownership, unique_replica_id
+from poller.runtime.nats_watch import NatsWatch
+from poller.runtime.reload import plan_reload, running_part
 from poller.runtime.sharding import owns
 from poller.runtime.source_loop import SourceLoop
 from poller.runtime.status import SourceStatus
 from poller.transport import LimiterRegistry, limiter_trace
 from poller.vendors import VENDORS
-from poller.vendors.base import AdapterContext, Source
+from poller.vendors.base import AccountConfig, AdapterContext, Source
 from poller.vendors.watch import WatchList
 
 __all__ = ["ExtraTask", "Service"]
 
 log = logging.getLogger("poller.service")
 ExtraTask = Callable[["Service"], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class _RunningSource:
+    """One source's loop as the service runs it: stopped on its own by a reload, or with the rest."""
+
+    status: SourceStatus
+    stopping: anyio.Event = field(default_factory=anyio.Event)
+    poll_scopes: set[anyio.CancelScope] = field(default_factory=set)
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+    def stop(self) -> None:
+        """Polling is cancelled at once; publishes and commits under way finish (as for the service)."""
+        self.stopping.set()
+        for scope in list(self.poll_scopes):
+            scope.cancel()
 
 
 class Service:
@@ -69,13 +93,22 @@ class Service:
         #: the one redaction step for everything that leaves the process (events, logs, ops views)
         self.redactor = Redactor(secret_values(config), self.privacy)
         self.statuses: dict[str, SourceStatus] = {}
-        self.nats_connected = False
+        self._nats = NatsWatch(
+            config.nats.url, self.metrics, stopping=lambda: self.stopping.is_set(), stop=lambda: self.stop()
+        )
         self.infrastructure_ready = False
         self.stopping = anyio.Event()
         self.started = anyio.Event()
         self._nats_options = nats_options or {}
-        self._poll_scopes: set[anyio.CancelScope] = set()
+        self._running: dict[str, _RunningSource] = {}
+        self._loops: anyio.abc.TaskGroup | None = None
+        self._ctx: AdapterContext | None = None
+        #: a source's loop, given its own stop (set once NATS is set up)
+        self._new_loop: Callable[..., SourceLoop] = SourceLoop
+        self._reloads_in, self._reloads = anyio.create_memory_object_stream[Config](math.inf)
         self._drains = Drains()
+        #: the stream and bucket set-up, which a stop cancels (there is nothing to drain yet)
+        self._setting_up: anyio.CancelScope | None = None
         self._nc: Any = None
         self._js: Any = None
         self.publisher: Publisher | None = None
@@ -85,6 +118,10 @@ class Service:
         self.replica_id = config.coordination.replica_id or unique_replica_id()
         #: the leases this replica holds (None with static sharding)
         self.ownership: Ownership | None = None
+
+    @property
+    def nats_connected(self) -> bool:
+        return self._nats.connected
 
     @property
     def nats(self) -> Any:
@@ -117,6 +154,7 @@ class Service:
                 )
                 for key, status in self.statuses.items()
             ],
+            nats_faults=self._nats.faults(),
         )
 
     def metrics_exposition(self) -> bytes:
@@ -153,8 +191,14 @@ class Service:
     def stop(self) -> None:
         """Stop scheduling: cancel polls in flight; publishes and commits under way finish."""
         self.stopping.set()
-        for scope in list(self._poll_scopes):
-            scope.cancel()
+        if self._setting_up is not None:
+            self._setting_up.cancel()
+        for running in list(self._running.values()):
+            running.stop()
+
+    def request_reload(self, config: Config) -> None:
+        """Apply ``config``'s sources once started (SIGHUP); requests are applied one after another."""
+        self._reloads_in.send_nowait(config)
 
     async def _enforce_grace(self) -> None:
         await self.stopping.wait()
@@ -177,35 +221,44 @@ class Service:
                 await self._run(extra_tasks)
             finally:
                 ops.cancel_scope.cancel()
-
-    async def _disconnected(self) -> None:
-        self.nats_connected = False
-        self.metrics.nats_connected.set(0)
-        if not self.stopping.is_set():
-            log.warning("NATS disconnected")
-
-    async def _reconnected(self) -> None:
-        self.nats_connected = True
-        self.metrics.nats_connected.set(1)
-        log.info("NATS reconnected")
+                self._reloads_in.close()
+                self._reloads.close()
+        if self._nats.gave_up is not None:
+            raise self._nats.gave_up
 
     async def _run(self, extra_tasks: list[ExtraTask] | None = None) -> None:
         cfg = self.config.nats
         self._nc = await connect(
             cfg,
-            on_disconnected=self._disconnected,
-            on_reconnected=self._reconnected,
+            on_disconnected=self._nats.disconnected,
+            on_reconnected=self._nats.reconnected,
+            on_error=self._nats.client_error,
+            on_closed=self._nats.closed,
+            on_rejected=self._nats.credentials_refused,
             extra_options=self._nats_options,
         )
-        self.nats_connected = True
-        self.metrics.nats_connected.set(1)
+        self._nats.client = self._nc
+        self._nats.up()
         try:
             js = self._js = self._nc.jetstream(timeout=cfg.ack_timeout)
-            kv = await retry_nats("stream and bucket set-up", lambda: ensure_infrastructure(js, cfg))
+            kv = None
+            self._setting_up = anyio.CancelScope()
+            if self.stopping.is_set():
+                self._setting_up.cancel()
+            with self._setting_up:
+                kv = await retry_nats(
+                    "stream and bucket set-up",
+                    lambda: ensure_infrastructure(js, cfg),
+                    on_fault=self._nats.fault,
+                )
+            if kv is None:
+                return  # stopped while NATS refused or could not answer the set-up
             coordination = self.config.coordination
             if coordination.mode == "leases":
                 members, leases = await retry_nats(
-                    "coordination buckets set-up", lambda: ensure_coordination(js, coordination, cfg.replicas)
+                    "coordination buckets set-up",
+                    lambda: ensure_coordination(js, coordination, cfg.replicas),
+                    on_fault=self._nats.fault,
                 )
                 self.ownership = Ownership(
                     members,
@@ -225,7 +278,8 @@ class Service:
                 on_failure=lambda _why: self.metrics.publish_failures.inc(),
                 scrub=self.redactor.event,
             )
-            loop = SourceLoop(
+            self._new_loop = partial(
+                SourceLoop,
                 js=js,
                 stream=cfg.stream,
                 subject_prefix=cfg.subject_prefix,
@@ -235,9 +289,8 @@ class Service:
                 redactor=self.redactor,
                 metrics=self.metrics,
                 drains=self._drains,
-                stopping=self.stopping,
-                poll_scopes=self._poll_scopes,
                 ownership=self.ownership,
+                on_nats_fault=self._nats.fault,
             )
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
             # no pool cap: a request waiting for a pooled connection after the limiter let it start
@@ -248,31 +301,26 @@ class Service:
             async with aiohttp.ClientSession(
                 timeout=timeout, connector=connector, trace_configs=[limiter_trace()], trust_env=True
             ) as http:
-                ctx = AdapterContext(
+                self._ctx = ctx = AdapterContext(
                     http=http, limiters=self.limiters, observe_request=self.metrics.observe_request
                 )
                 sources = self.build_sources(ctx)
-                for source in sources:
-                    key = SourceId(vendor=source.vendor, account=source.account, scope=source.scope).key
-                    self.statuses[key] = SourceStatus(source=source, key=_kv_key(key))
-                watched = [
-                    (s.vendor, s.account, watch)
-                    for s in sources
-                    if isinstance(watch := getattr(s, "watch", None), WatchList)
-                ]
-                log.info("poller started", extra={"sources": len(sources), "replica": self.replica_id})
-                self.started.set()
                 async with anyio.create_task_group() as helpers:
                     for task in extra_tasks or []:
                         helpers.start_soon(task, self)
                     helpers.start_soon(self._enforce_grace)
-                    helpers.start_soon(serve_control, self._nc, cfg.subject_prefix, watched, self.redactor)
                     if self.ownership is not None:
                         helpers.start_soon(self.ownership.keep_membership)
                         helpers.start_soon(self.ownership.keep_leases)
                     async with anyio.create_task_group() as loops:
-                        for status in self.statuses.values():
-                            loops.start_soon(loop.run, status)
+                        self._loops = loops
+                        for source in sources:
+                            self._start_source(source)
+                        log.info(
+                            "poller started", extra={"sources": len(sources), "replica": self.replica_id}
+                        )
+                        self.started.set()
+                        helpers.start_soon(self._apply_reloads)
                         await self.stopping.wait()
                     if self.ownership is not None:
                         # every loop has released its lease: the others may take the accounts now
@@ -281,8 +329,89 @@ class Service:
                     helpers.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await self._nc.drain() if self._nc.is_connected else await self._nc.close()
+                await close_nats(self._nc)
             log.info("poller stopped")
+
+    def _start_source(self, source: Source) -> None:
+        key = SourceId(vendor=source.vendor, account=source.account, scope=source.scope).key
+        running = _RunningSource(status=SourceStatus(source=source, key=_kv_key(key)))
+        self.statuses[key] = running.status
+        self._running[key] = running
+        assert self._loops is not None
+        self._loops.start_soon(self._run_source, key, running)
+
+    async def _run_source(self, key: str, running: _RunningSource) -> None:
+        """The source's loop, and its watch-list control subject while the loop runs."""
+        source = running.status.source
+        loop = self._new_loop(stopping=running.stopping, poll_scopes=running.poll_scopes)
+        try:
+            async with anyio.create_task_group() as tg:
+                watch = getattr(source, "watch", None)
+                if isinstance(watch, WatchList):
+                    prefix = self.config.nats.subject_prefix
+                    watched = [(source.vendor, source.account, watch)]
+                    tg.start_soon(serve_control, self._nc, prefix, watched, self.redactor)
+                await loop.run(running.status)
+                tg.cancel_scope.cancel()
+        finally:
+            if running.stopping.is_set() and not self.stopping.is_set() and self._running.get(key) is running:
+                # stopped by a reload: it no longer exists for readiness, status and the gauges (a
+                # loop that ended on its own, fenced out by another writer, stays visible)
+                del self._running[key]
+                self.statuses.pop(key, None)
+                labels = (source.vendor, source.account, source.scope)
+                for gauge in (self.metrics.source_degraded, self.metrics.entities, self.metrics.commit_lag):
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(*labels)
+            running.done.set()
+
+    async def _apply_reloads(self) -> None:
+        async for config in self._reloads:
+            await self._reload(config)
+
+    async def _reload(self, config: Config) -> None:
+        """Stop what is removed or changed (each drains and commits), then start what is new or changed."""
+        plan = plan_reload(self.config, config)
+        self.redactor.learn(secret_values(config))  # before a new source can log or publish anything
+        if plan.needs_restart:
+            log.warning(
+                "configuration reload: these sections take effect on restart",
+                extra={"sections": ",".join(plan.needs_restart)},
+            )
+        stopping = [
+            running
+            for running in self._running.values()
+            if (running.status.source.vendor, running.status.source.account) in plan.stop
+        ]
+        for running in stopping:
+            running.stop()
+        for running in stopping:
+            await running.done.wait()
+        if self.stopping.is_set():
+            return
+        assert self._ctx is not None
+        started = 0
+        for account in plan.start:
+            try:
+                sources = self._sources_of(account)
+            except Exception:  # the new file decoded, but the adapter refuses it: the rest goes on
+                log.exception(
+                    "configuration reload: source not started",
+                    extra={"vendor": account.vendor, "account": account.account},
+                )
+                continue
+            for source in sources:
+                self._start_source(source)
+                started += 1
+        self.config = running_part(self.config, config)
+        log.info(
+            "configuration reloaded",
+            extra={"stopped": len(stopping), "started": started, "sources": len(self._running)},
+        )
+
+    def _sources_of(self, account: AccountConfig) -> list[Source]:
+        assert self._ctx is not None
+        return list(VENDORS[account.vendor].sources(account, self._ctx))
 
 
 def _fleet_budgets(account_key: str) -> frozenset[tuple[str, str]]:

@@ -7,6 +7,7 @@ commits under way run shielded until the shutdown grace runs out (:class:`Drains
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from poller.errors import InternalError, as_source_error
+from poller.errors import InternalError, PublishRejected, as_source_error
 from poller.ops.metrics import Metrics
 from poller.pipeline.differ import MassVanish, SweepDiff
 from poller.pipeline.health import health_transition
@@ -27,14 +28,15 @@ from poller.pipeline.publisher import Publisher, PublishProgress
 from poller.pipeline.redact import Redactor
 from poller.pipeline.replay import replay
 from poller.pipeline.snapshot import EntitySnapshot, PageSink
-from poller.pipeline.state import SourceState
+from poller.pipeline.state import Health, SourceState
 from poller.pipeline.store import StateFenced, StateStore
 from poller.pipeline.subjects import subject_token
 from poller.runtime.committer import Committer
-from poller.runtime.connection import retry_nats
+from poller.runtime.connection import FaultReport, retry_nats
 from poller.runtime.drain import Drains
 from poller.runtime.leases import Ownership
 from poller.runtime.status import SourceStatus
+from schemas import DegradeReason
 from schemas.events import EventBase, event_type
 
 __all__ = ["SourceLoop"]
@@ -63,6 +65,7 @@ class SourceLoop:
         stopping: anyio.Event,
         poll_scopes: set[anyio.CancelScope],
         ownership: Ownership | None = None,
+        on_nats_fault: FaultReport | None = None,
     ) -> None:
         self._js = js
         self._stream = stream
@@ -76,6 +79,7 @@ class SourceLoop:
         self._stopping = stopping
         self._poll_scopes = poll_scopes
         self._ownership = ownership
+        self._on_nats_fault = on_nats_fault
 
     async def run(self, status: SourceStatus) -> None:
         if self._ownership is None:
@@ -161,20 +165,9 @@ class SourceLoop:
         source = status.source
         sid = SourceId(vendor=source.vendor, account=source.account, scope=source.scope)
         labels = (source.vendor, source.account, source.scope)
-        subjects = f"{self._prefix}.{subject_token(source.vendor)}.{subject_token(source.account)}.>"
-        loaded: SourceState | None = None
-        with anyio.CancelScope() as scope:
-            # NATS may stay down while we wait for it: a stop must not wait for it too
-            self._poll_scopes.add(scope)
-            if self._stopping.is_set():
-                scope.cancel()
-            try:
-                loaded = await self._load(status, subjects)
-            finally:
-                self._poll_scopes.discard(scope)
-        if loaded is None:
+        state = await self._load(status)
+        if state is None:
             return
-        state = loaded
         self._metrics.entities.labels(*labels).set(len(state.entities))
         failures = 0
         mass_vanish = MassVanish(
@@ -196,6 +189,8 @@ class SourceLoop:
                         raise
                     if isinstance(error, InternalError):
                         log.exception("adapter failed unexpectedly", extra={"vendor": source.vendor})
+                    if isinstance(error, PublishRejected):
+                        self._metrics.nats_refusals.labels("publish", error.code).inc()
                     # redacted whole, then cut: a cut first could leave half a secret unrecognized
                     detail = self._redactor.event_text(error.detail)[:300]
                     failure = (error.api or "?", error.reason.value, detail)
@@ -210,21 +205,32 @@ class SourceLoop:
             self._metrics.poll_cycle_seconds.labels(source.vendor).observe(time.monotonic() - cycle_started)
             now = datetime.now(UTC)
             health, health_events = health_transition(sid, state.health, failure, now, failed_since)
+            if failure is not None and failure[1] == DegradeReason.PUBLISH_REJECTED:
+                # a page NATS refused was applied but not stored: keep nothing of this cycle
+                sweep = SweepDiff(sid, state, self._privacy, mass_vanish)
             # a failed cycle still keeps the pages it applied: their events may be out already
             d = sweep.finish(observation, now) if observation is not None else sweep.unfinished()
             events: list[EventBase] = health_events + d.events
             new_state = msgspec.structs.replace(d.state, health=health)
             changed: set[str] | None = d.changed
             if events:
-                acked, stream_seq = await self._publish_final(status, events, cycle_started)
-                new_state.stream_seq = max(new_state.stream_seq, stream_seq)
-                if acked < len(events):
-                    # the grace cut the publish short: commit only what the acked prefix says
-                    new_state = sweep.acked_only(events[:acked])
-                    if acked >= len(health_events):
-                        new_state.health = health
-                    committer.submit(new_state, changed)
-                    break
+                try:
+                    acked, stream_seq = await self._publish_final(status, events, cycle_started)
+                except PublishRejected as exc:
+                    self._metrics.nats_refusals.labels("publish", exc.code).inc()
+                    detail = self._redactor.event_text(exc.detail)[:300]
+                    failure = (exc.api or "publish", exc.reason.value, detail)
+                    health, new_state = await self._rejected_final(status, sid, state, failure, cycle_started)
+                    changed = set()
+                else:
+                    new_state.stream_seq = max(new_state.stream_seq, stream_seq)
+                    if acked < len(events):
+                        # the grace cut the publish short: commit only what the acked prefix says
+                        new_state = sweep.acked_only(events[:acked])
+                        if acked >= len(health_events):
+                            new_state.health = health
+                        committer.submit(new_state, changed)
+                        break
             if new_state.vanish_held and not state.vanish_held:
                 log.warning(
                     "a complete listing lost most entities at once; they vanish only if the next agrees",
@@ -265,12 +271,28 @@ class SourceLoop:
             with anyio.move_on_after(delay):
                 await self._stopping.wait()
 
-    async def _load(self, status: SourceStatus, subjects: str) -> SourceState:
-        """The committed state, caught up with what was published after it."""
-        store = self._store
-        state: SourceState = await retry_nats("state load", lambda: store.load(status.key))
-        await retry_nats("replay", lambda: replay(self._js, self._stream, subjects, status.key, state))
-        return state
+    async def _load(self, status: SourceStatus) -> SourceState | None:
+        """The committed state with the stream replayed into it; None if stopped first (NATS may be
+        down for long: a stop must not wait for it, and there is nothing to drain yet)."""
+        source, store, on_fault = status.source, self._store, self._on_nats_fault
+        subjects = f"{self._prefix}.{subject_token(source.vendor)}.{subject_token(source.account)}.>"
+        if self._stopping.is_set():
+            return None
+        with anyio.CancelScope() as loading:
+            self._poll_scopes.add(loading)
+            try:
+                state: SourceState = await retry_nats(
+                    "state load", lambda: store.load(status.key), on_fault=on_fault
+                )
+                await retry_nats(
+                    "replay",
+                    lambda: replay(self._js, self._stream, subjects, status.key, state),
+                    on_fault=on_fault,
+                )
+                return state
+            finally:
+                self._poll_scopes.discard(loading)
+        return None
 
     async def _publish_final(
         self, status: SourceStatus, events: list[EventBase], cycle_started: float
@@ -296,6 +318,25 @@ class SourceLoop:
                 },
             )
         return progress.acked, progress.stream_seq
+
+    async def _rejected_final(
+        self,
+        status: SourceStatus,
+        sid: SourceId,
+        state: SourceState,
+        failure: tuple[str, str, str],
+        cycle_started: float,
+    ) -> tuple[Health, SourceState]:
+        """NATS refused one of the cycle's last events: only the health change is kept and told."""
+        health, health_events = health_transition(sid, state.health, failure, datetime.now(UTC))
+        kept = msgspec.structs.replace(state, health=health)
+        if health_events:
+            with contextlib.suppress(PublishRejected):  # reported by the log and metrics anyway
+                acked, stream_seq = await self._publish_final(status, health_events, cycle_started)
+                if acked < len(health_events):
+                    return state.health, state  # the grace cut it short: the episode is not told
+                kept.stream_seq = max(kept.stream_seq, stream_seq)
+        return health, kept
 
     def _page_sink(self, status: SourceStatus, sweep: SweepDiff, cycle_started: float) -> PageSink:
         """Diff and publish each page as the adapter reads it; the commit at the cycle's end records it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,37 +31,36 @@ def free_port() -> int:
 
 
 class NatsServer:
-    """A JetStream-enabled ``nats-server`` on loopback with its own store; restartable on the same port."""
+    """A JetStream-enabled ``nats-server`` on loopback with its own store; restartable on the same port.
 
-    def __init__(self, port: int | None = None, store_dir: str | None = None, config: str = "") -> None:
-        """``config``: nats-server configuration text (TLS, authorization, …) added to the defaults."""
+    ``config`` is nats-server configuration text (e.g. ``authorization { ... }`` or
+    ``max_payload: 4096``) passed with ``-c``; the command-line address, port and store win over it.
+    """
+
+    def __init__(
+        self, port: int | None = None, store_dir: str | None = None, config: str | None = None
+    ) -> None:
         self.port = port or free_port()
         self.config = config
         self._tmp = None if store_dir else tempfile.TemporaryDirectory(prefix="aicc-nats-")
         self.store_dir = store_dir or (self._tmp.name if self._tmp else "")
         self.process: subprocess.Popen[bytes] | None = None
+        self._config_dir = tempfile.TemporaryDirectory(prefix="aicc-nats-conf-") if config else None
+        self._config_file: Path | None = None
+        if self._config_dir is not None and config:
+            self._config_file = Path(self._config_dir.name) / "nats-server.conf"
+            self._config_file.write_text(config)
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> NatsServer:
-        command = [
-            nats_server_binary(),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-js",
-            "-sd",
-            self.store_dir,
-        ]
-        if self.config:
-            config_file = Path(self.store_dir) / "nats-server.conf"
-            config_file.write_text(self.config)
-            command += ["-c", str(config_file)]
+        args = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.store_dir]
+        if self._config_file is not None:
+            args += ["-c", str(self._config_file)]
         self.process = subprocess.Popen(
-            command,
+            args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -75,6 +75,13 @@ class NatsServer:
             except OSError:
                 time.sleep(0.05)
         raise TimeoutError("nats-server did not start listening")
+
+    def reconfigure(self, config: str) -> None:
+        """New configuration text, applied by the running server on SIGHUP (as nats-server reloads)."""
+        if self._config_file is None or self.process is None:
+            raise RuntimeError("only a server started with a config can be reconfigured")
+        self._config_file.write_text(config)
+        self.process.send_signal(signal.SIGHUP)
 
     def kill(self) -> None:
         """SIGKILL: what a crash looks like."""
@@ -93,8 +100,17 @@ class NatsServer:
 
     def close(self) -> None:
         self.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        self._remove_files()
+
+    def close_now(self) -> None:
+        """SIGKILL, reap and remove the temporary store: for a process that must exit at once."""
+        self.kill()
+        self._remove_files()
+
+    def _remove_files(self) -> None:
+        for folder in (self._tmp, self._config_dir):
+            if folder is not None:
+                folder.cleanup()
 
     def __enter__(self) -> NatsServer:
         return self.start()

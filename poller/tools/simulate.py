@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import signal
 
 import anyio
 
+from poller.runtime.lifecycle import ExitNow, stop_signals
 from poller.simulators.registry import demo_setups
 
 
@@ -33,22 +33,17 @@ async def run_simulators(seed: int, host: str, port: int, vendor: str | None, ev
             for key, value in source.items():
                 print(f"{key} = {_toml(value)}")
             print()
+    running = anyio.CancelScope()
     try:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # the first Ctrl-C/SIGTERM stops the simulators, a second one exits now (130/143)
+        with stop_signals(lambda _signum: running.cancel(), ExitNow()), running:
             print("# Ctrl-C stops the simulators", flush=True)
-            async with anyio.create_task_group() as tg:
-
-                async def evolve() -> None:
-                    while True:
-                        await anyio.sleep(evolve_every)
-                        for setup in setups.values():
-                            setup.evolve()
-
-                tg.start_soon(evolve)
-                async for _ in signals:
-                    tg.cancel_scope.cancel()
-                    break
+            while True:
+                await anyio.sleep(evolve_every)
+                for setup in setups.values():
+                    setup.evolve()
     finally:
-        for setup in setups.values():
-            await setup.simulator.stop()
+        with anyio.CancelScope(shield=True):
+            for setup in setups.values():
+                await setup.simulator.stop()
     return 0

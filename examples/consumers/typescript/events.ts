@@ -40,7 +40,8 @@ export type DegradeReason =
   | "bad_response"
   | "client_error"
   | "internal_error"
-  | "too_large";
+  | "too_large"
+  | "publish_rejected";
 
 /** RFC 3339 date-time with its zone offset. */
 export type DateTime = string;
