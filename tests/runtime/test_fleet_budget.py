@@ -40,7 +40,7 @@ async def test_two_replicas_split_an_api_wide_limit(nats_server: NatsServer) -> 
         for a in accounts:
             sim.tasks[f"AK{a}"] = {}
         config = make_config(
-            nats_server.url, [_source(sim, a) for a in accounts], coordination={"lease_ttl": 3.0}
+            nats_server.url, [_source(sim, a) for a in accounts], coordination={"lease_ttl": 5.0}
         )
         async with running(config) as first, running(config) as second:
             await wait_until(
@@ -49,7 +49,7 @@ async def test_two_replicas_split_an_api_wide_limit(nats_server: NatsServer) -> 
                     and bool(_owned(second))
                     and _owned(first) | _owned(second) == set(accounts)
                 ),
-                timeout=20,
+                timeout=30,
             )
             both_since = sim.log.times()[-1] if sim.log.times() else 0.0
             await anyio.sleep(4.0)

@@ -110,7 +110,7 @@ async def test_scaling_two_three_two_replicas_keeps_every_limit_and_every_change
             }
             for i, a in enumerate(accounts)
         ]
-        config = make_config(cluster.urls[0], sources, nats=_nats(cluster), coordination={"lease_ttl": 3.0})
+        config = make_config(cluster.urls[0], sources, nats=_nats(cluster), coordination={"lease_ttl": 5.0})
         expected: list[tuple[str, str]] = []
         state = dict.fromkeys(accounts, 0)
 
@@ -133,14 +133,14 @@ async def test_scaling_two_three_two_replicas_keeps_every_limit_and_every_change
 
         async with running(config) as a, running(config) as b:
             await wait_until(
-                lambda: owned(a, b) == set(accounts) and bool(owned(b)) and bool(owned(a)), timeout=20
+                lambda: owned(a, b) == set(accounts) and bool(owned(b)) and bool(owned(a)), timeout=30
             )
             await churn(3)
             async with running(config) as c:
-                await wait_until(lambda: bool(owned(c)) and owned(a, b, c) == set(accounts), timeout=20)
+                await wait_until(lambda: bool(owned(c)) and owned(a, b, c) == set(accounts), timeout=30)
                 await churn(3)
             # c stopped: a and b take its accounts back
-            await wait_until(lambda: owned(a, b) == set(accounts), timeout=20)
+            await wait_until(lambda: owned(a, b) == set(accounts), timeout=30)
             await churn(3)
             await anyio.sleep(2.0)  # the last change is seen by whoever owns it now
     for account in accounts:
