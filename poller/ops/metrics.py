@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from poller import __version__
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -53,7 +64,16 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.events = Counter("aicc_events", "Events published", ["vendor", "type"], registry=r)
+        self.events = Counter("aicc_events", "Events published", ["vendor", "account", "type"], registry=r)
+        self.calls = Counter(
+            "aicc_calls", "Finished calls published, by outcome", ["vendor", "account", "outcome"], registry=r
+        )
+        self.tasks = Gauge(
+            "aicc_tasks",
+            "Tracked campaigns (tasks, job groups) by normalized state",
+            ["vendor", "account", "state"],
+            registry=r,
+        )
         self.publish_seconds = Histogram(
             "aicc_publish_seconds", "Publish to JetStream ack", buckets=_LATENCY_BUCKETS, registry=r
         )
@@ -80,6 +100,12 @@ class Metrics:
         self.degradations = Counter(
             "aicc_degradations", "Failed poll cycles by reason", ["vendor", "reason"], registry=r
         )
+        self.build_info = Gauge(
+            "aicc_build_info", "Always 1; the labels say which build runs", ["version", "python"], registry=r
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
 
     def observe_request(self, vendor: str, api: str, outcome: str, seconds: float) -> None:
         self.requests.labels(vendor, api, outcome).inc()

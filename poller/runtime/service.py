@@ -19,10 +19,15 @@ import aiohttp
 import anyio
 from prometheus_client import generate_latest
 
+from poller import __version__
 from poller.config import Config
+from poller.ops.configview import secret_values
 from poller.ops.http import serve_http
+from poller.ops.logs import mask_url_password
 from poller.ops.metrics import Metrics
-from poller.ops.status import ServiceView, SourceView
+from poller.ops.recent import RecentEvents
+from poller.ops.redaction import Redact, status_redactor
+from poller.ops.status import LimitView, NatsView, ServiceView, SourceView
 from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
 from poller.pipeline.publisher import Publisher
@@ -33,6 +38,7 @@ from poller.runtime.drain import Drains
 from poller.runtime.sharding import owns
 from poller.runtime.source_loop import SourceLoop
 from poller.runtime.status import SourceStatus
+from poller.runtime.streamfacts import StreamFacts, watch_stream
 from poller.transport import LimiterRegistry, limiter_trace
 from poller.vendors import VENDORS
 from poller.vendors.base import AdapterContext, Source
@@ -69,6 +75,9 @@ class Service:
         #: the ops HTTP port once bound
         self.http_port: int | None = None
         self.store: StateStore | None = None
+        self._redact = status_redactor(secret_values(config))
+        self.recent_events = RecentEvents(self._redact)
+        self.stream_facts = StreamFacts()
 
     @property
     def nats(self) -> Any:
@@ -81,23 +90,27 @@ class Service:
 
     # -- the status protocol (poller.ops.status) ---------------------------------------------------
     def status_view(self) -> ServiceView:
+        now = time.monotonic()
+        redact = self._redact
+        facts = self.stream_facts
         return ServiceView(
             nats_connected=self.nats_connected,
             stream_and_bucket=self.infrastructure_ready,
             stopping=self.stopping.is_set(),
-            sources=[
-                SourceView(
-                    key=key,
-                    vendor=status.source.vendor,
-                    account=status.source.account,
-                    scope=status.source.scope,
-                    poll_interval=status.source.poll_interval,
-                    started=status.started,
-                    last_success=status.last_success,
-                    degraded=status.degraded,
-                )
-                for key, status in self.statuses.items()
-            ],
+            sources=[_source_view(key, status, now, redact) for key, status in self.statuses.items()],
+            version=__version__,
+            taken_monotonic=now,
+            taken_epoch=time.time(),
+            nats=NatsView(
+                url=redact(mask_url_password(self.config.nats.url)),
+                connected=self.nats_connected,
+                stream=self.config.nats.stream,
+                stream_messages=facts.messages,
+                stream_bytes=facts.bytes,
+                stream_last_seq=facts.last_seq,
+                stream_checked=facts.checked,
+            ),
+            recent_events=self.recent_events.latest(),
         )
 
     def metrics_exposition(self) -> bytes:
@@ -111,6 +124,11 @@ class Service:
             source = status.source
             lag = now - status.caught_up
             self.metrics.commit_lag.labels(source.vendor, source.account, source.scope).set(lag)
+        self.metrics.tasks.clear()  # a state no task is in any more must not keep its last count
+        for status in self.statuses.values():
+            source = status.source
+            for state, count in status.campaign_states().items():
+                self.metrics.tasks.labels(source.vendor, source.account, state).inc(count)
         for (vendor, api, credential), limiter in self.limiters.items():
             # a credential id is not a secret, but it is not the dashboard's business either
             label = hashlib.sha256(credential.encode()).hexdigest()[:12]
@@ -195,6 +213,7 @@ class Service:
                 drains=self._drains,
                 stopping=self.stopping,
                 poll_scopes=self._poll_scopes,
+                on_published=self.recent_events.add,
             )
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
             # no pool cap: a request waiting for a pooled connection after the limiter let it start
@@ -223,6 +242,7 @@ class Service:
                         helpers.start_soon(task, self)
                     helpers.start_soon(self._enforce_grace)
                     helpers.start_soon(serve_control, self._nc, cfg.subject_prefix, watched)
+                    helpers.start_soon(watch_stream, js, cfg.stream, self.stream_facts)
                     async with anyio.create_task_group() as loops:
                         for status in self.statuses.values():
                             loops.start_soon(loop.run, status)
@@ -232,6 +252,39 @@ class Service:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await self._nc.drain() if self._nc.is_connected else await self._nc.close()
             log.info("poller stopped")
+
+
+def _source_view(key: str, status: SourceStatus, now: float, redact: Redact) -> SourceView:
+    source = status.source
+    watch = getattr(source, "watch", None)
+    return SourceView(
+        key=key,
+        vendor=source.vendor,
+        account=source.account,
+        scope=source.scope,
+        poll_interval=source.poll_interval,
+        started=status.started,
+        last_success=status.last_success,
+        degraded=status.degraded,
+        apis=list(source.apis),
+        last_poll_started=status.last_poll_started,
+        last_poll_ended=status.last_poll_ended,
+        last_outcome=status.last_outcome,
+        last_error=None if status.last_error is None else redact(status.last_error),
+        last_error_at=status.last_error_at,
+        next_poll_due=status.next_poll_due,
+        consecutive_failures=status.consecutive_failures,
+        degraded_since_epoch=status.degraded_since_epoch,
+        entities=status.entities,
+        stream_seq=status.stream_seq,
+        commit_lag=max(0.0, now - status.caught_up),
+        limits=[
+            LimitView(api=api, in_window=limiter.in_window(now), limit=limiter.effective_limit(now))
+            for api, limiter in source.limiters_in_use.items()
+        ],
+        watch_list=watch.watched() if isinstance(watch, WatchList) else None,
+        task_states=status.campaign_states(),
+    )
 
 
 def _kv_key(source_key: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,7 @@ from poller.runtime.committer import Committer
 from poller.runtime.connection import retry_nats
 from poller.runtime.drain import Drains
 from poller.runtime.status import SourceStatus
+from schemas import CallFinished
 from schemas.events import EventBase, event_type
 
 __all__ = ["SourceLoop"]
@@ -55,6 +57,7 @@ class SourceLoop:
         drains: Drains,
         stopping: anyio.Event,
         poll_scopes: set[anyio.CancelScope],
+        on_published: Callable[[list[EventBase]], None] | None = None,
     ) -> None:
         self._js = js
         self._stream = stream
@@ -66,6 +69,8 @@ class SourceLoop:
         self._drains = drains
         self._stopping = stopping
         self._poll_scopes = poll_scopes
+        #: told of every batch of acked events (the status page's recent events)
+        self._on_published = on_published
 
     async def run(self, status: SourceStatus) -> None:
         vendor = status.source.vendor
@@ -151,6 +156,7 @@ class SourceLoop:
                 )
                 delay = min(60.0, source.config.failure_backoff * 2 ** min(failures - 1, 6))
                 delay *= 0.5 + random.random()
+            status.cycle_done(started=cycle_started, failure=failure, state=state, delay=delay)
             with anyio.move_on_after(delay):
                 await self._stopping.wait()
 
@@ -190,5 +196,9 @@ class SourceLoop:
     def _count(self, vendor: str, events: list[EventBase], cycle_started: float) -> None:
         lag = time.monotonic() - cycle_started
         for event in events:
-            self._metrics.events.labels(vendor, event_type(event)).inc()
+            self._metrics.events.labels(vendor, event.account, event_type(event)).inc()
             self._metrics.detection_lag.labels(vendor).observe(lag)
+            if isinstance(event, CallFinished):
+                self._metrics.calls.labels(vendor, event.account, event.outcome.value).inc()
+        if self._on_published is not None:
+            self._on_published(events)
