@@ -123,6 +123,12 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from poller.tools.status import main_status
+
+    return main_status(args.url, args.json)
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from schemas import contract
 
@@ -222,6 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--limit", type=int, default=None, help="stop after this many events")
     tail.set_defaults(func=_cmd_tail)
+
+    status = command(
+        "status",
+        "per source: last poll, outcome, next poll, requests/limit, errors; from a running poller's ops port",
+        "0 the poller is ready, 1 it is not ready or cannot be reached",
+    )
+    status.add_argument(
+        "--url",
+        default="http://127.0.0.1:9464",
+        help="the poller's ops port ([http] host:port), or its /status.json",
+    )
+    status.add_argument("--json", action="store_true", help="print the status document (/status.json) as is")
+    status.set_defaults(func=_cmd_status)
 
     simulate = command(
         "simulate",
