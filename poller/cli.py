@@ -9,11 +9,13 @@ import argparse
 import importlib
 import json
 import logging
+import platform
 import sys
 from collections.abc import Sequence
 
 import anyio
 
+from poller import __version__
 from poller.config import Config, load_config
 from poller.errors import ConfigError
 
@@ -182,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="poller",
         description="Watch AI outbound-calling platforms and publish change events to NATS JetStream.",
         epilog=EXIT_CODES,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"poller {__version__} (aicc-poller; Python {platform.python_version()})",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
