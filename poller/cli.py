@@ -113,11 +113,31 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    from poller.tools.tail import TailError, tail, tail_subject
+    from poller.tools.tail import (
+        EVENT_TYPE_NAMES,
+        TailError,
+        TailUsageError,
+        check_choice,
+        known_vendors,
+        parse_since,
+        tail,
+        tail_subject,
+    )
 
+    try:
+        check_choice("--vendor", args.vendor, known_vendors())
+        check_choice("--type", args.type, EVENT_TYPE_NAMES)
+        since = None if args.since is None else parse_since(args.since)
+    except TailUsageError as exc:
+        print(f"tail: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     subject = tail_subject(args.prefix, args.vendor, args.account, args.type)
-    mode = f"stream {args.stream} from its start" if args.from_start else "live"
-    print(f"tail: {args.server} {subject} ({mode})", file=sys.stderr)
+    if since is not None:
+        mode = f"stream {args.stream} from {args.since} ago"
+    else:
+        mode = f"stream {args.stream} from its start" if args.from_start else "live"
+    task = f", task {args.task}" if args.task else ""
+    print(f"tail: {args.server} {subject}{task} ({mode})", file=sys.stderr)
 
     async def main() -> int:
         await tail(
@@ -125,6 +145,8 @@ def _cmd_tail(args: argparse.Namespace) -> int:
             subject,
             as_json=args.json,
             from_start=args.from_start,
+            since=since,
+            task=args.task,
             stream=args.stream,
             limit=args.limit,
         )
@@ -238,20 +260,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     tail = command(
         "tail",
-        "follow events: readable lines (or --json), filtered by vendor, account, type",
-        "0 --limit reached, 1 cannot connect or no such stream, 130 Ctrl-C",
+        "follow events: readable lines (or --json), filtered by vendor, account, type, task",
+        "0 --limit reached, 1 cannot connect or no such stream, 2 unknown --vendor/--type or bad --since, "
+        "130 Ctrl-C",
     )
     tail.add_argument("--server", "-s", default="nats://127.0.0.1:4222", help="NATS URL")
     tail.add_argument("--prefix", default="aicc", help="subject prefix (config nats.subject_prefix)")
     tail.add_argument(
-        "--stream", default="AICC", help="JetStream stream for --from-start (config nats.stream)"
+        "--stream", default="AICC", help="JetStream stream for --from-start/--since (config nats.stream)"
     )
-    tail.add_argument("--vendor", help="e.g. tencent-ccc")
+    tail.add_argument("--vendor", help="one of the vendors, e.g. tencent-ccc (checked)")
     tail.add_argument("--account", help="the configured account name")
-    tail.add_argument("--type", help="event type, e.g. call-finished")
+    tail.add_argument("--type", help="event type, e.g. call-finished (checked)")
+    tail.add_argument("--task", help="only events about this task id: the task, its jobs, its calls")
     tail.add_argument("--json", action="store_true", help="print raw JSON payloads, one per line")
-    tail.add_argument(
-        "--from-start", action="store_true", help="read the stream from its beginning (default: live only)"
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument(
+        "--from-start",
+        action="store_true",
+        help="read the stream from its beginning, say when caught up, then follow (default: live only)",
+    )
+    start.add_argument(
+        "--since",
+        help="read the stream from this long ago (90s, 15m, 2h, 1d), say when caught up, then follow",
     )
     tail.add_argument("--limit", type=int, default=None, help="stop after this many events")
     tail.set_defaults(func=_cmd_tail)
