@@ -75,11 +75,23 @@ def _run_once(config: Config) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from poller.ops.logs import configure
-    from poller.tools.demo import run_demo
+    from poller.simulators.base import Fault
+    from poller.tools.demo import EPISODE_VENDOR, run_demo
+    from poller.tools.faults import FaultSpec
 
     configure("WARNING", "text")
+    if args.episode_after < 0 or args.episode_for <= 0:
+        print("demo: --episode-after must be >= 0 and --episode-for > 0", file=sys.stderr)
+        return EXIT_CONFIG
+    episode = (
+        None
+        if args.no_episode
+        else FaultSpec(
+            vendor=EPISODE_VENDOR, kind=Fault.THROTTLE, after=args.episode_after, lasts=args.episode_for
+        )
+    )
     try:
-        code: int = anyio.run(run_demo, args.seed, args.evolve_every, args.duration)
+        code: int = anyio.run(run_demo, args.seed, args.evolve_every, args.duration, episode)
     except FileNotFoundError as exc:  # no nats-server binary
         print(f"demo: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -183,9 +195,18 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from poller.simulators.registry import simulator_names
+    from poller.tools.faults import FaultUsageError, parse_fault
     from poller.tools.simulate import run_simulators
 
-    code: int = anyio.run(run_simulators, args.seed, args.host, args.port, args.vendor, args.evolve_every)
+    try:
+        faults = [parse_fault(text, simulator_names(), args.after, args.lasts) for text in args.fault]
+    except FaultUsageError as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    code: int = anyio.run(
+        run_simulators, args.seed, args.host, args.port, args.vendor, args.evolve_every, faults
+    )
     return code
 
 
@@ -242,11 +263,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command(
         "demo",
         "local NATS + every vendor simulator + the poller, events printed live",
-        "0 stopped cleanly (Ctrl-C or --duration), 1 failure (e.g. nats-server missing)",
+        "0 stopped cleanly (Ctrl-C or --duration), 1 failure (e.g. nats-server missing), "
+        "2 bad --episode-after/--episode-for",
     )
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulators' evolution")
     demo.add_argument("--evolve-every", type=float, default=2.0, help="seconds between world changes")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument(
+        "--no-episode",
+        action="store_true",
+        help="skip the scripted trouble (byrobot throttles, then recovers)",
+    )
+    demo.add_argument(
+        "--episode-after", type=float, default=8.0, help="seconds before byrobot starts throttling"
+    )
+    demo.add_argument("--episode-for", type=float, default=6.0, help="seconds byrobot keeps throttling")
     demo.set_defaults(func=_cmd_demo)
 
     check = command(
@@ -303,13 +334,29 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = command(
         "simulate",
         "run the vendor simulators standalone; prints URLs and the [[sources]] config for each",
-        "0 stopped by Ctrl-C/SIGTERM, 2 unknown --vendor",
+        "0 stopped by Ctrl-C/SIGTERM, 2 unknown --vendor or bad --fault",
     )
     simulate.add_argument("--seed", type=int, default=7)
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=0, help="port of the first simulator (0: any free)")
     simulate.add_argument("--vendor", default=None, help="only this vendor's simulator")
     simulate.add_argument("--evolve-every", type=float, default=2.0, help="seconds between world changes")
+    simulate.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="VENDOR:KIND",
+        help="make VENDOR's simulator answer KIND (throttle, auth, server_error, hang, drop, malformed, "
+        "truncated, schema_drift); repeatable",
+    )
+    simulate.add_argument("--after", type=float, default=0.0, help="seconds before the faults begin")
+    simulate.add_argument(
+        "--for",
+        dest="lasts",
+        type=float,
+        default=None,
+        help="seconds the faults last (default: until stopped)",
+    )
     simulate.set_defaults(func=_cmd_simulate)
 
     bench = command(

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Sequence
+from datetime import datetime
 
 import anyio
 
 from poller.simulators.registry import demo_setups
+from poller.tools.faults import FaultSpec, run_fault
+
+
+def _announce(what: str) -> None:
+    print(f"# {datetime.now().strftime('%H:%M:%S')} {what}", flush=True)
 
 
 def _toml(value: object) -> str:
@@ -20,11 +27,22 @@ def _toml(value: object) -> str:
     return str(value)
 
 
-async def run_simulators(seed: int, host: str, port: int, vendor: str | None, evolve_every: float) -> int:
+async def run_simulators(
+    seed: int,
+    host: str,
+    port: int,
+    vendor: str | None,
+    evolve_every: float,
+    faults: Sequence[FaultSpec] = (),
+) -> int:
     setups = {name: s for name, s in demo_setups(seed).items() if vendor is None or name == vendor}
     if not setups:
         print(f"simulate: no simulator named {vendor!r}")
         return 2
+    for spec in faults:
+        if spec.vendor not in setups:
+            print(f"simulate: --fault {spec.vendor}:{spec.kind.value}: that simulator is not started")
+            return 2
     for offset, (name, setup) in enumerate(setups.items()):
         await setup.simulator.start(host, port + offset if port else 0)
         print(f"# {name} simulator at {setup.simulator.url}")
@@ -45,6 +63,8 @@ async def run_simulators(seed: int, host: str, port: int, vendor: str | None, ev
                             setup.evolve()
 
                 tg.start_soon(evolve)
+                for spec in faults:
+                    tg.start_soon(run_fault, spec, setups[spec.vendor].simulator, _announce)
                 async for _ in signals:
                     tg.cancel_scope.cancel()
                     break

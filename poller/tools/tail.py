@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -32,8 +32,8 @@ __all__ = [
     "TailError",
     "TailUsageError",
     "check_choice",
-    "known_vendors",
     "event_concerns_task",
+    "known_vendors",
     "parse_since",
     "tail",
     "tail_subject",
@@ -125,26 +125,23 @@ class _CatchUp:
     def __init__(self, status: TextIO) -> None:
         self._status = status
         self.done = False
-        self._target: int | None = None
         self._seen = 0
 
     async def start(self, sub: Any) -> None:
+        """Nothing pending on the server and nothing queued here: there was no backlog to show.
+
+        (When messages are queued, the last of them was delivered with nothing pending behind it,
+        and :meth:`seen` recognises it.)
+        """
         info = await sub.consumer_info()
-        if info.num_pending == 0:
-            delivered = info.delivered.stream_seq if info.delivered else 0
-            if delivered == 0:
-                self._announce()
-            else:  # all delivered already, perhaps not yet shown: caught up once that one is
-                self._target = delivered
+        if info.num_pending == 0 and sub.pending_msgs == 0:
+            self._announce()
 
     def seen(self, msg: Any) -> None:
         if self.done:
             return
         self._seen += 1
-        metadata = msg.metadata
-        if metadata.num_pending == 0 or (
-            self._target is not None and metadata.sequence.stream >= self._target
-        ):
+        if msg.metadata.num_pending == 0:
             self._announce()
 
     def _announce(self) -> None:
@@ -168,8 +165,12 @@ async def tail(
     limit: int | None = None,
     out: TextIO = sys.stdout,
     status: TextIO = sys.stderr,
+    describe_with: Callable[[Event], str] = describe,
 ) -> int:
-    """Print matching events until ``limit`` (or forever); returns how many were shown."""
+    """Print matching events until ``limit`` (or forever); returns how many were shown.
+
+    ``describe_with`` makes the readable line (the demo has its own, aligned and coloured).
+    """
     decoder = msgspec.json.Decoder(Event)
     closing: list[bool] = []
     nc = await _connect(server, status, closing)
@@ -193,7 +194,7 @@ async def tail(
         else:
             sub = await nc.subscribe(subject)
         async for msg in sub.messages:
-            shown += _show(msg, decoder, task, as_json, out)
+            shown += _show(msg, decoder, task, as_json, out, describe_with)
             if catch_up is not None:
                 catch_up.seen(msg)
             if limit is not None and shown >= limit:
@@ -205,7 +206,12 @@ async def tail(
 
 
 def _show(
-    msg: Any, decoder: msgspec.json.Decoder[Event], task: str | None, as_json: bool, out: TextIO
+    msg: Any,
+    decoder: msgspec.json.Decoder[Event],
+    task: str | None,
+    as_json: bool,
+    out: TextIO,
+    describe_with: Callable[[Event], str],
 ) -> int:
     """Print one message if it passes the --task filter; 1 when printed."""
     try:
@@ -217,6 +223,6 @@ def _show(
         return 1
     if task is not None and not event_concerns_task(event, task):
         return 0
-    text = msg.data.decode(errors="replace") if as_json else describe(event)
+    text = msg.data.decode(errors="replace") if as_json else describe_with(event)
     print(text, file=out, flush=True)
     return 1
