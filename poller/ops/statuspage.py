@@ -174,6 +174,10 @@ def add_status_routes(app: web.Application, provider: StatusProvider) -> None:
             raise web.HTTPNotFound()
         return web.Response(body=_asset(name), content_type=_ASSETS[name], charset="utf-8")
 
+    async def slash(_: web.Request) -> web.Response:
+        raise web.HTTPFound("../status")  # the page's relative links resolve from /status only
+
     app.router.add_get("/status", page)
+    app.router.add_get("/status/", slash)
     app.router.add_get("/status.json", document)
     app.router.add_get("/status/assets/{name}", asset)

@@ -23,10 +23,9 @@ from poller import __version__
 from poller.config import Config
 from poller.ops.configview import secret_values
 from poller.ops.http import serve_http
-from poller.ops.logs import mask_url_password
 from poller.ops.metrics import Metrics
 from poller.ops.recent import RecentEvents
-from poller.ops.redaction import Redact, status_redactor
+from poller.ops.redaction import Redact, public_url, status_redactor
 from poller.ops.status import LimitView, NatsView, ServiceView, SourceView
 from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
@@ -102,7 +101,7 @@ class Service:
             taken_monotonic=now,
             taken_epoch=time.time(),
             nats=NatsView(
-                url=redact(mask_url_password(self.config.nats.url)),
+                url=redact(public_url(self.config.nats.url)),
                 connected=self.nats_connected,
                 stream=self.config.nats.stream,
                 stream_messages=facts.messages,

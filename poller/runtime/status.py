@@ -39,6 +39,7 @@ class SourceStatus:
     stream_seq: int = 0
     #: the state as of the last cycle (a cycle replaces it, never mutates it): read at scrape time
     state: SourceState = field(default_factory=SourceState)
+    _campaigns: tuple[SourceState, dict[str, int]] | None = field(default=None, repr=False)
 
     def cycle_done(
         self,
@@ -69,14 +70,24 @@ class SourceStatus:
         self.state = state
 
     def campaign_states(self) -> dict[str, int]:
-        """Tracked campaigns (tasks, job groups) by normalized state; counted when asked, not per cycle."""
-        return dict(
+        """Tracked campaigns (tasks, job groups) by normalized state.
+
+        Counted when first asked after a cycle, not per cycle: a scrape, a probe and the status page
+        asking about the same state share one count.
+        """
+        state = self.state
+        cached = self._campaigns
+        if cached is not None and cached[0] is state:
+            return cached[1]
+        counts = dict(
             Counter(
                 entity.state
-                for entity in self.state.entities.values()
+                for entity in state.entities.values()
                 if entity.kind in _CAMPAIGN_KINDS and entity.state != VANISHED
             )
         )
+        self._campaigns = (state, counts)
+        return counts
 
 
 _CAMPAIGN_KINDS = frozenset({EntityKind.TASK.value, EntityKind.JOB_GROUP.value})

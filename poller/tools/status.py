@@ -69,6 +69,12 @@ def _span(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _next(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return "now" if seconds < 0.05 else "in " + _span(seconds)  # due already: the cycle is running
+
+
 def _limits(row: SourceRow) -> str:
     return " ".join(f"{limit.in_window}/{limit.limit}" for limit in row.limits) or "-"
 
@@ -115,10 +121,7 @@ def render_status(doc: StatusDocument, out: TextIO, colour: bool | None = None) 
                 (row.health, _HEALTH_COLOUR.get(row.health)),
                 (_ago(row.last_poll_ended, now), None),
                 (_span(row.duration_seconds), None),
-                (
-                    "in " + _span(row.next_poll_in_seconds) if row.next_poll_in_seconds is not None else "-",
-                    None,
-                ),
+                (_next(row.next_poll_in_seconds), None),
                 (_limits(row), None),
                 (str(row.consecutive_failures), "red" if row.consecutive_failures else None),
                 (

@@ -43,6 +43,8 @@ EVENT_TYPE_NAMES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls
 
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: ten years: further back than any stream keeps, and still a date the clock can subtract
+_SINCE_MAX = 3650 * 86400.0
 
 
 class TailError(Exception):
@@ -70,9 +72,12 @@ def known_vendors() -> list[str]:
 def parse_since(text: str) -> float:
     """``90s``, ``15m``, ``2h``, ``1d`` (decimals allowed) -> seconds."""
     match = _SINCE.match(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise TailUsageError(f"--since {text!r}: expected a positive duration such as 90s, 15m, 2h or 1d")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    seconds = 0.0 if match is None else float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not 0 < seconds <= _SINCE_MAX:
+        raise TailUsageError(
+            f"--since {text!r}: expected a positive duration up to 3650d, such as 90s, 15m, 2h or 1d"
+        )
+    return seconds
 
 
 def tail_subject(prefix: str, vendor: str | None, account: str | None, event_type: str | None) -> str:

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
@@ -14,13 +15,13 @@ import msgspec
 import pytest
 
 from poller.ops.configview import secret_values
-from poller.ops.redaction import status_redactor
+from poller.ops.redaction import public_url, status_redactor
 from poller.ops.statuspage import StatusDocument
 from poller.runtime.service import Service
 from poller.simulators.base import Fault
 from poller.simulators.registry import DemoSetup
-from poller.tools.natsserver import NatsServer
-from tests.helpers import wait_until
+from poller.tools.natsserver import NatsServer, free_port
+from tests.helpers import make_config, wait_until
 from tests.ops.everyvendor import every_vendor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,11 +146,11 @@ def _chromium(*args: str) -> subprocess.CompletedProcess[bytes]:
 async def test_the_page_renders_every_source_in_a_real_browser(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    async with every_vendor(nats_server) as (service, _):
-        await _browser(service, tmp_path)
+    async with every_vendor(nats_server) as (service, setups):
+        await _browser(service, setups, tmp_path)
 
 
-async def _browser(service: Service, tmp_path: Path) -> None:
+async def _browser(service: Service, setups: dict[str, DemoSetup], tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{service.http_port}/status"
     dom = await anyio.to_thread.run_sync(lambda: _chromium("--dump-dom", url))
     html = dom.stdout.decode()
@@ -157,6 +158,15 @@ async def _browser(service: Service, tmp_path: Path) -> None:
     for key in service.statuses:
         assert f'data-source-key="{key}"' in html, key
     assert "watching:" in html and "loading status.json" not in html
+    assert html.count('class="badge ok"') >= len(service.statuses)
+
+    # a source in trouble shows as such, with its (redacted) error
+    setups["byrobot"].simulator.inject(Fault.THROTTLE)
+    await wait_until(lambda: any(s.degraded for s in service.statuses.values()), timeout=20)
+    dom = await anyio.to_thread.run_sync(lambda: _chromium("--dump-dom", url))
+    html = dom.stdout.decode()
+    assert html.count('class="badge degraded"') == 1 and "getTasks: throttled" in html
+    assert "source-degraded" in html
     shot = tmp_path / "status.png"
     done = await anyio.to_thread.run_sync(
         lambda: _chromium(f"--screenshot={shot}", "--window-size=1600,900", "--hide-scrollbars", url)
@@ -165,3 +175,33 @@ async def _browser(service: Service, tmp_path: Path) -> None:
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("POLLER_WRITE_STATUS_SCREENSHOT"):  # refresh the README's picture on purpose
         shutil.copy(shot, ROOT / "docs" / "status-page.png")
+
+
+def test_the_nats_url_is_shown_without_any_credential() -> None:
+    assert public_url("nats://poller:hunter2@nats:4222") == "nats://nats:4222"
+    assert public_url("nats://s3cr3t-token@nats:4222") == "nats://nats:4222"
+    assert public_url("nats://a:1@n1:4222, tls://n2:4222") == "nats://n1:4222,tls://n2:4222"
+
+
+async def test_status_answers_while_nats_is_still_unreachable() -> None:
+    """The page is where an operator looks first when the poller is not ready."""
+    config = make_config(
+        f"nats://poller:hunter2@127.0.0.1:{free_port()}",
+        [],
+        http={"enabled": True, "host": "127.0.0.1", "port": 0},
+    )
+    service = Service(config)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(service.run)
+        await wait_until(lambda: service.http_port is not None, timeout=10)
+        assert service.http_port is not None
+        doc = await _document(service.http_port)
+        assert not doc.ready and "nats_connected" in doc.failing
+        assert not doc.nats.connected and doc.sources == [] and doc.nats.stream_messages is None
+        assert "hunter2" not in doc.nats.url and doc.nats.url.endswith(str(urlsplit(doc.nats.url).port))
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{service.http_port}/status/", allow_redirects=False) as resp,
+        ):
+            assert resp.status == 302 and resp.headers["Location"] == "../status"
+        tg.cancel_scope.cancel()

@@ -23,6 +23,12 @@ function seconds(value) {
   return Math.round(value / 60) + " min";
 }
 
+function nextPoll(src) {
+  if (!src.next_poll_due) return "—";
+  // due already: the cycle is running (or about to)
+  return src.next_poll_in_seconds < 0.05 ? "now" : "in " + seconds(src.next_poll_in_seconds);
+}
+
 function badge(word) {
   return el("span", word, "badge " + word);
 }
@@ -44,7 +50,7 @@ function sourceRow(src) {
   tr.appendChild(health);
   tr.appendChild(el("td", clock(src.last_poll_ended)));
   tr.appendChild(el("td", seconds(src.duration_seconds), "num"));
-  tr.appendChild(el("td", src.next_poll_due ? "in " + seconds(src.next_poll_in_seconds) : "—"));
+  tr.appendChild(el("td", nextPoll(src)));
   tr.appendChild(el("td", src.limits.map((l) => l.api + " " + l.in_window + "/" + l.limit).join(", ")));
   tr.appendChild(el("td", src.consecutive_failures, "num"));
   tr.appendChild(el("td", src.degraded_since ? clock(src.degraded_since) : "—"));
