@@ -41,7 +41,7 @@ def parse_fault(
     if kind not in FAULT_KINDS:
         raise FaultUsageError(f"--fault {text!r}: KIND is one of {', '.join(FAULT_KINDS)}")
     if after < 0 or (lasts is not None and lasts <= 0):
-        raise FaultUsageError("--after must be >= 0 and --for > 0 seconds")
+        raise FaultUsageError(f"--fault {text!r}: --after must be >= 0 and --for > 0 seconds")
     return FaultSpec(vendor=vendor, kind=Fault(kind), after=after, lasts=lasts)
 
 

@@ -10,7 +10,9 @@ from io import StringIO
 import anyio
 import msgspec
 import nats
+import pytest
 
+from poller.cli import main
 from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tools.natsserver import NatsServer, free_port
 from poller.tools.tail import tail, tail_subject
@@ -42,21 +44,27 @@ async def _two_tasks_one_change(nats_server: NatsServer) -> tuple[str, str]:
     return str(first), str(second)
 
 
-async def test_a_typo_in_vendor_or_type_is_an_error_not_an_empty_wait() -> None:
+async def test_a_typo_in_type_is_an_error_not_an_empty_wait() -> None:
     nowhere = f"nats://127.0.0.1:{free_port()}"  # checked before anything is connected
     code, out, err = await _tail_process("--server", nowhere, "--type", "call-finishd")
     assert code == 2 and out == ""
     assert "unknown --type 'call-finishd'; did you mean call-finished?" in err and "task-appeared" in err
-    code, _, err = await _tail_process("--server", nowhere, "--vendor", "tencent")
-    assert code == 2 and "unknown --vendor 'tencent'" in err and "tencent-ccc" in err
+
+
+def test_vendor_and_since_are_checked_before_connecting(capsys: pytest.CaptureFixture[str]) -> None:
+    nowhere = f"nats://127.0.0.1:{free_port()}"
+    assert main(["tail", "--server", nowhere, "--vendor", "tencent"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown --vendor 'tencent'" in err and "tencent-ccc" in err
     for since in ("2 hours", "0s", "-1h", "99999999999d"):
-        code, _, err = await _tail_process("--server", nowhere, f"--since={since}")
-        assert code == 2 and f"--since '{since}'" in err and "Traceback" not in err
-    code, _, err = await _tail_process("--server", nowhere, "--since", "2h", "--from-start")
-    assert code == 2 and "not allowed with" in err
+        assert main(["tail", "--server", nowhere, f"--since={since}"]) == 2
+        assert f"--since '{since}'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["tail", "--server", nowhere, "--since", "2h", "--from-start"])
+    assert exited.value.code == 2 and "not allowed with" in capsys.readouterr().err
     # known names pass the check and get as far as connecting
-    code, _, err = await _tail_process("--server", nowhere, "--type", "call-finished", "--vendor", "byrobot")
-    assert code == 1 and "cannot connect" in err
+    assert main(["tail", "--server", nowhere, "--type", "call-finished", "--vendor", "byrobot"]) == 1
+    assert "cannot connect" in capsys.readouterr().err
 
 
 async def test_from_start_says_caught_up_after_the_backlog_and_exits_quietly(nats_server: NatsServer) -> None:
