@@ -14,6 +14,12 @@ from prometheus_client import (
 )
 
 from poller import __version__
+from schemas import TaskState
+
+#: states a campaign is put in by the vendor's system, not by an operator (alerts watch these)
+ALERTED_TASK_STATES = tuple(
+    state.value for state in (TaskState.FAILED, TaskState.PAUSED_BY_SYSTEM, TaskState.CANCELLED_BY_SYSTEM)
+)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -68,6 +74,12 @@ class Metrics:
         self.calls = Counter(
             "aicc_calls", "Finished calls published, by outcome", ["vendor", "account", "outcome"], registry=r
         )
+        self.task_transitions = Counter(
+            "aicc_task_transitions",
+            "Tasks and job groups that changed into a state (task-status-changed events published)",
+            ["vendor", "account", "state"],
+            registry=r,
+        )
         self.tasks = Gauge(
             "aicc_tasks",
             "Tracked campaigns (tasks, job groups) by normalized state",
@@ -106,6 +118,11 @@ class Metrics:
         self.build_info.labels(__version__, platform.python_version()).set(1)
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
+
+    def campaign_source(self, vendor: str, account: str) -> None:
+        """Start the transition counters an alert watches at 0, so a source's first one is an increase."""
+        for state in ALERTED_TASK_STATES:
+            self.task_transitions.labels(vendor, account, state).inc(0)
 
     def observe_request(self, vendor: str, api: str, outcome: str, seconds: float) -> None:
         self.requests.labels(vendor, api, outcome).inc()

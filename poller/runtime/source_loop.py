@@ -33,7 +33,7 @@ from poller.runtime.committer import Committer
 from poller.runtime.connection import retry_nats
 from poller.runtime.drain import Drains
 from poller.runtime.status import SourceStatus
-from schemas import CallFinished
+from schemas import CallFinished, TaskStatusChanged
 from schemas.events import EventBase, event_type
 
 __all__ = ["SourceLoop"]
@@ -96,6 +96,7 @@ class SourceLoop:
         subjects = f"{self._prefix}.{subject_token(source.vendor)}.{subject_token(source.account)}.>"
         await retry_nats("replay", lambda: replay(self._js, self._stream, subjects, status.key, state))
         self._metrics.entities.labels(*labels).set(len(state.entities))
+        self._metrics.campaign_source(source.vendor, source.account)
         failures = 0
         while not self._stopping.is_set():
             cycle_started = time.monotonic()
@@ -200,5 +201,7 @@ class SourceLoop:
             self._metrics.detection_lag.labels(vendor).observe(lag)
             if isinstance(event, CallFinished):
                 self._metrics.calls.labels(vendor, event.account, event.outcome.value).inc()
+            elif isinstance(event, TaskStatusChanged):
+                self._metrics.task_transitions.labels(vendor, event.account, event.current.state.value).inc()
         if self._on_published is not None:
             self._on_published(events)

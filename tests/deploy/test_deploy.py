@@ -487,7 +487,7 @@ def test_alert_rules_use_only_exposed_metrics_and_labels() -> None:
         "aicc_publish_failures_total",
         "aicc_vendor_throttled_total",
         "aicc_state_commit_lag_seconds",
-        "aicc_tasks",
+        "aicc_task_transitions_total",
         "aicc_calls_total",
     ):
         assert metric in used, f"no alert on {metric}"

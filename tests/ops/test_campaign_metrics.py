@@ -8,8 +8,9 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from poller import __version__
+from poller.ops.metrics import ALERTED_TASK_STATES
 from poller.tools.natsserver import NatsServer
-from schemas import CallFinished, EntityKind
+from schemas import CallFinished, EntityKind, TaskStatusChanged
 from schemas.events import event_type
 from tests.helpers import polls_done, stream_events
 from tests.ops.everyvendor import every_vendor
@@ -36,8 +37,12 @@ def _by(
 
 
 async def test_calls_tasks_and_events_per_account_match_the_stream(nats_server: NatsServer) -> None:
-    async with every_vendor(nats_server) as (service, _):
-        # the demo worlds do not move unless told to: after two more cycles the stream is settled
+    async with every_vendor(nats_server) as (service, setups):
+        # the demo worlds move only when told to: two steps, then two more cycles settle the stream
+        for _ in range(2):
+            for setup in setups.values():
+                setup.evolve()
+            await polls_done(service, 1)
         await polls_done(service, 2)
         assert service.http_port is not None
         samples = await _samples(service.http_port)
@@ -46,6 +51,19 @@ async def test_calls_tasks_and_events_per_account_match_the_stream(nats_server: 
         calls = Counter((e.vendor, e.account, e.outcome.value) for e in events if isinstance(e, CallFinished))
         assert calls, "the demo worlds have finished calls"
         assert _by(samples, "aicc_calls_total", "vendor", "account", "outcome") == calls
+        transitions = Counter(
+            (e.vendor, e.account, e.current.state.value) for e in events if isinstance(e, TaskStatusChanged)
+        )
+        assert transitions, "the evolved worlds changed some task's state"
+        assert _by(samples, "aicc_task_transitions_total", "vendor", "account", "state") == transitions
+        # the states the alert watches exist from the start at 0, so a first one is an increase
+        started = {
+            (dict(labels)["vendor"], dict(labels)["account"], dict(labels)["state"])
+            for (name, labels), _ in samples.items()
+            if name == "aicc_task_transitions_total"
+        }
+        accounts = {(s.source.vendor, s.source.account) for s in service.statuses.values()}
+        assert {(v, a, st) for v, a in accounts for st in ALERTED_TASK_STATES} <= started
         published = Counter((e.vendor, e.account, event_type(e)) for e in events)
         assert _by(samples, "aicc_events_total", "vendor", "account", "type") == published
 
