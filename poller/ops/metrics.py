@@ -14,11 +14,16 @@ from prometheus_client import (
 )
 
 from poller import __version__
-from schemas import TaskState
+from schemas import CallOutcome, TaskState
 
 #: states a campaign is put in by the vendor's system, not by an operator (alerts watch these)
 ALERTED_TASK_STATES = tuple(
     state.value for state in (TaskState.FAILED, TaskState.PAUSED_BY_SYSTEM, TaskState.CANCELLED_BY_SYSTEM)
+)
+
+#: call outcomes that mean the calling line, not the callee, is failing
+ALERTED_CALL_OUTCOMES = tuple(
+    outcome.value for outcome in (CallOutcome.CALLER_IN_ARREARS, CallOutcome.CALLER_NUMBER_UNAVAILABLE)
 )
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -120,9 +125,11 @@ class Metrics:
         PlatformCollector(registry=r)
 
     def campaign_source(self, vendor: str, account: str) -> None:
-        """Start the transition counters an alert watches at 0, so a source's first one is an increase."""
+        """Start the series the campaign alerts watch at 0, so a source's first one is an increase."""
         for state in ALERTED_TASK_STATES:
             self.task_transitions.labels(vendor, account, state).inc(0)
+        for outcome in ALERTED_CALL_OUTCOMES:
+            self.calls.labels(vendor, account, outcome).inc(0)
 
     def observe_request(self, vendor: str, api: str, outcome: str, seconds: float) -> None:
         self.requests.labels(vendor, api, outcome).inc()

@@ -8,7 +8,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from poller import __version__
-from poller.ops.metrics import ALERTED_TASK_STATES
+from poller.ops.metrics import ALERTED_CALL_OUTCOMES, ALERTED_TASK_STATES
 from poller.tools.natsserver import NatsServer
 from schemas import CallFinished, EntityKind, TaskStatusChanged
 from schemas.events import event_type
@@ -64,6 +64,12 @@ async def test_calls_tasks_and_events_per_account_match_the_stream(nats_server: 
         }
         accounts = {(s.source.vendor, s.source.account) for s in service.statuses.values()}
         assert {(v, a, st) for v, a in accounts for st in ALERTED_TASK_STATES} <= started
+        watched_calls = {
+            (dict(labels)["vendor"], dict(labels)["account"], dict(labels)["outcome"])
+            for (name, labels), _ in samples.items()
+            if name == "aicc_calls_total"
+        }
+        assert {(v, a, o) for v, a in accounts for o in ALERTED_CALL_OUTCOMES} <= watched_calls
         published = Counter((e.vendor, e.account, event_type(e)) for e in events)
         assert _by(samples, "aicc_events_total", "vendor", "account", "type") == published
 
