@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import logging
+import platform
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -19,6 +20,7 @@ from typing import TypeVar
 
 import anyio
 
+from poller import __version__
 from poller.config import Config, load_config
 from poller.errors import ConfigError, NatsClosed, NatsRejected
 
@@ -51,6 +53,7 @@ def _load(path: str, *, resolve_secrets: bool = True) -> Config | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from poller.ops.configview import secret_values
     from poller.ops.logs import configure
     from poller.runtime.lifecycle import run_until_signalled
     from poller.runtime.service import Service
@@ -62,6 +65,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # a service that polls nothing looks healthy and does nothing: most likely a typo'd table
         print(f"config error: {args.config}: sources: no enabled [[sources]] table", file=sys.stderr)
         return EXIT_CONFIG
+    if args.once:
+        from poller.pipeline.privacy import Privacy
+        from poller.pipeline.redact import Redactor
+
+        salt = config.privacy.hash_salt.reveal() if config.privacy.hash_salt else ""
+        redactor = Redactor(secret_values(config), Privacy(config.privacy.personal_data, salt))
+        configure(config.logging.level, config.logging.format, redactor=redactor)
+        return _run_once(config)
     try:
         service = Service(config)
     except ConfigError as exc:  # e.g. TLS files that cannot be read: before anything connects
@@ -97,13 +108,36 @@ def _first(exc: BaseException, kind: type[E]) -> E | None:
     return None
 
 
+def _run_once(config: Config) -> int:
+    from poller.runtime.once import run_once
+
+    try:
+        code: int = anyio.run(run_once, config)
+    except Exception:
+        log.exception("run --once failed")
+        return EXIT_FAILURE
+    return code
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from poller.ops.logs import configure
-    from poller.tools.demo import run_demo
+    from poller.simulators.base import Fault
+    from poller.tools.demo import EPISODE_VENDOR, run_demo
+    from poller.tools.faults import FaultSpec
 
     configure("WARNING", "text")
+    if args.episode_after < 0 or args.episode_for <= 0:
+        print("demo: --episode-after must be >= 0 and --episode-for > 0", file=sys.stderr)
+        return EXIT_CONFIG
+    episode = (
+        None
+        if args.no_episode
+        else FaultSpec(
+            vendor=EPISODE_VENDOR, kind=Fault.THROTTLE, after=args.episode_after, lasts=args.episode_for
+        )
+    )
     try:
-        code: int = anyio.run(run_demo, args.seed, args.evolve_every, args.duration)
+        code: int = anyio.run(run_demo, args.seed, args.evolve_every, args.duration, episode)
     except FileNotFoundError as exc:  # no nats-server binary
         print(f"demo: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -139,11 +173,31 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    from poller.tools.tail import TailError, tail, tail_subject
+    from poller.tools.tail import (
+        EVENT_TYPE_NAMES,
+        TailError,
+        TailUsageError,
+        check_choice,
+        known_vendors,
+        parse_since,
+        tail,
+        tail_subject,
+    )
 
+    try:
+        check_choice("--vendor", args.vendor, known_vendors())
+        check_choice("--type", args.type, EVENT_TYPE_NAMES)
+        since = None if args.since is None else parse_since(args.since)
+    except TailUsageError as exc:
+        print(f"tail: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     subject = tail_subject(args.prefix, args.vendor, args.account, args.type)
-    mode = f"stream {args.stream} from its start" if args.from_start else "live"
-    print(f"tail: {args.server} {subject} ({mode})", file=sys.stderr)
+    if since is not None:
+        mode = f"stream {args.stream} from {args.since} ago"
+    else:
+        mode = f"stream {args.stream} from its start" if args.from_start else "live"
+    task = f", task {args.task}" if args.task else ""
+    print(f"tail: {args.server} {subject}{task} ({mode})", file=sys.stderr)
 
     async def main() -> int:
         await tail(
@@ -151,6 +205,8 @@ def _cmd_tail(args: argparse.Namespace) -> int:
             subject,
             as_json=args.json,
             from_start=args.from_start,
+            since=since,
+            task=args.task,
             stream=args.stream,
             limit=args.limit,
         )
@@ -186,6 +242,12 @@ def _cmd_notify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from poller.tools.status import main_status
+
+    return main_status(args.url, args.json)
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from schemas import contract
 
@@ -203,9 +265,18 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from poller.simulators.registry import simulator_names
+    from poller.tools.faults import FaultUsageError, parse_fault
     from poller.tools.simulate import run_simulators
 
-    code: int = anyio.run(run_simulators, args.seed, args.host, args.port, args.vendor, args.evolve_every)
+    try:
+        faults = [parse_fault(text, simulator_names(), args.after, args.lasts) for text in args.fault]
+    except FaultUsageError as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    code: int = anyio.run(
+        run_simulators, args.seed, args.host, args.port, args.vendor, args.evolve_every, faults
+    )
     return code
 
 
@@ -227,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch AI outbound-calling platforms and publish change events to NATS JetStream.",
         epilog=EXIT_CODES,
     )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"poller {__version__} (aicc-poller; Python {platform.python_version()})",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str, codes: str) -> argparse.ArgumentParser:
@@ -243,20 +319,37 @@ def build_parser() -> argparse.ArgumentParser:
         "run the poller with a configuration file (SIGTERM drains and exits 0, SIGHUP reloads the file)",
         "0 stopped by SIGTERM/SIGINT after draining, 1 runtime failure (logged), "
         "2 bad configuration (file and field on stderr; nothing was connected), "
-        "3 NATS refused the credentials (one log line), " + SECOND_SIGNAL,
+        "3 NATS refused the credentials (one log line), " + SECOND_SIGNAL + "; "
+        "with --once: 0 every source answered, 1 a source failed (named on stderr)",
     )
     run.add_argument("--config", "-c", required=True, help="TOML configuration file")
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="one cycle per enabled source (every shard's), each event as a JSON line on stdout; "
+        "nothing published or committed, no NATS needed; exit 0 if every source answered, 1 otherwise",
+    )
     run.set_defaults(func=_cmd_run)
 
     demo = command(
         "demo",
         "local NATS + every vendor simulator + the poller, events printed live",
         "0 stopped cleanly (Ctrl-C or --duration), 1 failure (e.g. nats-server missing), "
+        "2 bad --episode-after/--episode-for, "
         "130/143 a second Ctrl-C/SIGTERM (exit now; nats-server and its store removed)",
     )
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulators' evolution")
     demo.add_argument("--evolve-every", type=float, default=2.0, help="seconds between world changes")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument(
+        "--no-episode",
+        action="store_true",
+        help="skip the scripted trouble (byrobot throttles, then recovers)",
+    )
+    demo.add_argument(
+        "--episode-after", type=float, default=8.0, help="seconds before byrobot starts throttling"
+    )
+    demo.add_argument("--episode-for", type=float, default=6.0, help="seconds byrobot keeps throttling")
     demo.set_defaults(func=_cmd_demo)
 
     check = command(
@@ -276,34 +369,72 @@ def build_parser() -> argparse.ArgumentParser:
 
     tail = command(
         "tail",
-        "follow events: readable lines (or --json), filtered by vendor, account, type",
-        "0 --limit reached, 1 cannot connect or no such stream, 130 Ctrl-C",
+        "follow events: readable lines (or --json), filtered by vendor, account, type, task",
+        "0 --limit reached, 1 cannot connect or no such stream, 2 unknown --vendor/--type or bad --since, "
+        "130 Ctrl-C",
     )
     tail.add_argument("--server", "-s", default="nats://127.0.0.1:4222", help="NATS URL")
     tail.add_argument("--prefix", default="aicc", help="subject prefix (config nats.subject_prefix)")
     tail.add_argument(
-        "--stream", default="AICC", help="JetStream stream for --from-start (config nats.stream)"
+        "--stream", default="AICC", help="JetStream stream for --from-start/--since (config nats.stream)"
     )
-    tail.add_argument("--vendor", help="e.g. tencent-ccc")
+    tail.add_argument("--vendor", help="one of the vendors, e.g. tencent-ccc (checked)")
     tail.add_argument("--account", help="the configured account name")
-    tail.add_argument("--type", help="event type, e.g. call-finished")
+    tail.add_argument("--type", help="event type, e.g. call-finished (checked)")
+    tail.add_argument("--task", help="only events about this task id: the task, its jobs, its calls")
     tail.add_argument("--json", action="store_true", help="print raw JSON payloads, one per line")
-    tail.add_argument(
-        "--from-start", action="store_true", help="read the stream from its beginning (default: live only)"
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument(
+        "--from-start",
+        action="store_true",
+        help="read the stream from its beginning, say when caught up, then follow (default: live only)",
+    )
+    start.add_argument(
+        "--since",
+        help="read the stream from this long ago (90s, 15m, 2h, 1d), say when caught up, then follow",
     )
     tail.add_argument("--limit", type=int, default=None, help="stop after this many events")
     tail.set_defaults(func=_cmd_tail)
 
+    status = command(
+        "status",
+        "per source: last poll, outcome, next poll, requests/limit, errors; from a running poller's ops port",
+        "0 the poller is ready, 1 it is not ready or cannot be reached",
+    )
+    status.add_argument(
+        "--url",
+        default="http://127.0.0.1:9464",
+        help="the poller's ops port ([http] host:port), or its /status.json",
+    )
+    status.add_argument("--json", action="store_true", help="print the status document (/status.json) as is")
+    status.set_defaults(func=_cmd_status)
+
     simulate = command(
         "simulate",
         "run the vendor simulators standalone; prints URLs and the [[sources]] config for each",
-        "0 stopped by Ctrl-C/SIGTERM, 2 unknown --vendor, " + SECOND_SIGNAL,
+        "0 stopped by Ctrl-C/SIGTERM, 2 unknown --vendor or bad --fault, " + SECOND_SIGNAL,
     )
     simulate.add_argument("--seed", type=int, default=7)
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=0, help="port of the first simulator (0: any free)")
     simulate.add_argument("--vendor", default=None, help="only this vendor's simulator")
     simulate.add_argument("--evolve-every", type=float, default=2.0, help="seconds between world changes")
+    simulate.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="VENDOR:KIND",
+        help="make VENDOR's simulator answer KIND (throttle, auth, server_error, hang, drop, malformed, "
+        "truncated, schema_drift); repeatable",
+    )
+    simulate.add_argument("--after", type=float, default=0.0, help="seconds before the faults begin")
+    simulate.add_argument(
+        "--for",
+        dest="lasts",
+        type=float,
+        default=None,
+        help="seconds the faults last (default: until stopped)",
+    )
     simulate.set_defaults(func=_cmd_simulate)
 
     bench = command(

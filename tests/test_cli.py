@@ -245,7 +245,7 @@ def test_demo_shows_events_live_and_stops_cleanly() -> None:
     out = done.stdout
     assert "demo: nats-server at nats://" in out and "demo: tencent-ccc simulator at http://" in out
     assert re.search(r"demo: health and metrics at http://127\.0\.0\.1:\d+/healthz", out)
-    event_lines = [line for line in out.splitlines() if re.match(r"\d\d:\d\d:\d\d  \S+/\S+  \S", line)]
+    event_lines = [line for line in out.splitlines() if re.match(r"\d\d:\d\d:\d\d  \S+/\S+\s+\S", line)]
     assert len(event_lines) >= 5
     assert {line.split()[1].split("/")[0] for line in event_lines} >= {"tencent-ccc", "huawei-aicc"}
     assert out.rstrip().endswith("demo: stopped cleanly")

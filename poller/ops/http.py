@@ -1,4 +1,5 @@
-"""The operator's HTTP port: ``/healthz`` (alive), ``/readyz`` (doing its job), ``/metrics`` (Prometheus)."""
+"""The operator's HTTP port: ``/healthz`` (alive), ``/readyz`` (doing its job), ``/metrics`` (Prometheus),
+``/status`` and ``/status.json`` (per source: last poll, errors, limits; :mod:`poller.ops.statuspage`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from poller.config import HttpConfig
 from poller.ops.readiness import readiness
 from poller.ops.status import StatusProvider
+from poller.ops.statuspage import add_status_routes
 
 __all__ = ["build_app", "serve_http"]
 
@@ -38,6 +40,7 @@ def build_app(provider: StatusProvider) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    add_status_routes(app, provider)
     return app
 
 

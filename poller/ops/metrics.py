@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from poller import __version__
+from schemas import CallOutcome, TaskState
+
+#: states a campaign is put in by the vendor's system, not by an operator (alerts watch these)
+ALERTED_TASK_STATES = tuple(
+    state.value for state in (TaskState.FAILED, TaskState.PAUSED_BY_SYSTEM, TaskState.CANCELLED_BY_SYSTEM)
+)
+
+#: call outcomes that mean the calling line, not the callee, is failing
+ALERTED_CALL_OUTCOMES = tuple(
+    outcome.value for outcome in (CallOutcome.CALLER_IN_ARREARS, CallOutcome.CALLER_NUMBER_UNAVAILABLE)
+)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -53,7 +75,22 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.events = Counter("aicc_events", "Events published", ["vendor", "type"], registry=r)
+        self.events = Counter("aicc_events", "Events published", ["vendor", "account", "type"], registry=r)
+        self.calls = Counter(
+            "aicc_calls", "Finished calls published, by outcome", ["vendor", "account", "outcome"], registry=r
+        )
+        self.task_transitions = Counter(
+            "aicc_task_transitions",
+            "Tasks and job groups that changed into a state (task-status-changed events published)",
+            ["vendor", "account", "state"],
+            registry=r,
+        )
+        self.tasks = Gauge(
+            "aicc_tasks",
+            "Tracked campaigns (tasks, job groups) by normalized state",
+            ["vendor", "account", "state"],
+            registry=r,
+        )
         self.publish_seconds = Histogram(
             "aicc_publish_seconds", "Publish to JetStream ack", buckets=_LATENCY_BUCKETS, registry=r
         )
@@ -98,6 +135,19 @@ class Metrics:
         self.degradations = Counter(
             "aicc_degradations", "Failed poll cycles by reason", ["vendor", "reason"], registry=r
         )
+        self.build_info = Gauge(
+            "aicc_build_info", "Always 1; the labels say which build runs", ["version", "python"], registry=r
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+
+    def campaign_source(self, vendor: str, account: str) -> None:
+        """Start the series the campaign alerts watch at 0, so a source's first one is an increase."""
+        for state in ALERTED_TASK_STATES:
+            self.task_transitions.labels(vendor, account, state).inc(0)
+        for outcome in ALERTED_CALL_OUTCOMES:
+            self.calls.labels(vendor, account, outcome).inc(0)
 
     def observe_request(self, vendor: str, api: str, outcome: str, seconds: float) -> None:
         self.requests.labels(vendor, api, outcome).inc()

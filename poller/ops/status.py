@@ -10,7 +10,22 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ["ServiceView", "SourceView", "StatusProvider"]
+__all__ = [
+    "EventSummary",
+    "LimitView",
+    "NatsView",
+    "ServiceView",
+    "SourceView",
+    "StatusProvider",
+]
+
+
+class LimitView(msgspec.Struct, frozen=True, kw_only=True):
+    """One rate limiter a source draws on: requests started in the current window against the limit."""
+
+    api: str
+    in_window: int
+    limit: int
 
 
 class SourceView(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,6 +44,49 @@ class SourceView(msgspec.Struct, frozen=True, kw_only=True):
     #: the degradation reason of the last cycle and the vendor's words (redacted); None after a good one
     failure_reason: str | None = None
     failure: str | None = None
+    apis: list[str] = []
+    last_poll_started: float | None = None
+    last_poll_ended: float | None = None
+    #: "ok" or "failed"; None before the first cycle ended
+    last_outcome: str | None = None
+    #: reason and detail of the last failed cycle, already redacted
+    last_error: str | None = None
+    last_error_at: float | None = None
+    next_poll_due: float | None = None
+    consecutive_failures: int = 0
+    #: wall-clock seconds (epoch) the current degraded episode started; None when healthy
+    degraded_since_epoch: float | None = None
+    entities: int = 0
+    stream_seq: int = 0
+    commit_lag: float = 0.0
+    limits: list[LimitView] = []
+    #: the ids a detail-only source polls (Huawei); None for sources that list
+    watch_list: list[str] | None = None
+    #: tracked tasks (and jobs) by normalized state
+    task_states: dict[str, int] = {}
+
+
+class EventSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One recently published event, in a line fit for an operator's screen (redacted)."""
+
+    at_epoch: float
+    vendor: str
+    account: str
+    type: str
+    summary: str
+
+
+class NatsView(msgspec.Struct, frozen=True, kw_only=True):
+    """The NATS side: connection and the stream as last seen (stream facts are refreshed, not live)."""
+
+    url: str = ""
+    connected: bool = False
+    stream: str = ""
+    stream_messages: int | None = None
+    stream_bytes: int | None = None
+    stream_last_seq: int | None = None
+    #: monotonic reading of the last successful stream-info refresh
+    stream_checked: float | None = None
 
 
 class ServiceView(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,6 +96,12 @@ class ServiceView(msgspec.Struct, frozen=True, kw_only=True):
     sources: list[SourceView]
     #: NATS refusals no retry can fix, as "operation: code: detail" (bad permissions, stream conflicts)
     nats_faults: list[str] = []
+    version: str = ""
+    #: monotonic and wall-clock readings taken together, so a view can turn readings into times
+    taken_monotonic: float = 0.0
+    taken_epoch: float = 0.0
+    nats: NatsView = NatsView()
+    recent_events: list[EventSummary] = []
 
 
 class StatusProvider(Protocol):

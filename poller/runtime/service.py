@@ -24,11 +24,14 @@ import anyio
 import anyio.abc
 from prometheus_client import generate_latest
 
+from poller import __version__
 from poller.config import Config
 from poller.ops.configview import secret_values
 from poller.ops.http import serve_http
 from poller.ops.metrics import Metrics
-from poller.ops.status import ServiceView, SourceView
+from poller.ops.recent import RecentEvents
+from poller.ops.redaction import Redact, public_url
+from poller.ops.status import LimitView, NatsView, ServiceView, SourceView
 from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
 from poller.pipeline.publisher import Publisher
@@ -50,6 +53,7 @@ from poller.runtime.reload import plan_reload, running_part
 from poller.runtime.sharding import owns
 from poller.runtime.source_loop import SourceLoop
 from poller.runtime.status import SourceStatus
+from poller.runtime.streamfacts import StreamFacts, watch_stream
 from poller.transport import LimiterRegistry, limiter_trace
 from poller.vendors import VENDORS
 from poller.vendors.base import AccountConfig, AdapterContext, Source
@@ -115,6 +119,9 @@ class Service:
         #: the ops HTTP port once bound
         self.http_port: int | None = None
         self.store: StateStore | None = None
+        self._redact: Redact = self.redactor  # one redactor: it learns new secrets on a reload
+        self.recent_events = RecentEvents(self._redact)
+        self.stream_facts = StreamFacts()
         self.replica_id = config.coordination.replica_id or unique_replica_id()
         #: the leases this replica holds (None with static sharding)
         self.ownership: Ownership | None = None
@@ -134,26 +141,27 @@ class Service:
 
     # -- the status protocol (poller.ops.status) ---------------------------------------------------
     def status_view(self) -> ServiceView:
+        now = time.monotonic()
+        redact = self._redact
+        facts = self.stream_facts
         return ServiceView(
             nats_connected=self.nats_connected,
             stream_and_bucket=self.infrastructure_ready,
             stopping=self.stopping.is_set(),
-            sources=[
-                SourceView(
-                    key=key,
-                    vendor=status.source.vendor,
-                    account=status.source.account,
-                    scope=status.source.scope,
-                    poll_interval=status.source.poll_interval,
-                    started=status.started,
-                    last_success=status.last_success,
-                    degraded=status.degraded,
-                    owned=status.owned,
-                    failure_reason=status.failure_reason,
-                    failure=status.failure,
-                )
-                for key, status in self.statuses.items()
-            ],
+            sources=[_source_view(key, status, now, redact) for key, status in self.statuses.items()],
+            version=__version__,
+            taken_monotonic=now,
+            taken_epoch=time.time(),
+            nats=NatsView(
+                url=redact(public_url(self.config.nats.url)),
+                connected=self.nats_connected,
+                stream=self.config.nats.stream,
+                stream_messages=facts.messages,
+                stream_bytes=facts.bytes,
+                stream_last_seq=facts.last_seq,
+                stream_checked=facts.checked,
+            ),
+            recent_events=self.recent_events.latest(),
             nats_faults=self._nats.faults(),
         )
 
@@ -168,6 +176,11 @@ class Service:
             source = status.source
             lag = now - status.caught_up
             self.metrics.commit_lag.labels(source.vendor, source.account, source.scope).set(lag)
+        self.metrics.tasks.clear()  # a state no task is in any more must not keep its last count
+        for status in self.statuses.values():
+            source = status.source
+            for state, count in status.campaign_states().items():
+                self.metrics.tasks.labels(source.vendor, source.account, state).inc(count)
         for (vendor, api, credential), limiter in self.limiters.items():
             # a credential id is not a secret, but it is not the dashboard's business either
             label = hashlib.sha256(credential.encode()).hexdigest()[:12]
@@ -291,6 +304,7 @@ class Service:
                 drains=self._drains,
                 ownership=self.ownership,
                 on_nats_fault=self._nats.fault,
+                on_published=self.recent_events.add,
             )
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
             # no pool cap: a request waiting for a pooled connection after the limiter let it start
@@ -312,6 +326,7 @@ class Service:
                     if self.ownership is not None:
                         helpers.start_soon(self.ownership.keep_membership)
                         helpers.start_soon(self.ownership.keep_leases)
+                    helpers.start_soon(watch_stream, js, cfg.stream, self.stream_facts)
                     async with anyio.create_task_group() as loops:
                         self._loops = loops
                         for source in sources:
@@ -419,6 +434,42 @@ def _fleet_budgets(account_key: str) -> frozenset[tuple[str, str]]:
     vendor = account_key.split(".", 1)[0]
     spec = VENDORS.get(vendor)
     return frozenset((vendor, api) for api in spec.fleet_apis) if spec else frozenset()
+
+
+def _source_view(key: str, status: SourceStatus, now: float, redact: Redact) -> SourceView:
+    source = status.source
+    watch = getattr(source, "watch", None)
+    return SourceView(
+        key=key,
+        vendor=source.vendor,
+        account=source.account,
+        scope=source.scope,
+        poll_interval=source.poll_interval,
+        started=status.started,
+        last_success=status.last_success,
+        degraded=status.degraded,
+        owned=status.owned,
+        failure_reason=status.failure_reason,
+        failure=status.failure,
+        apis=list(source.apis),
+        last_poll_started=status.last_poll_started,
+        last_poll_ended=status.last_poll_ended,
+        last_outcome=status.last_outcome,
+        last_error=None if status.last_error is None else redact(status.last_error),
+        last_error_at=status.last_error_at,
+        next_poll_due=status.next_poll_due,
+        consecutive_failures=status.consecutive_failures,
+        degraded_since_epoch=status.degraded_since_epoch,
+        entities=status.entities,
+        stream_seq=status.stream_seq,
+        commit_lag=max(0.0, now - status.caught_up),
+        limits=[
+            LimitView(api=api, in_window=limiter.in_window(now), limit=limiter.effective_limit(now))
+            for api, limiter in source.limiters_in_use.items()
+        ],
+        watch_list=watch.watched() if isinstance(watch, WatchList) else None,
+        task_states=status.campaign_states(),
+    )
 
 
 def _kv_key(source_key: str) -> str:

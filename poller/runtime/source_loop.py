@@ -36,7 +36,7 @@ from poller.runtime.connection import FaultReport, retry_nats
 from poller.runtime.drain import Drains
 from poller.runtime.leases import Ownership
 from poller.runtime.status import SourceStatus
-from schemas import DegradeReason
+from schemas import CallFinished, DegradeReason, TaskStatusChanged
 from schemas.events import EventBase, event_type
 
 __all__ = ["SourceLoop"]
@@ -66,6 +66,7 @@ class SourceLoop:
         poll_scopes: set[anyio.CancelScope],
         ownership: Ownership | None = None,
         on_nats_fault: FaultReport | None = None,
+        on_published: Callable[[list[EventBase]], None] | None = None,
     ) -> None:
         self._js = js
         self._stream = stream
@@ -80,6 +81,8 @@ class SourceLoop:
         self._poll_scopes = poll_scopes
         self._ownership = ownership
         self._on_nats_fault = on_nats_fault
+        #: told of every batch of acked events (the status page's recent events)
+        self._on_published = on_published
 
     async def run(self, status: SourceStatus) -> None:
         if self._ownership is None:
@@ -169,6 +172,7 @@ class SourceLoop:
         if state is None:
             return
         self._metrics.entities.labels(*labels).set(len(state.entities))
+        self._metrics.campaign_source(source.vendor, source.account)
         failures = 0
         mass_vanish = MassVanish(
             fraction=source.config.mass_vanish_fraction, minimum=source.config.mass_vanish_min
@@ -268,6 +272,7 @@ class SourceLoop:
                 )
                 delay = min(60.0, source.config.failure_backoff * 2 ** min(failures - 1, 6))
                 delay *= 0.5 + random.random()
+            status.cycle_done(started=cycle_started, failure=failure, state=state, delay=delay)
             with anyio.move_on_after(delay):
                 await self._stopping.wait()
 
@@ -360,8 +365,14 @@ class SourceLoop:
     def _count(self, vendor: str, events: list[EventBase], cycle_started: float) -> None:
         lag = time.monotonic() - cycle_started
         for event in events:
-            self._metrics.events.labels(vendor, event_type(event)).inc()
+            self._metrics.events.labels(vendor, event.account, event_type(event)).inc()
             self._metrics.detection_lag.labels(vendor).observe(lag)
+            if isinstance(event, CallFinished):
+                self._metrics.calls.labels(vendor, event.account, event.outcome.value).inc()
+            elif isinstance(event, TaskStatusChanged):
+                self._metrics.task_transitions.labels(vendor, event.account, event.current.state.value).inc()
+        if self._on_published is not None:
+            self._on_published(events)
 
 
 async def _first_of(*waits: Callable[[], Awaitable[None]]) -> None:

@@ -183,8 +183,19 @@ class Simulator:
         api: str | None = None,
         after: int = 0,
         retry_after: str | None = None,
-    ) -> None:
-        self.faults.append(FaultPlan(fault, remaining, api, after, retry_after))
+    ) -> FaultPlan:
+        plan = FaultPlan(fault, remaining, api, after, retry_after)
+        self.faults.append(plan)
+        return plan
+
+    def remove_fault(self, plan: FaultPlan) -> None:
+        """End one injected fault, leaving the others; requests it hung are released."""
+        self.faults = [p for p in self.faults if p is not plan]
+        if not any(p.fault is Fault.HANG for p in self.faults):
+            for future in self._hung:
+                if not future.done():
+                    future.cancel()
+            self._hung.clear()
 
     def clear_faults(self) -> None:
         self.faults.clear()

@@ -10,7 +10,7 @@ from importlib import import_module
 
 from poller.simulators.base import DemoSetup
 
-__all__ = ["DemoSetup", "demo_setups"]
+__all__ = ["DemoSetup", "demo_setups", "simulator_names"]
 
 _MODULES = (
     "alibaba_aiccs",
@@ -28,3 +28,8 @@ def demo_setups(seed: int) -> dict[str, DemoSetup]:
         setup: DemoSetup = module.demo_setup(seed)
         out[setup.simulator.vendor] = setup
     return out
+
+
+def simulator_names() -> list[str]:
+    """The vendor name of every simulator (what ``--vendor`` and ``--fault VENDOR:...`` accept)."""
+    return list(demo_setups(0))

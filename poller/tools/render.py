@@ -16,12 +16,20 @@ from schemas import (
 )
 from schemas.events import event_type
 
+__all__ = ["describe", "what_happened"]
+
 
 def _status(status: Status) -> str:
     return f"{status.state.value}({status.raw})"
 
 
 def describe(event: Event) -> str:
+    stamp = event.observed_at.astimezone().strftime("%H:%M:%S")
+    return f"{stamp}  {event.vendor}/{event.account}  {event_type(event):<20} {what_happened(event)}"
+
+
+def what_happened(event: Event) -> str:
+    """The event's own part of a line: what changed, and the entity's name when it has one."""
     match event:
         case TaskAppeared():
             what = f"{event.kind.value} {event.entity_id} appeared: {_status(event.current)}"
@@ -46,6 +54,4 @@ def describe(event: Event) -> str:
         case SourceRecovered():
             what = f"{event.api} recovered after {event.degraded_seconds:.1f}s"
     name = getattr(event, "name", None)
-    suffix = f'  "{name}"' if name else ""
-    stamp = event.observed_at.astimezone().strftime("%H:%M:%S")
-    return f"{stamp}  {event.vendor}/{event.account}  {event_type(event):<20} {what}{suffix}"
+    return f'{what}  "{name}"' if name else what

@@ -202,7 +202,7 @@ def retry_after_seconds(value: str | None, *, now: float, cap: float) -> float |
     text = value.strip()
     if not text:
         return None
-    if text.replace(".", "", 1).isdigit():
+    if text.isascii() and text.replace(".", "", 1).isdigit():
         seconds = float(text)  # a long digit run is inf here: the cap bounds it
     else:
         try:

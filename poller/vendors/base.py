@@ -102,6 +102,8 @@ class Source(ABC):
         self.ctx = ctx
         self.account = config.account
         self.scope = scope
+        #: api -> the limiter this source draws on, for the status views
+        self.limiters_in_use: dict[str, SlidingWindowLimiter] = {}
         self.transport = Transport(
             ctx.http,
             vendor=self.vendor,
@@ -131,7 +133,9 @@ class Source(ABC):
 
     def limiter(self, api: str, credential: str, default_limit: int) -> SlidingWindowLimiter:
         limit = self.config.rate_limits.get(api, default_limit)
-        return self.ctx.limiters.get(self.vendor, api, credential, limit, self.config.rate_limit_margin)
+        limiter = self.ctx.limiters.get(self.vendor, api, credential, limit, self.config.rate_limit_margin)
+        self.limiters_in_use[api] = limiter
+        return limiter
 
     async def send(
         self,

@@ -210,10 +210,15 @@ def _scrub(message: str | None) -> str:
     return _LONG_DIGITS.sub("***", (message or "")[:200])
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts ``"¹"`` or ``"٣"``, which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def code_value(code: int | str | None) -> int | None:
     if isinstance(code, int):
         return code
-    if isinstance(code, str) and code.strip().lstrip("-").isdigit():
+    if isinstance(code, str) and _digits(code.strip().lstrip("-")):
         return int(code.strip())
     return None
 
@@ -271,7 +276,7 @@ def duration_seconds(value: int | str | None) -> int | None:
     if isinstance(value, int):
         return value if value >= 0 else None
     text = value.strip()
-    if text.isdigit():
+    if _digits(text):
         return int(text)
     match = _DURATION.match(text)
     if text and match:
@@ -289,7 +294,7 @@ def vendor_time(value: str | int | None, tz: timezone) -> str | None:
     milliseconds. An unknown shape is kept as the vendor wrote it (still deterministic)."""
     if value is None:
         return None
-    if isinstance(value, int) or value.strip().isdigit():
+    if isinstance(value, int) or _digits(value.strip()):
         millis = int(value)
         if millis <= 0:
             return None
@@ -413,7 +418,7 @@ def _index_of(item: DoneCall) -> int:
 
 def _numeric_id(item: DoneCall) -> tuple[int, str]:
     text = str(item.callInstanceId)
-    return (int(text), text) if text.isdigit() else (-1, text)
+    return (int(text), text) if _digits(text) else (-1, text)
 
 
 # -- the source -------------------------------------------------------------------------------------

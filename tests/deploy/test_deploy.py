@@ -548,8 +548,14 @@ def test_alert_rules_use_only_exposed_metrics_and_labels() -> None:
         "aicc_publish_failures_total",
         "aicc_vendor_throttled_total",
         "aicc_state_commit_lag_seconds",
+        "aicc_task_transitions_total",
+        "aicc_calls_total",
     ):
         assert metric in used, f"no alert on {metric}"
+    # the campaign alerts page someone who is not on the poller's team: they say where to start
+    for rule in rules:
+        if rule["alert"] in ("AiccCampaignStoppedByVendor", "AiccCallerLineFailing"):
+            assert re.fullmatch(r"README\.md#runbook-[a-z-]+", rule["annotations"]["runbook_url"])
     tested = ALERT_TESTS.read_text()
     assert all(f"alertname: {name}" in tested for name in names), "every alert has a promtool unit test"
 
