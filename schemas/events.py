@@ -9,6 +9,7 @@ two distinct changes of one entity (A→B, B→A, A→B) differ by the entity's 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -78,18 +79,59 @@ class CallDetail(msgspec.Struct, frozen=True, kw_only=True):
     results: dict[str, str] = {}
 
 
+CallLearnedBy = Literal["poll", "push"]
+
+
 class CallFinished(EventBase, frozen=True, kw_only=True, tag="call-finished"):
+    """One finished call attempt. Its ``event_id`` derives from the call's identity alone, so the
+    same call learned by push and by polling is one message on the stream (the first one wins)."""
+
     call_id: str
     task_id: str
     outcome: CallOutcome
     raw_outcome: str
     failure_reason: str | None = None
-    callee_number: str | None = None
+    callee_number: Annotated[
+        str | None,
+        msgspec.Meta(description="The called number, masked or hashed by the personal-data policy."),
+    ] = None
     callee_name: str | None = None
-    duration_seconds: int | None = None
-    started_at: str | None = None
-    ended_at: str | None = None
+    duration_seconds: Annotated[
+        int | None, msgspec.Meta(description="The vendor's call duration, in whole seconds.")
+    ] = None
+    started_at: Annotated[
+        str | None, msgspec.Meta(description="When the call started, ISO 8601 with offset.")
+    ] = None
+    ended_at: Annotated[
+        str | None, msgspec.Meta(description="When the call ended, ISO 8601 with offset.")
+    ] = None
     detail: CallDetail | None = None
+    vendor_call_id: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The vendor's own id of this call or session (Tencent SessionId, AICCS call id, "
+            "BYRobot callInstanceId, OutboundBot job id)."
+        ),
+    ] = None
+    caller_number: Annotated[
+        str | None,
+        msgspec.Meta(description="The calling line, masked or hashed by the personal-data policy."),
+    ] = None
+    talk_seconds: Annotated[
+        int | None,
+        msgspec.Meta(description="Seconds from answer to hang-up, whole seconds; 0 when never answered."),
+    ] = None
+    ring_seconds: Annotated[
+        int | None,
+        msgspec.Meta(description="Seconds from the start of ringing to answer or give-up, whole seconds."),
+    ] = None
+    learned_by: Annotated[
+        CallLearnedBy,
+        msgspec.Meta(
+            description="How the poller learned of the call: `poll` or `push` (informational; the same "
+            "call by either path has the same event_id)."
+        ),
+    ] = "poll"
 
 
 class SourceDegraded(EventBase, frozen=True, kw_only=True, tag="source-degraded"):

@@ -64,6 +64,11 @@ def _call_event(
         started_at=call.started_at,
         ended_at=call.ended_at,
         detail=call.detail,
+        vendor_call_id=call.vendor_call_id,
+        caller_number=privacy.phone(call.caller_number),
+        talk_seconds=call.talk_seconds,
+        ring_seconds=call.ring_seconds,
+        learned_by=call.learned_by,
     )
 
 

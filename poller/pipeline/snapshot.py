@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 
 from schemas import CallDetail, CallOutcome, EntityKind, TaskState
+from schemas.events import CallLearnedBy
 
 
 class CallSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -27,6 +28,11 @@ class CallSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     started_at: str | None = None
     ended_at: str | None = None
     detail: CallDetail | None = None
+    vendor_call_id: str | None = None
+    caller_number: str | None = None
+    talk_seconds: int | None = None
+    ring_seconds: int | None = None
+    learned_by: CallLearnedBy = "poll"
 
 
 class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
