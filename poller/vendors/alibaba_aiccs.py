@@ -1,4 +1,5 @@
-"""Alibaba Cloud AICCS 2019-10-15: ``ListTask`` per account, pages from 1 (``PageNo``/``PageSize``).
+"""Alibaba Cloud AICCS 2019-10-15: ``ListTask`` per account, pages from 1 (``PageNo``/``PageSize``),
+and ``ListTaskDetail`` per task that is running or just finished, for its finished calls.
 
 The documented limit is 500 requests per second for the API as a whole ("单用户不限流", but the sum
 over all users is flow-controlled), so every AICCS account this poller watches shares one limiter.
@@ -7,27 +8,41 @@ over all users is flow-controlled), so every AICCS account this poller watches s
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
+import anyio
 import msgspec
 
 from poller.errors import BadResponse
-from poller.pipeline.snapshot import EntitySnapshot, Observation, PageSink
-from poller.pipeline.state import SourceState
+from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation, PageSink
+from poller.pipeline.state import VANISHED, SourceState
 from poller.transport import Response
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
 from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad
 from poller.vendors.listing import Listing, sweep_pages
-from poller.vendors.normalize import state_map
-from schemas import EntityKind, TaskState
-from schemas.vendors.alibaba import ListTaskRequest, ListTaskResponse, TaskPage, TaskRecord, decoder
+from poller.vendors.normalize import outcome_map, state_map
+from schemas import CallOutcome, EntityKind, TaskState
+from schemas.vendors.alibaba import (
+    ListTaskDetailRequest,
+    ListTaskDetailResponse,
+    ListTaskRequest,
+    ListTaskResponse,
+    TaskDetailPage,
+    TaskDetailRecord,
+    TaskPage,
+    TaskRecord,
+    decoder,
+)
 
 log = logging.getLogger("poller.vendors.alibaba_aiccs")
 
 VENDOR = "alibaba-aiccs"
 VERSION = "2019-10-15"
 LIST_API = "ListTask"
+DETAIL_API = "ListTaskDetail"
 #: API-wide across all users (doc: "API 频率:500 次/秒")
 DEFAULT_LIMIT = 500
 #: the limiter key: the limit is not per credential
@@ -52,17 +67,101 @@ STATES = state_map(
 )
 
 
+#: ListTaskDetail ``StatusCode`` (Voice Messaging call status codes); ``Status`` INIT is no call yet
+OUTCOMES = outcome_map(
+    VENDOR,
+    {
+        "200000": CallOutcome.ANSWERED,  # heard the whole message
+        "200001": CallOutcome.ANSWERED,  # hung up before the end
+        "200002": CallOutcome.BUSY,
+        "200003": CallOutcome.NO_ANSWER,  # rang, not answered
+        "200004": CallOutcome.INVALID_NUMBER,
+        "200005": CallOutcome.REJECTED,  # unreachable: carrier problem or the callee refused
+        "200006": CallOutcome.FAILED,  # the audio could not be played
+        "200007": CallOutcome.POWERED_OFF,  # out of coverage
+        "200008": CallOutcome.ANSWERED,  # answered, key press timed out
+        "200010": CallOutcome.POWERED_OFF,
+        "200011": CallOutcome.SUSPENDED_LINE,
+        "200104": CallOutcome.CALLER_NUMBER_UNAVAILABLE,  # the calling number is restricted
+        "200117": CallOutcome.CALLER_NUMBER_UNAVAILABLE,  # the display number is not allowed
+        "200118": CallOutcome.FAILED,  # the carrier restricts calls at this time
+        "200121": CallOutcome.FAILED,  # over the concurrency limit
+    },
+    field="Record.StatusCode",
+)
+#: a detail that has had an attempt
+CALLED = frozenset({"SUCCESS", "FAIL"})
+#: task states whose callees are still being called
+_CALLING = frozenset({TaskState.RUNNING, TaskState.PAUSED, TaskState.PAUSED_BY_SYSTEM, TaskState.STOPPING})
+#: committed cursors per task: every attempt that ended at or before this Unix second is published,
+#: and the Unix second the task was first seen finished (it is read until the cursor passes it)
+ENDED_CURSOR = "calls_until.{}"
+FINISHED_CURSOR = "task_finished.{}"
+
+
 class AiccsAccount(AlibabaAccount, frozen=True, kw_only=True):
     """One Alibaba Cloud account's robot call tasks."""
 
     #: the doc's default page size; the maximum is not published
     page_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
+    #: ListTaskDetail page size (doc default 20; the maximum is not published)
+    detail_page_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
+    #: read every called callee's outcome of tasks that are running or just finished
+    calls: bool = True
+    #: minutes east of UTC of the vendor's "YYYY-MM-DD HH:mm:ss" times (Beijing)
+    utc_offset_minutes: int = 480
+    #: seconds: attempts ending this close to the newest one seen may not be listed yet, so they are
+    #: read again (the same event id: JetStream drops the copy)
+    calls_settle: float = 60.0
 
     def default_endpoint(self) -> str:
         return DEFAULT_ENDPOINT
 
 
 _decode_list = decoder(ListTaskResponse)
+_decode_detail = decoder(ListTaskDetailResponse)
+
+
+def vendor_time(text: str | None, tz: timezone) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz)
+    except ValueError:
+        return None
+
+
+def call_snapshot(record: TaskDetailRecord, task_id: str, tz: timezone) -> CallSnapshot:
+    """One attempt of one callee: the detail id and the retry count name it, so a retried callee
+    gives a new call and a re-read of the same attempt the same one."""
+    raw = record.StatusCode or record.Status
+    outcome = OUTCOMES.normalize(raw) if record.StatusCode else CallOutcome.UNKNOWN
+    started, ended = vendor_time(record.StartTime, tz), vendor_time(record.EndTime, tz)
+    attempt = record.RetryCurTimes or 0
+    return CallSnapshot(
+        call_id=f"{record.Id}.{attempt}",
+        task_id=task_id,
+        outcome=outcome,
+        raw_outcome=f"{record.Status}/{raw}",
+        failure_reason=None if outcome is CallOutcome.ANSWERED else (record.StatusCodeDesc or None),
+        callee_number=record.Called or None,
+        caller_number=record.Caller or None,
+        duration_seconds=record.Duration,
+        talk_seconds=record.Duration,
+        started_at=started.isoformat() if started else None,
+        ended_at=ended.isoformat() if ended else None,
+        vendor_call_id=str(record.Id),
+    )
+
+
+def read_detail_page(resp: Response) -> TaskDetailPage:
+    answer: ListTaskDetailResponse = decode_or_bad(_decode_detail, resp.body, DETAIL_API)
+    check_envelope(
+        DETAIL_API, success=answer.Success, code=answer.Code, message=answer.Message, http_status=None
+    )
+    if answer.Data is None:
+        raise BadResponse("answer without Data", api=DETAIL_API)
+    return answer.Data
 
 
 def task_entity(record: TaskRecord) -> EntitySnapshot:
@@ -89,6 +188,14 @@ def read_task_page(resp: Response) -> TaskPage:
 
 
 class AiccsSource(Source):
+    """The account's tasks, and the finished calls of those that are running or just finished.
+
+    ``ListTaskDetail`` has no time filter, so a followed task's details are paged in full each cycle
+    and the committed per-task cursor (the newest attempt end published, less ``calls_settle``)
+    says which attempts are new. Tasks that cannot place calls any more are not read at all, which
+    keeps the reads within the 500/s that ListTask and ListTaskDetail share across all users.
+    """
+
     vendor = VENDOR
 
     def __init__(self, config: AiccsAccount, ctx: AdapterContext) -> None:
@@ -101,14 +208,17 @@ class AiccsSource(Source):
             access_key_secret=config.access_key_secret,
             signature=config.signature,
         )
+        # one API-wide budget for both actions
         self._limiter = self.limiter(LIST_API, API_WIDE, DEFAULT_LIMIT)
         #: the last sweep's total: the next sweep requests every page at once
         self._last_total: int | None = None
         self._classify = classifier(LIST_API)
+        self._classify_detail = classifier(DETAIL_API)
+        self.tz = timezone(timedelta(minutes=config.utc_offset_minutes))
 
     @property
     def apis(self) -> tuple[str, ...]:
-        return (LIST_API,)
+        return (LIST_API, DETAIL_API) if self.cfg.calls else (LIST_API,)
 
     async def _page(self, number: int) -> TaskPage:
         request = ListTaskRequest(PageNo=number, PageSize=self.cfg.page_size)
@@ -133,19 +243,102 @@ class AiccsSource(Source):
         )
         self._last_total = sweep.total
         complete = sweep.totals_agree and len(listing) == sweep.total
-        return Observation(entities=listing.snapshots(), complete=complete)
+        entities = listing.snapshots()
+        if not self.cfg.calls:
+            return Observation(entities=entities, complete=complete)
+        calls, cursors = await self._calls(entities, committed)
+        return Observation(entities=entities, complete=complete, calls=calls, cursors=cursors)
+
+    # -- calls --------------------------------------------------------------------------------------
+    async def _details(self, task_id: int) -> tuple[list[TaskDetailRecord], bool]:
+        size = self.cfg.detail_page_size
+        classify = self._classify_detail
+
+        def parse(resp: Response) -> TaskDetailPage:
+            classify(resp)
+            return read_detail_page(resp)
+
+        async def fetch(number: int) -> TaskDetailPage:
+            request = ListTaskDetailRequest(TaskId=task_id, PageNo=number, PageSize=size)
+            return await call_rpc(self, self.signer, self._limiter, parse, DETAIL_API, request)
+
+        sweep = await sweep_pages(1, size, fetch, lambda p: p.Total, self._limiter.limit)
+        records: dict[int, TaskDetailRecord] = {}
+        for page in sweep.pages:
+            for record in page.Record:
+                records[record.Id] = record
+        return list(records.values()), sweep.totals_agree and len(records) == sweep.total
+
+    async def _calls(
+        self, entities: list[EntitySnapshot], committed: SourceState
+    ) -> tuple[list[CallSnapshot], dict[str, int]]:
+        now = int(time.time())
+        settle = max(1, int(self.cfg.calls_settle))
+        cursors: dict[str, int] = {}
+        followed: list[str] = []
+        for snap in entities:
+            if snap.state in _CALLING:
+                followed.append(snap.id)
+                continue
+            if not snap.state.terminal:
+                continue  # not started: no call yet
+            key = FINISHED_CURSOR.format(snap.id)
+            finished = committed.cursors.get(key)
+            if finished is None:
+                old = committed.entities.get(snap.id)
+                if old is None or old.state == VANISHED or TaskState(old.state).terminal:
+                    # first seen finished (say, the first cycle): its calls are read this once
+                    cursors[key] = now - settle - 1
+                    followed.append(snap.id)
+                    continue
+                finished = cursors[key] = now
+            if now - finished <= settle:
+                followed.append(snap.id)  # just finished: its last attempts may still be listed
+        calls: list[CallSnapshot] = []
+
+        async def follow(task_id: str) -> None:
+            records, whole = await self._details(int(task_id))
+            key = ENDED_CURSOR.format(task_id)
+            until = committed.cursors.get(key, -1)
+            newest = until
+            for record in records:
+                if record.Status not in CALLED:
+                    continue
+                ended = vendor_time(record.EndTime, self.tz)
+                if ended is None:
+                    continue  # an attempt without its end is not finished yet as far as we can tell
+                end = int(ended.timestamp())
+                if end > until:
+                    calls.append(call_snapshot(record, task_id, self.tz))
+                newest = max(newest, end)
+            if whole and newest - settle > until:
+                # a listing that did not page consistently is read again from the same cursor
+                cursors[key] = newest - settle
+
+        slots = anyio.CapacityLimiter(self._limiter.limit)
+
+        async def bounded(task_id: str) -> None:
+            async with slots:
+                await follow(task_id)
+
+        async with anyio.create_task_group() as tg:
+            for task_id in followed:
+                tg.start_soon(bounded, task_id)
+        return calls, cursors
 
 
 def build_sources(config: AiccsAccount, ctx: AdapterContext) -> list[Source]:
     return [AiccsSource(config, ctx)]
 
 
-APIS: Mapping[str, int] = {LIST_API: DEFAULT_LIMIT}
+#: ListTaskDetail shares ListTask's API-wide budget (its own limit is not published)
+APIS: Mapping[str, int] = {LIST_API: DEFAULT_LIMIT, DETAIL_API: DEFAULT_LIMIT}
 
 VENDOR_SPEC = Vendor(
     name=VENDOR,
     account_config=AiccsAccount,
     sources=build_sources,
     apis=APIS,
-    doc="Alibaba Cloud AICCS ListTask (V3 or V1 signature, 500 req/s API-wide, pages from 1)",
+    doc="Alibaba Cloud AICCS ListTask and ListTaskDetail (V3 or V1 signature, 500 req/s API-wide "
+    "shared by both, pages from 1)",
 )
