@@ -49,6 +49,39 @@ class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     port: int = 9464
 
 
+#: vendors whose pushes a receiver can turn into the polled events' twins
+PUSH_VENDORS = frozenset({"tencent-ccc"})
+
+
+class PushReceiverConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Who may push for one configured source (HTTP basic auth, as Tencent CCC Data Push sends it)."""
+
+    vendor: str
+    account: str
+    username: str
+    password: Secret
+
+
+class PushConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Vendor push receivers: off by default; ``POST /push/<vendor>/<account>`` on their own port.
+
+    Put TLS in front (a reverse proxy): the vendors push over the internet with credentials.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9465
+    #: larger bodies are refused with 413 before they are read
+    max_body_bytes: int = 262144
+    #: requests per second one client address may make; more get 429
+    client_rate: int = 100
+    #: seconds a push may wait for JetStream's ack before the vendor is told to push again
+    ack_deadline: float = 5.0
+    #: push ids remembered for de-duplication of the vendor's own re-pushes
+    dedup_capacity: int = 100000
+    receivers: list[PushReceiverConfig] = []
+
+
 class LoggingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     level: str = "INFO"
     format: str = "json"
@@ -65,6 +98,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     http: HttpConfig = HttpConfig()
     logging: LoggingConfig = LoggingConfig()
     shard: ShardConfig = ShardConfig()
+    push: PushConfig = PushConfig()
     #: SIGTERM drain: in-flight publishes and commits get this long before we give up
     shutdown_grace: float = 10.0
     sources: list[AccountConfig] = []
@@ -153,6 +187,21 @@ def parse_config(
         if not 0.0 <= account.rate_limit_margin <= 0.5:
             raise ConfigError(f"{where}.rate_limit_margin: must be between 0 and 0.5 seconds")
         sources.append(account)
+    configured = {(s.vendor, s.account) for s in sources}
+    for i, receiver in enumerate(top.push.receivers):
+        if receiver.vendor not in PUSH_VENDORS:
+            raise ConfigError(
+                f"{path}: push.receivers[{i}].vendor: no push receiver for {receiver.vendor!r}; "
+                f"supported: {', '.join(sorted(PUSH_VENDORS))}"
+            )
+        if (receiver.vendor, receiver.account) not in configured:
+            raise ConfigError(
+                f"{path}: push.receivers[{i}]: no source {receiver.vendor}/{receiver.account} is configured"
+            )
+    if top.push.max_body_bytes < 1024 or top.push.client_rate < 1 or top.push.ack_deadline <= 0:
+        raise ConfigError(
+            f"{path}: push: max_body_bytes must be at least 1024, client_rate at least 1, ack_deadline > 0"
+        )
     shard = shard_from_env(env) or top.shard
     if shard.count < 1 or not 0 <= shard.index < shard.count:
         got = f"{shard.index}/{shard.count}"

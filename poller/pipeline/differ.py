@@ -8,7 +8,7 @@ while we were down (A→B published, then A→C derived), the value in the hash 
 
 from __future__ import annotations
 
-__all__ = ["Diff", "SweepDiff", "diff"]
+__all__ = ["Diff", "SweepDiff", "call_finished", "diff"]
 
 import operator
 import sys
@@ -70,6 +70,11 @@ def _call_event(
         ring_seconds=call.ring_seconds,
         learned_by=call.learned_by,
     )
+
+
+def call_finished(source: SourceId, call: CallSnapshot, privacy: Privacy, now: datetime) -> CallFinished:
+    """The event of a call polled with its observation, or pushed by the vendor: one id for both."""
+    return _call_event(source, call, privacy, now, call.ended_at or "", call.raw_outcome)
 
 
 class SweepDiff:
@@ -199,7 +204,7 @@ class SweepDiff:
             events.extend(self._vanished(now))
         source, privacy = self.source, self.privacy
         for call in observation.calls:
-            events.append(_call_event(source, call, privacy, now, call.ended_at or "", call.raw_outcome))
+            events.append(call_finished(source, call, privacy, now))
         cursors = dict(self.previous.cursors)
         cursors.update(observation.cursors)
         return Diff(events=events, state=self._state(cursors), changed=self.changed)

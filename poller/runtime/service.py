@@ -27,6 +27,8 @@ from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
 from poller.pipeline.publisher import Publisher
 from poller.pipeline.store import StateStore, kv_key_token
+from poller.push import PushServer, serve_push
+from poller.push.server import build_receivers
 from poller.runtime.connection import connect, ensure_infrastructure, retry_nats
 from poller.runtime.control import serve_control
 from poller.runtime.drain import Drains
@@ -66,6 +68,9 @@ class Service:
         self._nc: Any = None
         self._js: Any = None
         self.publisher: Publisher | None = None
+        #: the push receivers, when ``[push]`` is enabled, and their bound port
+        self.push: PushServer | None = None
+        self.push_port: int | None = None
         #: the ops HTTP port once bound
         self.http_port: int | None = None
         self.store: StateStore | None = None
@@ -140,6 +145,9 @@ class Service:
 
     def _bound(self, port: int) -> None:
         self.http_port = port
+
+    def _push_bound(self, port: int) -> None:
+        self.push_port = port
 
     async def run(self, extra_tasks: list[ExtraTask] | None = None) -> None:
         """The ops port is up from the start: /healthz answers and /readyz says 503 while NATS is
@@ -223,6 +231,14 @@ class Service:
                         helpers.start_soon(task, self)
                     helpers.start_soon(self._enforce_grace)
                     helpers.start_soon(serve_control, self._nc, cfg.subject_prefix, watched)
+                    if self.config.push.enabled:
+                        self.push = PushServer(
+                            self.config.push,
+                            build_receivers(self.config.push, self.config.sources),
+                            self.publisher,
+                            self.privacy,
+                        )
+                        helpers.start_soon(serve_push, self.push, self._push_bound)
                     async with anyio.create_task_group() as loops:
                         for status in self.statuses.values():
                             loops.start_soon(loop.run, status)

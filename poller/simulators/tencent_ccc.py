@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import msgspec
 from aiohttp import web
 
@@ -80,6 +84,34 @@ class SimApp:
     cdrs: list[TelCdrInfo] = field(default_factory=list)
 
 
+@dataclass
+class PushPlan:
+    """Data Push of every new call record to ``url``, with HTTP basic auth, imperfect on purpose.
+
+    ``drop`` of them are never pushed, ``duplicate`` are pushed twice with one push id, ``reorder``
+    are held back ``reorder_delay`` seconds. An answer other than ``{"ErrCode":0}`` is pushed again
+    after each of ``retry_delays`` (the vendor re-pushes at most 3 times; scaled down here).
+    """
+
+    url: str
+    username: str
+    password: str
+    drop: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    reorder_delay: float = 0.3
+    retry_delays: tuple[float, ...] = (0.2, 0.4, 0.8)
+
+
+@dataclass
+class PushRecord:
+    session_id: str
+    push_id: str
+    #: "dropped", "acked", "duplicate-acked", or "gave-up"
+    outcome: str
+    attempts: int = 0
+
+
 def _error(code: str, message: str, request_id: str | None = None) -> web.Response:
     body = msgspec.json.encode(
         {
@@ -112,6 +144,72 @@ class TencentCccSimulator(Simulator):
         self.max_page_size = max_page_size
         self._next_id = 1000
         self.app.router.add_post("/", self._handle)
+        self.push_plan: PushPlan | None = None
+        self.pushes: list[PushRecord] = []
+        self._push_tasks: set[asyncio.Task[None]] = set()
+        self._push_http: aiohttp.ClientSession | None = None
+
+    # -- Data Push -----------------------------------------------------------------------------
+    def push_to(self, plan: PushPlan | None) -> None:
+        self.push_plan = plan
+
+    async def stop(self) -> None:
+        for task in list(self._push_tasks):
+            task.cancel()
+        for task in list(self._push_tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._push_http is not None:
+            await self._push_http.close()
+            self._push_http = None
+        await super().stop()
+
+    async def pushes_settled(self) -> None:
+        """Wait until every push started so far has ended (acked, dropped or given up)."""
+        while self._push_tasks:
+            await asyncio.gather(*list(self._push_tasks), return_exceptions=True)
+
+    def _push(self, sdk_app_id: int, cdr: TelCdrInfo) -> None:
+        plan = self.push_plan
+        if plan is None:
+            return
+        record = PushRecord(cdr.SessionId, str(uuid.UUID(int=self.rng.getrandbits(128))), "dropped")
+        self.pushes.append(record)
+        if self.rng.random() < plan.drop:
+            return
+        delay = plan.reorder_delay if self.rng.random() < plan.reorder else 0.0
+        twice = self.rng.random() < plan.duplicate
+        body = msgspec.json.encode(msgspec.structs.replace(cdr, SdkAppId=sdk_app_id))
+        task = asyncio.get_running_loop().create_task(self._deliver(plan, record, body, delay, twice))
+        self._push_tasks.add(task)
+        task.add_done_callback(self._push_tasks.discard)
+
+    async def _deliver(
+        self, plan: PushPlan, record: PushRecord, body: bytes, delay: float, twice: bool
+    ) -> None:
+        if self._push_http is None:
+            self._push_http = aiohttp.ClientSession()
+        credentials = base64.b64encode(f"{plan.username}:{plan.password}".encode()).decode()
+        headers = {
+            "Authorization": f"Basic {credentials}",
+            "Content-Type": "application/json;charset=utf8",
+            "X-TCCC-PUSH-UUID": record.push_id,
+        }
+        await asyncio.sleep(delay)
+        for copy in range(2 if twice else 1):
+            if copy == 0:
+                record.outcome = "gave-up"
+            for wait in (0.0, *plan.retry_delays):
+                await asyncio.sleep(wait)
+                record.attempts += 1
+                try:
+                    async with self._push_http.post(plan.url, data=body, headers=headers) as resp:
+                        answer = await resp.read()
+                except aiohttp.ClientError:
+                    continue
+                if resp.status == 200 and answer.replace(b" ", b"") == b'{"ErrCode":0}':
+                    record.outcome = "duplicate-acked" if copy else "acked"
+                    break
 
     # -- the world ---------------------------------------------------------------------------
     def add_app(self, sdk_app_id: int) -> SimApp:
@@ -174,6 +272,7 @@ class TencentCccSimulator(Simulator):
         )
         if listed:
             self.apps[sdk_app_id].cdrs.append(cdr)
+        self._push(sdk_app_id, cdr)
         return cdr
 
     def list_cdr(self, sdk_app_id: int, cdr: TelCdrInfo) -> None:

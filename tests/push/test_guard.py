@@ -1,0 +1,69 @@
+"""The push guards and the [push] config, on their own."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from poller.config import parse_config
+from poller.errors import ConfigError
+from poller.push.guard import ClientRate, RecentIds, basic_auth_matches
+
+TENCENT = {
+    "vendor": "tencent-ccc",
+    "account": "tc",
+    "secret_id": "AKID",
+    "secret_key": "k",
+    "sdk_app_ids": [1],
+}
+
+
+def _basic(text: bytes) -> str:
+    return "Basic " + base64.b64encode(text).decode()
+
+
+def test_basic_auth_takes_exactly_the_configured_pair() -> None:
+    assert basic_auth_matches(_basic(b"u:p:with:colons"), "u", "p:with:colons")
+    assert not basic_auth_matches(_basic(b"u:P"), "u", "p")
+    assert not basic_auth_matches(_basic(b"up"), "u", "p")  # no separator
+    assert not basic_auth_matches(_basic(b"\xff\xfe:p"), "u", "p")  # not UTF-8
+    assert not basic_auth_matches("Basic !!!not-base64", "u", "p")
+    assert not basic_auth_matches("Bearer token", "u", "p")
+    assert not basic_auth_matches(None, "u", "p")
+
+
+def test_client_rate_is_per_client_per_second_and_bounded_in_memory() -> None:
+    rate = ClientRate(limit=3, clients=2)
+    assert [rate.admit("a", now=10.0) for _ in range(4)] == [True, True, True, False]
+    assert rate.admit("b", now=10.1)  # another client has its own budget
+    assert rate.admit("a", now=11.0)  # a second later the window has moved
+    rate.admit("c", now=11.0)
+    assert len(rate._seen) == 2  # the least recently seen client was forgotten
+
+
+def test_recent_ids_forget_the_oldest_beyond_capacity() -> None:
+    recent = RecentIds(capacity=2)
+    for push_id in ("a", "b", "c"):
+        recent.add(push_id)
+    assert "a" not in recent and "b" in recent and "c" in recent
+
+
+@pytest.mark.parametrize(
+    ("receiver", "message"),
+    [
+        ({"vendor": "byrobot", "account": "tc"}, "no push receiver for 'byrobot'"),
+        ({"vendor": "tencent-ccc", "account": "other"}, "no source tencent-ccc/other"),
+    ],
+)
+def test_push_receivers_must_name_a_supported_configured_source(
+    receiver: dict[str, str], message: str
+) -> None:
+    data = {"push": {"receivers": [{**receiver, "username": "u", "password": "p"}]}, "sources": [TENCENT]}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_push_is_off_by_default() -> None:
+    config = parse_config({"sources": [TENCENT]})
+    assert not config.push.enabled and config.push.receivers == []

@@ -1,0 +1,141 @@
+"""Tencent CCC Data Push into a running poller, beside polling, on a real nats-server."""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import anyio
+
+from poller.simulators.tencent_ccc import PushPlan, TencentCccSimulator
+from poller.tools.natsserver import NatsServer
+from schemas import CallFinished
+from tests.helpers import make_config, polls_done, running, stream_events, wait_until
+from tests.system.test_tencent_e2e import SECRET_ID, SECRET_KEY, tencent_source
+
+APP = 1400000055
+USER, PASSWORD = "tccc-push", "push-password-never-logged"
+
+
+def _config(nats_url: str, sim: TencentCccSimulator, **push: Any) -> Any:
+    source = tencent_source(sim, [APP], poll_interval=1.0, cdr_settle=30)
+    receiver = {"vendor": "tencent-ccc", "account": "tc-main", "username": USER, "password": PASSWORD}
+    return make_config(nats_url, [source], push={"enabled": True, "port": 0, "receivers": [receiver], **push})
+
+
+def _calls(events: list[Any]) -> list[CallFinished]:
+    return [e for e in events if isinstance(e, CallFinished)]
+
+
+async def test_every_call_once_by_push_or_poll_with_half_the_pushes_lost(nats_server: NatsServer) -> None:
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}, seed=3) as sim:
+        task = sim.add_task(APP, state=1, callees=40)
+        async with running(_config(nats_server.url, sim)) as service:
+            await polls_done(service, 1)
+            assert service.push_port
+            url = f"http://127.0.0.1:{service.push_port}/push/tencent-ccc/tc-main?action=cdr&version=1"
+            sim.push_to(PushPlan(url, USER, PASSWORD, drop=0.5, duplicate=0.3, reorder=0.3))
+            placed = [sim.place_call(APP, task) for _ in range(24)]
+            await sim.pushes_settled()
+
+            async def all_there() -> bool:
+                return len(_calls(await stream_events(nats_server.url))) >= len(placed)
+
+            await wait_until(all_there, timeout=10)  # the dropped ones: within a polling cycle
+            await polls_done(service, 2)
+            stats = service.push.stats if service.push else None
+        events = await stream_events(nats_server.url)
+
+    calls = _calls(events)
+    assert Counter(c.call_id for c in calls) == Counter(c.SessionId for c in placed)
+    dropped = {p.session_id for p in sim.pushes if p.outcome == "dropped"}
+    learned = {c.call_id: c.learned_by for c in calls}
+    assert 0 < len(dropped) < len(placed)
+    assert all(learned[s] == "poll" for s in dropped)
+    assert any(by == "push" for by in learned.values())
+    assert all(p.outcome in ("acked", "duplicate-acked", "dropped") for p in sim.pushes)
+    assert stats is not None and stats.outcomes.get("duplicate", 0) == sum(
+        1 for p in sim.pushes if p.outcome == "duplicate-acked"
+    )
+    pushed = next(c for c in calls if c.learned_by == "push")
+    assert pushed.callee_number is not None and "*" in pushed.callee_number
+
+
+async def test_unauthenticated_oversized_and_malformed_pushes_publish_nothing(
+    nats_server: NatsServer,
+) -> None:
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+        sim.add_task(APP, state=1)
+        config = _config(nats_server.url, sim, max_body_bytes=4096, client_rate=30)
+        good = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        bad = base64.b64encode(f"{USER}:wrong".encode()).decode()
+        record = (
+            b'{"SdkAppId":%d,"SessionId":"s-1","EndStatus":1,"Callee":"13800138000",'
+            b'"Direction":1,"EndedTimestamp":1764000000}' % APP
+        )
+        attempts = [
+            ({}, record, "application/json", 401),
+            ({"Authorization": f"Basic {bad}"}, record, "application/json", 401),
+            ({"Authorization": "Bearer x"}, record, "application/json", 401),
+            ({"Authorization": f"Basic {good}"}, b"{" + b" " * 5000 + b"}", "application/json", 413),
+            ({"Authorization": f"Basic {good}"}, record, "text/plain", 415),
+            ({"Authorization": f"Basic {good}"}, b"not json", "application/json", 400),
+            ({"Authorization": f"Basic {good}"}, b'{"SessionId": 5}', "application/json", 400),
+            ({"Authorization": f"Basic {good}"}, record.replace(b"%d" % APP, b"1"), "application/json", 400),
+            (
+                {"Authorization": f"Basic {good}"},
+                record.replace(b',"EndedTimestamp":1764000000', b""),
+                "application/json",
+                400,
+            ),
+        ]
+        async with running(config) as service, aiohttp.ClientSession() as http:
+            await polls_done(service, 1)
+            base = f"http://127.0.0.1:{service.push_port}/push/tencent-ccc/tc-main"
+            statuses = []
+            for headers, body, content_type, _ in attempts:
+                async with http.post(
+                    base + "?action=cdr", data=body, headers={**headers, "Content-Type": content_type}
+                ) as resp:
+                    statuses.append(resp.status)
+            async with http.post(base.replace("tc-main", "nobody") + "?action=cdr", data=record) as resp:
+                statuses.append(resp.status)
+            async with http.post(
+                base + "?action=what",
+                data=record,
+                headers={"Authorization": f"Basic {good}", "Content-Type": "application/json"},
+            ) as resp:
+                statuses.append(resp.status)
+            # a flood from one client: refused with 429 beyond the client's rate
+            flood = []
+            for _ in range(40):
+                async with http.post(base, data=b"{}") as resp:
+                    flood.append(resp.status)
+            await polls_done(service, 1)
+            middle = _calls(await stream_events(nats_server.url))
+            # still serving: a good push goes through after all that (once the flood's second is over)
+            await anyio.sleep(1.1)
+            async with (
+                aiohttp.ClientSession() as fresh,
+                fresh.post(
+                    base + "?action=cdr",
+                    data=record,
+                    headers={
+                        "Authorization": f"Basic {good}",
+                        "Content-Type": "application/json",
+                        "X-TCCC-PUSH-UUID": "u1",
+                    },
+                ) as resp,
+            ):
+                accepted = (resp.status, await resp.json())
+        events = await stream_events(nats_server.url)
+
+    assert statuses == [expected for *_, expected in attempts] + [404, 400]
+    assert 429 in flood and set(flood) <= {401, 429}
+    assert middle == []
+    assert accepted == (200, {"ErrCode": 0})
+    (call,) = _calls(events)
+    assert (call.call_id, call.learned_by, call.task_id) == ("s-1", "push", "")
+    assert call.callee_number == "138******00"
