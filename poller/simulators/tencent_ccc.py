@@ -313,7 +313,11 @@ class TencentCccSimulator(Simulator):
                         changes.append((app_id, task.task_id, task.state, new))
                         task.state = new
                 if task.state == 1 and task.callees and self.rng.random() < 0.5:
-                    self.place_call(app_id, task.task_id)
+                    if any(c.state in (0, 4) for c in task.callees):
+                        self.place_call(app_id, task.task_id)
+                    else:
+                        changes.append((app_id, task.task_id, task.state, 2))
+                        task.state = 2  # every callee called: the task is done
         return changes
 
     # -- protocol ----------------------------------------------------------------------------
@@ -490,4 +494,13 @@ def demo_setup(seed: int) -> DemoSetup:
         if sim.rng.random() < 0.1:
             sim.add_task(apps[0])
 
-    return DemoSetup(sim, sources, evolve)
+    user, password = "demo-push", "demo-push-password"
+
+    def start_push(base_url: str) -> None:
+        # a third of the pushes lost: those calls arrive by polling instead
+        sim.push_to(
+            PushPlan(f"{base_url}/push/tencent-ccc/demo?action=cdr&version=1", user, password, drop=0.33)
+        )
+
+    receivers = [{"vendor": "tencent-ccc", "account": "demo", "username": user, "password": password}]
+    return DemoSetup(sim, sources, evolve, receivers, start_push)

@@ -28,6 +28,11 @@ async def run_demo(seed: int = 7, evolve_every: float = 2.0, duration: float | N
                 "http": {"port": 0, "host": "127.0.0.1"},
                 "logging": {"level": "WARNING"},
                 "sources": sources,
+                "push": {
+                    "enabled": True,
+                    "port": 0,
+                    "receivers": [r for setup in setups for r in setup.push_receivers],
+                },
             },
             path="<demo>",
         )
@@ -50,7 +55,16 @@ async def run_demo(seed: int = 7, evolve_every: float = 2.0, duration: float | N
                     break
                 await anyio.sleep(0.05)
             base = f"http://127.0.0.1:{svc.http_port}"
-            print(f"demo: health and metrics at {base}/healthz {base}/readyz {base}/metrics\n", flush=True)
+            print(f"demo: health and metrics at {base}/healthz {base}/readyz {base}/metrics", flush=True)
+            for _ in range(100):
+                if svc.push_port is not None:
+                    break
+                await anyio.sleep(0.05)
+            push_base = f"http://127.0.0.1:{svc.push_port}"
+            for setup in setups:
+                if setup.start_push is not None:
+                    setup.start_push(push_base)
+            print(f"demo: push receivers at {push_base}/push/<vendor>/<account>\n", flush=True)
             # the demo's stream is new: reading it from the start shows every event once, including
             # those published before this subscription existed
             subject = f"{config.nats.subject_prefix}.>"
