@@ -36,7 +36,8 @@ def describe(event: Event) -> str:
         case TaskVanished():
             what = f"{event.kind.value} {event.entity_id} vanished (was {_status(event.previous)})"
         case CallFinished():
-            what = f"call {event.call_id} of task {event.task_id or '?'}: {event.outcome.value}({event.raw_outcome})"
+            task = event.task_id or "?"
+            what = f"call {event.call_id} of task {task}: {event.outcome.value}({event.raw_outcome})"
             if event.callee_number:
                 what += f" to {event.callee_number}"
             if event.duration_seconds is not None:
