@@ -15,7 +15,7 @@ import msgspec
 from poller.pipeline.identity import SourceId
 from poller.push.guard import basic_auth_matches
 from poller.push.receiver import Accepted, Rejected
-from poller.vendors.tencent_ccc import VENDOR, call_snapshot
+from poller.vendors.tencent_ccc import VENDOR, call_snapshot, plausible_time
 from schemas.vendors.tencent_ccc import TelCdrInfo
 
 __all__ = ["PUSH_ID_HEADER", "TencentCdrReceiver"]
@@ -51,8 +51,8 @@ class TencentCdrReceiver:
             raise Rejected(400, "malformed record") from None
         if cdr.SdkAppId is None or cdr.SdkAppId not in self.sdk_app_ids:
             raise Rejected(400, "SdkAppId not configured for this account")
-        if not cdr.SessionId or len(cdr.SessionId) > 128 or not cdr.EndedTimestamp:
-            raise Rejected(400, "record without a session id or an end")
+        if not cdr.SessionId or len(cdr.SessionId) > 128 or plausible_time(cdr.EndedTimestamp) is None:
+            raise Rejected(400, "record without a session id or a plausible end")
         push_id = headers.get(PUSH_ID_HEADER) or None
         if push_id is not None and len(push_id) > 128:
             raise Rejected(400, "push id too long")

@@ -144,6 +144,8 @@ class TencentCccSimulator(Simulator):
         self.max_page_size = max_page_size
         self._next_id = 1000
         self.app.router.add_post("/", self._handle)
+        #: a hostile answer: DescribeTelCdr claims this TotalCount whatever it holds
+        self.claimed_cdr_total: int | None = None
         self.push_plan: PushPlan | None = None
         self.pushes: list[PushRecord] = []
         self._push_tasks: set[asyncio.Task[None]] = set()
@@ -460,7 +462,7 @@ class TencentCccSimulator(Simulator):
         start = req.PageNumber * req.PageSize
         page = matching[start : start + req.PageSize]
         answer = {
-            "TotalCount": len(matching),
+            "TotalCount": len(matching) if self.claimed_cdr_total is None else self.claimed_cdr_total,
             "TelCdrs": page,
             "TelCdrList": page,
             "RequestId": str(uuid.uuid4()),

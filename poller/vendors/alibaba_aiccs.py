@@ -96,6 +96,8 @@ _CALLING = frozenset({TaskState.RUNNING, TaskState.PAUSED, TaskState.PAUSED_BY_S
 #: committed cursors per task: every attempt that ended at or before this Unix second is published,
 #: and the Unix second the task was first seen finished (it is read until the cursor passes it)
 ENDED_CURSOR = "calls_until.{}"
+#: seconds an attempt's end may lie ahead of our clock
+_SKEW = 300
 FINISHED_CURSOR = "task_finished.{}"
 
 
@@ -113,6 +115,8 @@ class AiccsAccount(AlibabaAccount, frozen=True, kw_only=True):
     #: seconds: attempts ending this close to the newest one seen may not be listed yet, so they are
     #: read again (the same event id: JetStream drops the copy)
     calls_settle: float = 60.0
+    #: a task claiming more callees than this is a bad answer, not 1000s of pages
+    max_task_details: int = 1000000
 
     def default_endpoint(self) -> str:
         return DEFAULT_ENDPOINT
@@ -138,6 +142,7 @@ def call_snapshot(record: TaskDetailRecord, task_id: str, tz: timezone) -> CallS
     outcome = OUTCOMES.normalize(raw) if record.StatusCode else CallOutcome.UNKNOWN
     started, ended = vendor_time(record.StartTime, tz), vendor_time(record.EndTime, tz)
     attempt = record.RetryCurTimes or 0
+    duration = record.Duration if record.Duration is not None and record.Duration >= 0 else None
     return CallSnapshot(
         call_id=f"{record.Id}.{attempt}",
         task_id=task_id,
@@ -146,8 +151,8 @@ def call_snapshot(record: TaskDetailRecord, task_id: str, tz: timezone) -> CallS
         failure_reason=None if outcome is CallOutcome.ANSWERED else (record.StatusCodeDesc or None),
         callee_number=record.Called or None,
         caller_number=record.Caller or None,
-        duration_seconds=record.Duration,
-        talk_seconds=record.Duration,
+        duration_seconds=duration,
+        talk_seconds=duration,
         started_at=started.isoformat() if started else None,
         ended_at=ended.isoformat() if ended else None,
         vendor_call_id=str(record.Id),
@@ -262,7 +267,15 @@ class AiccsSource(Source):
             request = ListTaskDetailRequest(TaskId=task_id, PageNo=number, PageSize=size)
             return await call_rpc(self, self.signer, self._limiter, parse, DETAIL_API, request)
 
-        sweep = await sweep_pages(1, size, fetch, lambda p: p.Total, self._limiter.limit)
+        def total_of(page: TaskDetailPage) -> int:
+            if not 0 <= page.Total <= self.cfg.max_task_details:
+                raise BadResponse(
+                    f"Total {page.Total} outside 0..{self.cfg.max_task_details} (max_task_details)",
+                    api=DETAIL_API,
+                )
+            return page.Total
+
+        sweep = await sweep_pages(1, size, fetch, total_of, self._limiter.limit)
         records: dict[int, TaskDetailRecord] = {}
         for page in sweep.pages:
             for record in page.Record:
@@ -295,6 +308,7 @@ class AiccsSource(Source):
             if now - finished <= settle:
                 followed.append(snap.id)  # just finished: its last attempts may still be listed
         calls: list[CallSnapshot] = []
+        impossible: list[int] = []
 
         async def follow(task_id: str) -> None:
             records, whole = await self._details(int(task_id))
@@ -308,6 +322,9 @@ class AiccsSource(Source):
                 if ended is None:
                     continue  # an attempt without its end is not finished yet as far as we can tell
                 end = int(ended.timestamp())
+                if end > now + _SKEW:
+                    impossible.append(record.Id)  # "ending" in the future: new on every cycle
+                    continue
                 if end > until:
                     calls.append(call_snapshot(record, task_id, self.tz))
                 newest = max(newest, end)
@@ -324,6 +341,16 @@ class AiccsSource(Source):
         async with anyio.create_task_group() as tg:
             for task_id in followed:
                 tg.start_soon(bounded, task_id)
+        if impossible:
+            log.warning(
+                "task details with an impossible end time left out",
+                extra={
+                    "vendor": VENDOR,
+                    "account": self.account,
+                    "api": DETAIL_API,
+                    "count": len(impossible),
+                },
+            )
         return calls, cursors
 
 

@@ -119,6 +119,8 @@ class TencentCccAccount(AccountConfig, frozen=True, kw_only=True):
     cdr_settle: float = 60.0
     #: seconds: on the first cycle, calls that ended this far back are published
     cdr_backfill: float = 86400.0
+    #: a DescribeTelCdr window claiming more records than this is a bad answer, not 1000s of pages
+    max_cdr_records: int = 100000
 
 
 # -- TC3-HMAC-SHA256 ---------------------------------------------------------------------------
@@ -249,8 +251,17 @@ def normalize(task: AutoCalloutTaskInfo, sdk_app_id: int | str) -> EntitySnapsho
     )
 
 
+#: Unix seconds a record's times must lie within (2001..2100): anything else is not a time
+_PLAUSIBLE = range(1_000_000_000, 4_102_444_800)
+
+
+def plausible_time(timestamp: int | None) -> int | None:
+    return timestamp if timestamp is not None and timestamp in _PLAUSIBLE else None
+
+
 def _iso(timestamp: int | None) -> str | None:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp else None
+    valid = plausible_time(timestamp)
+    return datetime.fromtimestamp(valid, UTC).isoformat() if valid is not None else None
 
 
 def call_snapshot(cdr: TelCdrInfo, task_id: str, learned_by: CallLearnedBy = "poll") -> CallSnapshot:
@@ -258,9 +269,9 @@ def call_snapshot(cdr: TelCdrInfo, task_id: str, learned_by: CallLearnedBy = "po
     (up to ``task_id`` and ``learned_by``, which the event id does not hash)."""
     raw = str(cdr.EndStatus)
     outcome = OUTCOMES.normalize(raw)
-    ended = cdr.EndedTimestamp
-    accepted = cdr.AcceptTimestamp or None
-    ringing = cdr.RingTimestamp or None
+    ended = plausible_time(cdr.EndedTimestamp)
+    accepted = plausible_time(cdr.AcceptTimestamp)
+    ringing = plausible_time(cdr.RingTimestamp)
     talk = max(0, ended - accepted) if ended and accepted else (0 if ended else None)
     answered_or_ended = accepted or ended
     ring = max(0, answered_or_ended - ringing) if ringing and answered_or_ended else None
@@ -272,7 +283,7 @@ def call_snapshot(cdr: TelCdrInfo, task_id: str, learned_by: CallLearnedBy = "po
         failure_reason=None if outcome is CallOutcome.ANSWERED else (cdr.EndStatusString or None),
         callee_number=cdr.Callee or cdr.ProtectedCallee or None,
         caller_number=cdr.Caller or cdr.ProtectedCaller or None,
-        duration_seconds=cdr.Duration,
+        duration_seconds=cdr.Duration if cdr.Duration is not None and cdr.Duration >= 0 else None,
         started_at=_iso(cdr.StartTimestamp or cdr.Time),
         ended_at=_iso(ended),
         vendor_call_id=cdr.SessionId,
@@ -289,6 +300,8 @@ ENDED_CURSOR = "task_ended.{}"
 #: DescribeTelCdr accepts windows shorter than 90 days reaching at most 180 days back
 _MAX_RANGE = 89 * 86400
 _MAX_BACK = 179 * 86400
+#: seconds a record's end may lie ahead of our clock
+_SKEW = 300
 
 
 class TencentCccSource(Source):
@@ -435,7 +448,15 @@ class TencentCccSource(Source):
                 raise BadResponse("answer without TotalCount", api=CDR_API)
             return result
 
-        sweep = await sweep_pages(0, size, fetch, lambda r: r.TotalCount or 0, self._limiters[CDR_API].limit)
+        def total_of(result: DescribeTelCdrResult) -> int:
+            total = result.TotalCount or 0
+            if not 0 <= total <= self.cfg.max_cdr_records:
+                raise BadResponse(
+                    f"TotalCount {total} outside 0..{self.cfg.max_cdr_records} (max_cdr_records)", api=CDR_API
+                )
+            return total
+
+        sweep = await sweep_pages(0, size, fetch, total_of, self._limiters[CDR_API].limit)
         records: dict[str, TelCdrInfo] = {}
         for result in sweep.pages:
             for cdr in result.TelCdrList if result.TelCdrList is not None else result.TelCdrs or []:
@@ -451,7 +472,15 @@ class TencentCccSource(Source):
         followed, cursors = self._followed(entities, committed, until, now)
         start = max(until - int(self.cfg.cdr_lookback), now - _MAX_BACK, now - _MAX_RANGE)
         records, whole = await self._cdrs(start, now)
-        fresh = [r for r in records if r.EndedTimestamp and r.EndedTimestamp > until]
+        fresh = [r for r in records if r.EndedTimestamp and until < r.EndedTimestamp]
+        impossible = [r for r in fresh if (plausible_time(r.EndedTimestamp) or _PLAUSIBLE.stop) > now + _SKEW]
+        if impossible:
+            # a record "ending" in the future would be new on every cycle: counted and left out
+            log.warning(
+                "call records with an impossible end time left out",
+                extra={"vendor": VENDOR, "account": self.account, "api": CDR_API, "count": len(impossible)},
+            )
+            fresh = [r for r in fresh if r not in impossible]
         foreign = self._foreign
         for session in [s for s, ended in foreign.items() if ended <= until]:
             del foreign[session]
