@@ -71,6 +71,7 @@ class Service:
         #: the push receivers, when ``[push]`` is enabled, and their bound port
         self.push: PushServer | None = None
         self.push_port: int | None = None
+        self.push_ready = anyio.Event()
         #: the ops HTTP port once bound
         self.http_port: int | None = None
         self.store: StateStore | None = None
@@ -148,6 +149,7 @@ class Service:
 
     def _push_bound(self, port: int) -> None:
         self.push_port = port
+        self.push_ready.set()
 
     async def run(self, extra_tasks: list[ExtraTask] | None = None) -> None:
         """The ops port is up from the start: /healthz answers and /readyz says 503 while NATS is
