@@ -20,11 +20,12 @@ from pathlib import Path
 import anyio
 import pytest
 
+from poller.simulators.alibaba_aiccs import AiccsSimulator
 from poller.simulators.alibaba_outboundbot import NEXT_STATUSES as OUTBOUNDBOT_NEXT
 from poller.simulators.alibaba_outboundbot import OutboundBotSimulator
 from poller.simulators.huawei_aicc import NEXT_STATUS as HUAWEI_NEXT
 from poller.simulators.huawei_aicc import HuaweiAiccSimulator
-from poller.simulators.tencent_ccc import NEXT_STATES, TencentCccSimulator
+from poller.simulators.tencent_ccc import NEXT_STATES, PushPlan, TencentCccSimulator
 from poller.tools.natsserver import NatsServer, free_port
 from schemas import CallFinished, EntityKind, JobStatusChanged, TaskAppeared, TaskProgress, TaskStatusChanged
 from tests.helpers import stream_events, wait_until
@@ -38,6 +39,7 @@ SECRETS = {
     "CHAOS_TC_SECRET": "chaos-tc-secret",
     "CHAOS_HW_SECRET": "chaos-hw-secret",
     "CHAOS_OB_SECRET": "chaos-ob-secret",
+    "CHAOS_AICCS_SECRET": "chaos-aiccs-secret",
 }
 Key = tuple[str, str]  # (vendor, entity key)
 
@@ -72,6 +74,9 @@ class TencentWorld:
         for app in self.apps:
             for _ in range(4):
                 self._add(app)
+        #: every call placed: each must be published exactly once, by push or by polling
+        self.calls: set[str] = set()
+        self.push_port = free_port()
 
     def _add(self, app: int) -> None:
         task = self.sim.add_task(app, state=0)
@@ -87,7 +92,25 @@ class TencentWorld:
             sdk_app_ids = {list(self.apps)}
             endpoint = "{self.sim.url}"
             page_size = 3
+            cdr_settle = 30
         """
+
+    def push(self) -> str:
+        return f"""
+            [push]
+            enabled = true
+            port = {self.push_port}
+            [[push.receivers]]
+            vendor = "tencent-ccc"
+            account = "chaos"
+            username = "chaos-push"
+            password = {{ env = "CHAOS_TC_SECRET" }}
+        """
+
+    def start_pushing(self) -> None:
+        url = f"http://127.0.0.1:{self.push_port}/push/tencent-ccc/chaos?action=cdr&version=1"
+        plan = PushPlan(url, "chaos-push", SECRETS["CHAOS_TC_SECRET"], drop=0.3, duplicate=0.2, reorder=0.2)
+        self.sim.push_to(plan)
 
     def step(self) -> None:
         app = self.rng.choice(self.apps)
@@ -96,6 +119,8 @@ class TencentWorld:
         if options and (new := self.rng.choice(options)) != task.state:
             self.sim.set_state(app, task.task_id, new)
             self.history.record((self.vendor, f"{app}/{task.task_id}"), str(new))
+        if task.state == 1 and any(c.state in (0, 4) for c in task.callees):
+            self.calls.add(self.sim.place_call(app, task.task_id).SessionId)
         if self.rng.random() < 0.05:
             self._add(app)
 
@@ -202,8 +227,58 @@ class OutboundBotWorld:
         return (self.vendor, event.entity_id)
 
 
-World = TencentWorld | HuaweiWorld | OutboundBotWorld
-WORLDS: tuple[type[World], ...] = (TencentWorld, HuaweiWorld, OutboundBotWorld)
+class AiccsWorld:
+    """Robot call tasks that run and finish; each callee called once must give one call-finished."""
+
+    vendor = "alibaba-aiccs"
+
+    def __init__(self, rng: random.Random, history: History) -> None:
+        self.rng, self.history = rng, history
+        self.sim = AiccsSimulator(
+            credentials={"LTAIchaosAiccs": SECRETS["CHAOS_AICCS_SECRET"]}, seed=rng.randrange(1 << 30)
+        )
+        self.tasks = [self._add() for _ in range(3)]
+        self.calls: set[str] = set()
+
+    def _add(self) -> int:
+        task = self.sim.add_task(status="RUNNING", total=6)
+        self.history.record((self.vendor, str(task)), "RUNNING")
+        return task
+
+    def source(self) -> str:
+        return f"""
+            [[sources]]
+            vendor = "alibaba-aiccs"
+            account = "chaos"
+            access_key_id = "LTAIchaosAiccs"
+            access_key_secret = {{ env = "CHAOS_AICCS_SECRET" }}
+            endpoint = "{self.sim.url}"
+            page_size = 2
+            detail_page_size = 4
+            calls_settle = 30
+        """
+
+    def step(self) -> None:
+        task = self.sim.task(self.rng.choice(self.tasks))
+        pending = any(d.Status == "INIT" for d in task.details.values())
+        if task.status == "RUNNING" and pending:
+            attempt = self.sim.call(task.task_id)  # callees not called yet only: no retry overwrites
+            self.calls.add(f"{attempt.Id}.{attempt.RetryCurTimes}")
+        elif task.status == "RUNNING" and self.rng.random() < 0.5:
+            self.sim.set_task(task.task_id, status="DONE")
+            self.history.record((self.vendor, str(task.task_id)), "DONE")
+        if self.rng.random() < 0.05:
+            self.tasks.append(self._add())
+
+    def final(self) -> dict[Key, str]:
+        return {(self.vendor, str(task)): self.sim.task(task).status for task in self.tasks}
+
+    def key(self, event: TaskAppeared | TaskStatusChanged) -> Key:
+        return (self.vendor, event.entity_id)
+
+
+World = TencentWorld | HuaweiWorld | OutboundBotWorld | AiccsWorld
+WORLDS: tuple[type[World], ...] = (TencentWorld, HuaweiWorld, OutboundBotWorld, AiccsWorld)
 
 
 def _poller(config: Path) -> subprocess.Popen[bytes]:
@@ -223,6 +298,8 @@ async def test_chaos_kills_lose_nothing_and_double_nothing(tmp_path: Path) -> No
     worlds: list[World] = [make(rng, history) for make in WORLDS]
     by_vendor = {world.vendor: world for world in worlds}
     outboundbot = next(w for w in worlds if isinstance(w, OutboundBotWorld))
+    tencent = next(w for w in worlds if isinstance(w, TencentWorld))
+    aiccs = next(w for w in worlds if isinstance(w, AiccsWorld))
     try:
         for world in worlds:
             await world.sim.start()
@@ -239,9 +316,11 @@ async def test_chaos_kills_lose_nothing_and_double_nothing(tmp_path: Path) -> No
                 enabled = false
                 """
             )
+            + textwrap.dedent(tencent.push())
             + "".join(textwrap.dedent(world.source()) + common for world in worlds)
         )
         poller = _poller(config)
+        tencent.start_pushing()
         # until the first poll, every state may be collapsed into the one first seen
         history.outages.append((0.0, time.monotonic() + 1.5))
         deadline = time.monotonic() + 25.0
@@ -275,7 +354,16 @@ async def test_chaos_kills_lose_nothing_and_double_nothing(tmp_path: Path) -> No
                     last[by_vendor[event.vendor].key(event)] = event.current.raw
             return last == final
 
+        async def calls_caught_up() -> bool:
+            calls = {
+                (e.vendor, e.call_id) for e in await stream_events(nats.url) if isinstance(e, CallFinished)
+            }
+            return {c for v, c in calls if v == tencent.vendor} == tencent.calls and {
+                c for v, c in calls if v == aiccs.vendor
+            } == aiccs.calls
+
         await wait_until(caught_up, timeout=30, step=0.5)
+        await wait_until(calls_caught_up, timeout=30, step=0.5)
         await anyio.sleep(2.0)  # a poller restarted last may still be importing: let it reach its loop
         poller.send_signal(signal.SIGTERM)
         assert poller.wait(10) == 0
@@ -287,22 +375,36 @@ async def test_chaos_kills_lose_nothing_and_double_nothing(tmp_path: Path) -> No
 
     assert len({e.event_id for e in events}) == len(events), "duplicate event ids"
     # zero lost and zero doubled call-finished: one per job that ended Succeeded or Failed
-    calls = [e.call_id for e in events if isinstance(e, CallFinished)]
-    assert outboundbot.finished_calls(), "the script finished no call: the check below would be vacuous"
-    assert sorted(calls) == sorted(outboundbot.finished_calls())
-    chains: dict[Key, list[TaskAppeared | TaskStatusChanged | JobStatusChanged]] = defaultdict(list)
+    calls: dict[str, list[str]] = defaultdict(list)
     for event in events:
-        if isinstance(event, CallFinished | TaskProgress):
+        if isinstance(event, CallFinished):
+            calls[event.vendor].append(event.call_id)
+    assert outboundbot.finished_calls(), "the script finished no call: the check below would be vacuous"
+    assert sorted(calls[outboundbot.vendor]) == sorted(outboundbot.finished_calls())
+    # every Tencent call once whether it came by push, by polling or both; every AICCS attempt once
+    assert tencent.calls and aiccs.calls, "the script placed no call: the checks below would be vacuous"
+    assert sorted(calls[tencent.vendor]) == sorted(tencent.calls)
+    assert sorted(calls[aiccs.vendor]) == sorted(aiccs.calls)
+    assert set(calls) == {outboundbot.vendor, tencent.vendor, aiccs.vendor}
+    chains: dict[Key, list[TaskAppeared | TaskStatusChanged | JobStatusChanged]] = defaultdict(list)
+    #: every change counter of an entity, progress included (AICCS tasks count their calls)
+    seqs: dict[Key, list[int]] = defaultdict(list)
+    for event in events:
+        if isinstance(event, CallFinished):
             continue
-        assert isinstance(event, Tracked), event
+        assert isinstance(event, Tracked | TaskProgress), event
         if event.kind is EntityKind.JOB_GROUP:
             continue  # a derived state; its progress events carry its meaning
+        seqs[by_vendor[event.vendor].key(event)].append(event.seq)
+        if isinstance(event, TaskProgress):
+            continue
+        assert isinstance(event, Tracked), event
         chains[by_vendor[event.vendor].key(event)].append(event)
     assert set(chains) == set(history.states)
     for key, chain in chains.items():
         assert isinstance(chain[0], TaskAppeared)
         # a consistent chain: counters consecutive, each previous is the last current
-        assert [e.seq for e in chain] == list(range(1, len(chain) + 1)), key
+        assert seqs[key] == list(range(1, len(seqs[key]) + 1)), key
         for before, after in itertools.pairwise(chain):
             assert isinstance(after, TaskStatusChanged | JobStatusChanged), key
             assert after.previous.raw == before.current.raw, key
