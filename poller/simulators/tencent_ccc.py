@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import contextlib
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import msgspec
 from aiohttp import web
 
 from poller.simulators.base import DemoSetup, Fault, Simulator, json_response
+from poller.simulators.push import Pusher, PushPlan, PushRecord
 from poller.vendors.tencent_ccc import (
     CDR_API,
     LIST_API,
@@ -84,32 +81,13 @@ class SimApp:
     cdrs: list[TelCdrInfo] = field(default_factory=list)
 
 
-@dataclass
-class PushPlan:
-    """Data Push of every new call record to ``url``, with HTTP basic auth, imperfect on purpose.
-
-    ``drop`` of them are never pushed, ``duplicate`` are pushed twice with one push id, ``reorder``
-    are held back ``reorder_delay`` seconds. An answer other than ``{"ErrCode":0}`` is pushed again
-    after each of ``retry_delays`` (the vendor re-pushes at most 3 times; scaled down here).
-    """
-
-    url: str
-    username: str
-    password: str
-    drop: float = 0.0
-    duplicate: float = 0.0
-    reorder: float = 0.0
-    reorder_delay: float = 0.3
-    retry_delays: tuple[float, ...] = (0.2, 0.4, 0.8)
-
-
-@dataclass
-class PushRecord:
-    session_id: str
-    push_id: str
-    #: "dropped", "acked", "duplicate-acked", or "gave-up"
-    outcome: str
-    attempts: int = 0
+def _push_acked(status: int, body: bytes) -> bool:
+    """Tencent takes a push as received only from an answer ``{"ErrCode":0}``."""
+    try:
+        answer = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return False
+    return status == 200 and isinstance(answer, dict) and answer.get("ErrCode") == 0
 
 
 def _error(code: str, message: str, request_id: str | None = None) -> web.Response:
@@ -146,72 +124,32 @@ class TencentCccSimulator(Simulator):
         self.app.router.add_post("/", self._handle)
         #: a hostile answer: DescribeTelCdr claims this TotalCount whatever it holds
         self.claimed_cdr_total: int | None = None
-        self.push_plan: PushPlan | None = None
-        self.pushes: list[PushRecord] = []
-        self._push_tasks: set[asyncio.Task[None]] = set()
-        self._push_http: aiohttp.ClientSession | None = None
+        self.pusher = Pusher(self.rng, _push_acked)
 
     # -- Data Push -----------------------------------------------------------------------------
     def push_to(self, plan: PushPlan | None) -> None:
-        self.push_plan = plan
+        self.pusher.plan = plan
+
+    @property
+    def pushes(self) -> list[PushRecord]:
+        return self.pusher.records
 
     async def stop(self) -> None:
-        for task in list(self._push_tasks):
-            task.cancel()
-        for task in list(self._push_tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._push_http is not None:
-            await self._push_http.close()
-            self._push_http = None
+        await self.pusher.close()
         await super().stop()
 
     async def pushes_settled(self) -> None:
         """Wait until every push started so far has ended (acked, dropped or given up)."""
-        while self._push_tasks:
-            await asyncio.gather(*list(self._push_tasks), return_exceptions=True)
+        await self.pusher.settled()
 
     def _push(self, sdk_app_id: int, cdr: TelCdrInfo) -> None:
-        plan = self.push_plan
-        if plan is None:
+        """Data Push of one CDR: JSON with the SdkAppId at the root, a push id per record."""
+        if self.pusher.plan is None:
             return
-        record = PushRecord(cdr.SessionId, str(uuid.UUID(int=self.rng.getrandbits(128))), "dropped")
-        self.pushes.append(record)
-        if self.rng.random() < plan.drop:
-            return
-        delay = plan.reorder_delay if self.rng.random() < plan.reorder else 0.0
-        twice = self.rng.random() < plan.duplicate
         body = msgspec.json.encode(msgspec.structs.replace(cdr, SdkAppId=sdk_app_id))
-        task = asyncio.get_running_loop().create_task(self._deliver(plan, record, body, delay, twice))
-        self._push_tasks.add(task)
-        task.add_done_callback(self._push_tasks.discard)
-
-    async def _deliver(
-        self, plan: PushPlan, record: PushRecord, body: bytes, delay: float, twice: bool
-    ) -> None:
-        if self._push_http is None:
-            self._push_http = aiohttp.ClientSession()
-        credentials = base64.b64encode(f"{plan.username}:{plan.password}".encode()).decode()
-        headers = {
-            "Authorization": f"Basic {credentials}",
-            "Content-Type": "application/json;charset=utf8",
-            "X-TCCC-PUSH-UUID": record.push_id,
-        }
-        await asyncio.sleep(delay)
-        for copy in range(2 if twice else 1):
-            if copy == 0:
-                record.outcome = "gave-up"
-            for wait in (0.0, *plan.retry_delays):
-                await asyncio.sleep(wait)
-                record.attempts += 1
-                try:
-                    async with self._push_http.post(plan.url, data=body, headers=headers) as resp:
-                        answer = await resp.read()
-                except aiohttp.ClientError:
-                    continue
-                if resp.status == 200 and answer.replace(b" ", b"") == b'{"ErrCode":0}':
-                    record.outcome = "duplicate-acked" if copy else "acked"
-                    break
+        push_id = str(uuid.UUID(int=self.rng.getrandbits(128)))
+        headers = {"Content-Type": "application/json;charset=utf8", "X-TCCC-PUSH-UUID": push_id}
+        self.pusher.push(cdr.SessionId, body, push_id, headers)
 
     # -- the world ---------------------------------------------------------------------------
     def add_app(self, sdk_app_id: int) -> SimApp:
@@ -501,7 +439,12 @@ def demo_setup(seed: int) -> DemoSetup:
     def start_push(base_url: str) -> None:
         # a third of the pushes lost: those calls arrive by polling instead
         sim.push_to(
-            PushPlan(f"{base_url}/push/tencent-ccc/demo?action=cdr&version=1", user, password, drop=0.33)
+            PushPlan(
+                f"{base_url}/push/tencent-ccc/demo?action=cdr&version=1",
+                username=user,
+                password=password,
+                drop=0.33,
+            )
         )
 
     receivers = [{"vendor": "tencent-ccc", "account": "demo", "username": user, "password": password}]

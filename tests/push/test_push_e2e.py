@@ -9,7 +9,8 @@ from typing import Any
 import aiohttp
 import anyio
 
-from poller.simulators.tencent_ccc import PushPlan, TencentCccSimulator
+from poller.simulators.push import PushPlan
+from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tools.natsserver import NatsServer
 from schemas import CallFinished
 from tests.helpers import make_config, polls_done, running, stream_events, wait_until

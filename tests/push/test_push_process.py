@@ -13,7 +13,8 @@ import aiohttp
 import anyio
 import pytest
 
-from poller.simulators.tencent_ccc import PushPlan, TencentCccSimulator
+from poller.simulators.push import PushPlan
+from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tools.natsserver import NatsServer
 from schemas import CallFinished
 from tests.helpers import stream_events, wait_until

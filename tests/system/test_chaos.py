@@ -25,7 +25,8 @@ from poller.simulators.alibaba_outboundbot import NEXT_STATUSES as OUTBOUNDBOT_N
 from poller.simulators.alibaba_outboundbot import OutboundBotSimulator
 from poller.simulators.huawei_aicc import NEXT_STATUS as HUAWEI_NEXT
 from poller.simulators.huawei_aicc import HuaweiAiccSimulator
-from poller.simulators.tencent_ccc import NEXT_STATES, PushPlan, TencentCccSimulator
+from poller.simulators.push import PushPlan
+from poller.simulators.tencent_ccc import NEXT_STATES, TencentCccSimulator
 from poller.tools.natsserver import NatsServer, free_port
 from schemas import CallFinished, EntityKind, JobStatusChanged, TaskAppeared, TaskProgress, TaskStatusChanged
 from tests.helpers import stream_events, wait_until

@@ -18,7 +18,8 @@ from nats.aio.msg import Msg
 
 from poller.config import parse_config
 from poller.runtime.service import Service
-from poller.simulators.tencent_ccc import PushPlan, TencentCccSimulator
+from poller.simulators.push import PushPlan
+from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tools.natsserver import NatsServer
 from schemas import CallFinished, Event
 
