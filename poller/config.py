@@ -50,16 +50,20 @@ class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 #: vendors whose pushes a receiver can turn into the polled events' twins
-PUSH_VENDORS = frozenset({"tencent-ccc"})
+PUSH_VENDORS = frozenset({"tencent-ccc", "byrobot"})
+#: how each push vendor authenticates: the receiver fields it needs
+_PUSH_AUTH = {"tencent-ccc": ("username", "password"), "byrobot": ("token",)}
 
 
 class PushReceiverConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Who may push for one configured source (HTTP basic auth, as Tencent CCC Data Push sends it)."""
+    """Who may push for one configured source: HTTP basic auth (Tencent CCC Data Push), or a secret
+    token in the push URL's query (BYRobot callbacks, which carry no credentials of their own)."""
 
     vendor: str
     account: str
-    username: str
-    password: Secret
+    username: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
 
 
 class PushConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -194,6 +198,11 @@ def parse_config(
                 f"{path}: push.receivers[{i}].vendor: no push receiver for {receiver.vendor!r}; "
                 f"supported: {', '.join(sorted(PUSH_VENDORS))}"
             )
+        missing = [name for name in _PUSH_AUTH[receiver.vendor] if getattr(receiver, name) is None]
+        if missing:
+            raise ConfigError(f"{path}: push.receivers[{i}]: {receiver.vendor} needs {', '.join(missing)}")
+        if receiver.token is not None and len(receiver.token.reveal()) < 16:
+            raise ConfigError(f"{path}: push.receivers[{i}].token: use at least 16 random characters")
         if (receiver.vendor, receiver.account) not in configured:
             raise ConfigError(
                 f"{path}: push.receivers[{i}]: no source {receiver.vendor}/{receiver.account} is configured"

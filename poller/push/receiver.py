@@ -35,8 +35,9 @@ class Rejected(Exception):
 class Receiver(Protocol):
     vendor: str
     account: str
+    answer_type: str
 
-    def authorized(self, headers: Mapping[str, str]) -> bool: ...
+    def authorized(self, headers: Mapping[str, str], query: Mapping[str, str]) -> bool: ...
 
     def accept(self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes) -> Accepted: ...
 

@@ -21,10 +21,12 @@ from poller.config import PushConfig
 from poller.errors import ConfigError
 from poller.pipeline.differ import call_finished
 from poller.pipeline.privacy import Privacy
+from poller.push.byrobot import ByRobotCallbackReceiver
 from poller.push.guard import ClientRate, RecentIds
 from poller.push.receiver import Receiver, Rejected
 from poller.push.tencent import TencentCdrReceiver
 from poller.vendors.base import AccountConfig
+from poller.vendors.byrobot import ByRobotAccount
 from poller.vendors.tencent_ccc import TencentCccAccount
 from schemas.events import EventBase
 
@@ -52,9 +54,14 @@ def build_receivers(config: PushConfig, sources: Sequence[AccountConfig]) -> dic
     receivers: dict[tuple[str, str], Receiver] = {}
     for entry in config.receivers:
         account = by_key.get((entry.vendor, entry.account))
-        if isinstance(account, TencentCccAccount):
-            receivers[(entry.vendor, entry.account)] = TencentCdrReceiver(
+        key = (entry.vendor, entry.account)
+        if isinstance(account, TencentCccAccount) and entry.username and entry.password:
+            receivers[key] = TencentCdrReceiver(
                 entry.account, account.sdk_app_ids, entry.username, entry.password.reveal()
+            )
+        elif isinstance(account, ByRobotAccount) and entry.token:
+            receivers[key] = ByRobotCallbackReceiver(
+                entry.account, account.company_id, account.utc_offset_minutes, entry.token.reveal()
             )
         else:
             raise ConfigError(
@@ -111,7 +118,7 @@ class PushServer:
         receiver = self.receivers.get((request.match_info["vendor"], request.match_info["account"]))
         if receiver is None:
             return self._refuse(404, "no such receiver", request, None)
-        if not receiver.authorized(request.headers):
+        if not receiver.authorized(request.headers, request.query):
             return self._refuse(401, "not authenticated", request, receiver)
         limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
@@ -125,7 +132,7 @@ class PushServer:
             accepted = receiver.accept(request.query, request.headers, body)
         except Rejected as refusal:
             return self._refuse(refusal.status, refusal.reason, request, receiver)
-        ok = web.Response(status=200, body=receiver.ok(), content_type="application/json")
+        ok = web.Response(status=200, body=receiver.ok(), content_type=receiver.answer_type)
         if accepted.push_id is not None and accepted.push_id in self._recent:
             self.stats.count("duplicate")
             return ok

@@ -29,6 +29,8 @@ _decode = msgspec.json.Decoder(TelCdrInfo)
 
 class TencentCdrReceiver:
     vendor = VENDOR
+    #: the content type of :meth:`ok`
+    answer_type = "application/json"
 
     def __init__(self, account: str, sdk_app_ids: list[int], username: str, password: str) -> None:
         self.account = account
@@ -36,7 +38,7 @@ class TencentCdrReceiver:
         self._username = username
         self._password = password
 
-    def authorized(self, headers: Mapping[str, str]) -> bool:
+    def authorized(self, headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
         return basic_auth_matches(headers.get("Authorization"), self._username, self._password)
 
     def accept(self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes) -> Accepted:

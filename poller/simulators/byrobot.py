@@ -26,6 +26,7 @@ import msgspec
 from aiohttp import web
 
 from poller.simulators.base import DemoSetup, Fault, Simulator, json_response
+from poller.simulators.push import Pusher, PushPlan
 from poller.vendors.byrobot import (
     APIS,
     CALLS_API,
@@ -170,6 +171,22 @@ class ByRobotSimulator(Simulator):
         for api in (TASKS_API, DETAIL_API, PHONE_LOG_API):
             self.app.router.add_get(PATH_PREFIX + api, self._dispatch)
         self.app.router.add_post(PATH_PREFIX + CALLS_API, self._dispatch)
+        #: callbacks (信息回调) of finished calls and task changes, when a plan is set
+        self.pusher = Pusher(self.rng, lambda status, body: status == 200 and b"success" in body)
+
+    # -- callbacks ---------------------------------------------------------------------------------
+    def push_to(self, plan: PushPlan | None) -> None:
+        self.pusher.plan = plan
+
+    async def stop(self) -> None:
+        await self.pusher.close()
+        await super().stop()
+
+    def _callback(self, key: str, data_type: str, data: Any) -> None:
+        if self.pusher.plan is None:
+            return
+        body = msgspec.json.encode({"code": 200, "data": {"dataType": data_type, "data": data}})
+        self.pusher.push(key, body, key, {"Content-Type": "application/json;charset=UTF-8"})
 
     # -- the world -------------------------------------------------------------------------------
     def add_company(self, company_id: int, app_key: str) -> SimCompany:
@@ -210,6 +227,9 @@ class ByRobotSimulator(Simulator):
         return task_id
 
     def set_status(self, task_id: int, status: int) -> None:
+        task = self.tasks[task_id]
+        job = {"callJobId": task_id, "companyId": task.company_id, "jobName": task.name, "status": status}
+        self._callback(f"job-{task_id}-{status}", "JOB_INFO_RESULT", job)
         self.tasks[task_id].status = status
 
     def remove_task(self, task_id: int) -> None:
@@ -251,6 +271,7 @@ class ByRobotSimulator(Simulator):
             for turn in range(call.chat_round):
                 call.lines.append(("ME", self.rng.choice(("嗯", "你说", "多少钱", "不需要"))))
                 call.lines.append(("AI", f"好的，第{turn + 1}点是这样的。"))
+        self._callback(str(call.instance_id), "CALL_INSTANCE_RESULT", self._info(task, call))
 
     def evolve(self) -> list[tuple[int, int, int]]:
         """One seeded step of every task; returns (task, old status, new status) of each change."""
@@ -513,6 +534,10 @@ class ByRobotSimulator(Simulator):
         company = self._company(request, task.company_id)
         if isinstance(company, web.Response):
             return company
+        return self._answer(CODE_OK, "获取成功", self._info(task, call))
+
+    def _info(self, task: SimTask, call: SimCall) -> PhoneLogInfo:
+        """The phoneLogInfo answer of a finished call (also what its callback carries)."""
         assert call.ended is not None and call.started is not None and call.finish_status is not None
         offset = 0
         lines = []
@@ -573,7 +598,7 @@ class ByRobotSimulator(Simulator):
                 for n, (k, v) in enumerate(call.results.items())
             ],
         )
-        return self._answer(CODE_OK, "获取成功", info)
+        return info
 
 
 def _page(items: list[Any], page_num: int, page_size: int, total: int) -> Page[Any]:

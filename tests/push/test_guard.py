@@ -52,14 +52,17 @@ def test_recent_ids_forget_the_oldest_beyond_capacity() -> None:
 @pytest.mark.parametrize(
     ("receiver", "message"),
     [
-        ({"vendor": "byrobot", "account": "tc"}, "no push receiver for 'byrobot'"),
-        ({"vendor": "tencent-ccc", "account": "other"}, "no source tencent-ccc/other"),
+        ({"vendor": "huawei-aicc", "account": "tc", "token": "t" * 16}, "no push receiver for 'huawei-aicc'"),
+        ({"vendor": "tencent-ccc", "account": "other", "username": "u", "password": "p"}, "no source"),
+        ({"vendor": "tencent-ccc", "account": "tc", "username": "u"}, "tencent-ccc needs password"),
+        ({"vendor": "byrobot", "account": "tc", "token": "short"}, "at least 16 random characters"),
+        ({"vendor": "byrobot", "account": "tc"}, "byrobot needs token"),
     ],
 )
 def test_push_receivers_must_name_a_supported_configured_source(
     receiver: dict[str, str], message: str
 ) -> None:
-    data = {"push": {"receivers": [{**receiver, "username": "u", "password": "p"}]}, "sources": [TENCENT]}
+    data = {"push": {"receivers": [receiver]}, "sources": [TENCENT]}
     with pytest.raises(ConfigError, match=message):
         parse_config(data)
 
