@@ -81,6 +81,11 @@ class PushConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     client_rate: int = 100
     #: seconds a push may wait for JetStream's ack before the vendor is told to push again
     ack_deadline: float = 5.0
+    #: seconds a client may take to send its body (a slow sender gets 408)
+    read_timeout: float = 10.0
+    #: behind a reverse proxy: the header naming the client (e.g. X-Forwarded-For), so the rate
+    #: limit applies per vendor client rather than to the proxy; unset, the peer address counts
+    client_address_header: str | None = None
     #: push ids remembered for de-duplication of the vendor's own re-pushes
     dedup_capacity: int = 100000
     receivers: list[PushReceiverConfig] = []
@@ -207,9 +212,11 @@ def parse_config(
             raise ConfigError(
                 f"{path}: push.receivers[{i}]: no source {receiver.vendor}/{receiver.account} is configured"
             )
-    if top.push.max_body_bytes < 1024 or top.push.client_rate < 1 or top.push.ack_deadline <= 0:
+    push = top.push
+    if push.max_body_bytes < 1024 or push.client_rate < 1 or push.ack_deadline <= 0 or push.read_timeout <= 0:
         raise ConfigError(
-            f"{path}: push: max_body_bytes must be at least 1024, client_rate at least 1, ack_deadline > 0"
+            f"{path}: push: max_body_bytes must be at least 1024, client_rate at least 1, "
+            "ack_deadline and read_timeout above 0"
         )
     shard = shard_from_env(env) or top.shard
     if shard.count < 1 or not 0 <= shard.index < shard.count:

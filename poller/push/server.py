@@ -100,7 +100,7 @@ class PushServer:
             extra={
                 "status": status,
                 "reason": reason,
-                "client": request.remote,
+                "client": self._client(request),
                 "vendor": receiver.vendor if receiver else None,
                 "account": receiver.account if receiver else None,
                 "bytes": request.content_length,
@@ -112,8 +112,17 @@ class PushServer:
             headers = {"Retry-After": "1"}
         return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
+    def _client(self, request: web.Request) -> str:
+        """The client's address: the peer's, or behind a trusted proxy the first one it forwarded."""
+        header = self.config.client_address_header
+        if header:
+            forwarded = request.headers.get(header, "").split(",", 1)[0].strip()
+            if forwarded:
+                return forwarded[:64]
+        return request.remote or "?"
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if not self._rate.admit(request.remote or "?"):
+        if not self._rate.admit(self._client(request)):
             return self._refuse(429, "too many requests from this client", request, None)
         receiver = self.receivers.get((request.match_info["vendor"], request.match_info["account"]))
         if receiver is None:
@@ -125,9 +134,13 @@ class PushServer:
             return self._refuse(413, "body too large", request, receiver)
         if request.content_type != "application/json":
             return self._refuse(415, "content type must be application/json", request, receiver)
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
+        try:
+            with anyio.fail_after(self.config.read_timeout):
+                body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
             return self._refuse(413, "body too large", request, receiver)
+        except TimeoutError:
+            return self._refuse(408, "body not received in time", request, receiver)
         try:
             accepted = receiver.accept(request.query, request.headers, body)
         except Rejected as refusal:

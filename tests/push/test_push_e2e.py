@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -140,3 +141,36 @@ async def test_unauthenticated_oversized_and_malformed_pushes_publish_nothing(
     (call,) = _calls(events)
     assert (call.call_id, call.learned_by, call.task_id) == ("s-1", "push", "")
     assert call.callee_number == "138******00"
+
+
+async def test_bodies_in_pieces_are_read_whole_and_slow_or_endless_senders_are_cut_off(
+    nats_server: NatsServer,
+) -> None:
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+        sim.add_task(APP, state=1)
+        config = _config(nats_server.url, sim, max_body_bytes=4096, read_timeout=0.5)
+        good = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        headers = {"Authorization": f"Basic {good}", "Content-Type": "application/json"}
+        record = (
+            b'{"SdkAppId":%d,"SessionId":"s-2","EndStatus":202,"Callee":"13800138000",'
+            b'"Direction":1,"EndedTimestamp":1764000000}' % APP
+        )
+        padded = record[:-1] + b" " * 3000 + b"}"
+
+        async def pieces(body: bytes, pause: float = 0.0, size: int = 500) -> AsyncIterator[bytes]:
+            for start in range(0, len(body), size):
+                yield body[start : start + size]
+                await anyio.sleep(pause)
+
+        async with running(config) as service, aiohttp.ClientSession() as http:
+            await polls_done(service, 1)
+            url = f"http://127.0.0.1:{service.push_port}/push/tencent-ccc/tc-main?action=cdr"
+            async with http.post(url, data=pieces(padded, 0.01), headers=headers) as resp:
+                whole = resp.status
+            async with http.post(url, data=pieces(padded * 2), headers=headers) as resp:
+                endless = resp.status  # no Content-Length: cut off at the limit
+            async with http.post(url, data=pieces(padded, 0.3, 100), headers=headers) as resp:
+                slow = resp.status
+        events = await stream_events(nats_server.url)
+    assert (whole, endless, slow) == (200, 413, 408)
+    assert [c.call_id for c in _calls(events)] == ["s-2"]
