@@ -22,6 +22,7 @@ from poller.pipeline.state import VANISHED, SourceState
 from poller.transport import Response
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
 from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad
+from poller.vendors.emitted import EmittedCalls
 from poller.vendors.listing import Listing, sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
@@ -99,6 +100,8 @@ ENDED_CURSOR = "calls_until.{}"
 #: seconds an attempt's end may lie ahead of our clock
 _SKEW = 300
 FINISHED_CURSOR = "task_finished.{}"
+#: the mark of the last cycle's observation (see :class:`poller.vendors.emitted.EmittedCalls`)
+CYCLE_CURSOR = "calls.cycle"
 
 
 class AiccsAccount(AlibabaAccount, frozen=True, kw_only=True):
@@ -196,9 +199,10 @@ class AiccsSource(Source):
     """The account's tasks, and the finished calls of those that are running or just finished.
 
     ``ListTaskDetail`` has no time filter, so a followed task's details are paged in full each cycle
-    and the committed per-task cursor (the newest attempt end published, less ``calls_settle``)
-    says which attempts are new. Tasks that cannot place calls any more are not read at all, which
-    keeps the reads within the 500/s that ListTask and ListTaskDetail share across all users.
+    and a committed per-task cursor (``calls_settle`` seconds behind the clock) says which attempts
+    are new; attempts re-read in that margin and already published are not handed out again. Tasks
+    that cannot place calls any more are not read at all, which keeps the reads within the 500/s
+    that ListTask and ListTaskDetail share across all users.
     """
 
     vendor = VENDOR
@@ -220,6 +224,8 @@ class AiccsSource(Source):
         self._classify = classifier(LIST_API)
         self._classify_detail = classifier(DETAIL_API)
         self.tz = timezone(timedelta(minutes=config.utc_offset_minutes))
+        #: attempts of the re-read margin already published, not handed out again
+        self._emitted = EmittedCalls(CYCLE_CURSOR)
 
     @property
     def apis(self) -> tuple[str, ...]:
@@ -310,11 +316,17 @@ class AiccsSource(Source):
         calls: list[CallSnapshot] = []
         impossible: list[int] = []
 
+        prefix = ENDED_CURSOR.format("")
+        published_until = {
+            k.removeprefix(prefix): v for k, v in committed.cursors.items() if k.startswith(prefix)
+        }
+        emitted = self._emitted
+        # an attempt ending at or before every followed task's cursor can no longer come back as new
+        emitted.begin(committed.cursors, min((published_until.get(t, -1) for t in followed), default=now))
+
         async def follow(task_id: str) -> None:
             records, whole = await self._details(int(task_id))
-            key = ENDED_CURSOR.format(task_id)
-            until = committed.cursors.get(key, -1)
-            newest = until
+            until = published_until.get(task_id, -1)
             for record in records:
                 if record.Status not in CALLED:
                     continue
@@ -326,11 +338,15 @@ class AiccsSource(Source):
                     impossible.append(record.Id)  # "ending" in the future: new on every cycle
                     continue
                 if end > until:
-                    calls.append(call_snapshot(record, task_id, self.tz))
-                newest = max(newest, end)
-            if whole and newest - settle > until:
-                # a listing that did not page consistently is read again from the same cursor
-                cursors[key] = newest - settle
+                    call = call_snapshot(record, task_id, self.tz)
+                    if not emitted.published(call.call_id):
+                        calls.append(call)
+                        emitted.handed_out(call.call_id, end)
+            if whole:
+                # the cursor follows the clock, not the newest attempt, so a task that goes quiet
+                # does not keep its last attempts in the margin for ever; a listing that did not page
+                # consistently is read again from the same cursor
+                cursors[ENDED_CURSOR.format(task_id)] = max(until, now - settle)
 
         slots = anyio.CapacityLimiter(self._limiter.limit)
 
@@ -341,6 +357,7 @@ class AiccsSource(Source):
         async with anyio.create_task_group() as tg:
             for task_id in followed:
                 tg.start_soon(bounded, task_id)
+        cursors.update(emitted.mark())
         if impossible:
             log.warning(
                 "task details with an impossible end time left out",

@@ -20,6 +20,7 @@ from poller.pipeline.state import SourceState
 from poller.secrets import Secret
 from poller.transport import Response
 from poller.vendors.base import AccountConfig, AdapterContext, Source, Vendor, decode_or_bad, server_status
+from poller.vendors.emitted import EmittedCalls
 from poller.vendors.listing import Listing, sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
@@ -295,6 +296,8 @@ def call_snapshot(cdr: TelCdrInfo, task_id: str, learned_by: CallLearnedBy = "po
 
 #: committed cursors: every auto-callout call that ended at or before this Unix second is published
 CDR_CURSOR = "cdr.until"
+#: the mark of the last cycle's observation (see :class:`poller.vendors.emitted.EmittedCalls`)
+CYCLE_CURSOR = "cdr.cycle"
 #: per task: the Unix second it was first seen terminal; its sessions are read until the cursor passes it
 ENDED_CURSOR = "task_ended.{}"
 #: DescribeTelCdr accepts windows shorter than 90 days reaching at most 180 days back
@@ -342,6 +345,8 @@ class TencentCccSource(Source):
         self._session_task: dict[str, str] = {}
         #: sessions in the window that no followed task owns → their end, kept while re-read
         self._foreign: dict[str, int] = {}
+        #: calls of the re-read margin already published, not handed out again
+        self._emitted = EmittedCalls(CYCLE_CURSOR)
 
     @property
     def apis(self) -> tuple[str, ...]:
@@ -472,7 +477,13 @@ class TencentCccSource(Source):
         followed, cursors = self._followed(entities, committed, until, now)
         start = max(until - int(self.cfg.cdr_lookback), now - _MAX_BACK, now - _MAX_RANGE)
         records, whole = await self._cdrs(start, now)
-        fresh = [r for r in records if r.EndedTimestamp and until < r.EndedTimestamp]
+        emitted = self._emitted
+        emitted.begin(committed.cursors, until)
+        fresh = [
+            r
+            for r in records
+            if r.EndedTimestamp and until < r.EndedTimestamp and not emitted.published(r.SessionId)
+        ]
         impossible = [r for r in fresh if (plausible_time(r.EndedTimestamp) or _PLAUSIBLE.stop) > now + _SKEW]
         if impossible:
             # a record "ending" in the future would be new on every cycle: counted and left out
@@ -497,6 +508,9 @@ class TencentCccSource(Source):
             for r in fresh
             if r.SessionId in self._session_task
         ]
+        for call in calls:
+            emitted.handed_out(call.call_id, now)
+        cursors.update(emitted.mark())
         for r in records:
             if r.EndedTimestamp and r.EndedTimestamp <= until:
                 self._session_task.pop(r.SessionId, None)  # published before: never needed again
