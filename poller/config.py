@@ -64,6 +64,10 @@ class PushReceiverConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     username: str | None = None
     password: Secret | None = None
     token: Secret | None = None
+    #: OAuth 2.0 client credentials (Tencent CCC's other option): the sender gets a token from
+    #: ``/push/oauth/<vendor>/<account>`` and pushes with it
+    oauth_client_id: str | None = None
+    oauth_client_secret: Secret | None = None
 
 
 class PushConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -204,6 +208,11 @@ def parse_config(
                 f"supported: {', '.join(sorted(PUSH_VENDORS))}"
             )
         missing = [name for name in _PUSH_AUTH[receiver.vendor] if getattr(receiver, name) is None]
+        oauth = (receiver.oauth_client_id, receiver.oauth_client_secret)
+        if receiver.vendor == "tencent-ccc" and all(value is not None for value in oauth):
+            missing = [name for name in missing if getattr(receiver, name) is not None]  # OAuth instead
+        if any(value is not None for value in oauth) and None in oauth:
+            missing.append("oauth_client_id and oauth_client_secret")
         if missing:
             raise ConfigError(f"{path}: push.receivers[{i}]: {receiver.vendor} needs {', '.join(missing)}")
         if receiver.token is not None and len(receiver.token.reveal()) < 16:

@@ -23,6 +23,7 @@ from poller.pipeline.differ import call_finished
 from poller.pipeline.privacy import Privacy
 from poller.push.byrobot import ByRobotCallbackReceiver
 from poller.push.guard import ClientRate, RecentIds
+from poller.push.oauth import ClientCredentials
 from poller.push.receiver import Receiver, Rejected
 from poller.push.tencent import TencentCdrReceiver
 from poller.vendors.base import AccountConfig
@@ -55,10 +56,18 @@ def build_receivers(config: PushConfig, sources: Sequence[AccountConfig]) -> dic
     for entry in config.receivers:
         account = by_key.get((entry.vendor, entry.account))
         key = (entry.vendor, entry.account)
-        if isinstance(account, TencentCccAccount) and entry.username and entry.password:
-            receivers[key] = TencentCdrReceiver(
-                entry.account, account.sdk_app_ids, entry.username, entry.password.reveal()
+        if isinstance(account, TencentCccAccount):
+            basic = (entry.username, entry.password.reveal()) if entry.username and entry.password else None
+            oauth = (
+                ClientCredentials(
+                    f"{entry.vendor}/{entry.account}",
+                    entry.oauth_client_id,
+                    entry.oauth_client_secret.reveal(),
+                )
+                if entry.oauth_client_id and entry.oauth_client_secret
+                else None
             )
+            receivers[key] = TencentCdrReceiver(entry.account, account.sdk_app_ids, basic, oauth)
         elif isinstance(account, ByRobotAccount) and entry.token:
             receivers[key] = ByRobotCallbackReceiver(
                 entry.account, account.company_id, account.utc_offset_minutes, entry.token.reveal()
@@ -89,6 +98,7 @@ class PushServer:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
         app.router.add_post("/push/{vendor}/{account}", self._handle)
+        app.router.add_post("/push/oauth/{vendor}/{account}", self._token)
         return app
 
     def _refuse(
@@ -120,6 +130,36 @@ class PushServer:
             if forwarded:
                 return forwarded[:64]
         return request.remote or "?"
+
+    async def _token(self, request: web.Request) -> web.StreamResponse:
+        """OAuth 2.0 client credentials: a bearer token for a receiver that takes them."""
+        if not self._rate.admit(self._client(request)):
+            return self._refuse(429, "too many requests from this client", request, None)
+        receiver = self.receivers.get((request.match_info["vendor"], request.match_info["account"]))
+        oauth = getattr(receiver, "oauth", None)
+        if not isinstance(oauth, ClientCredentials):
+            return self._refuse(404, "no such token endpoint", request, None)
+        if request.content_length is not None and request.content_length > 4096:
+            return self._refuse(413, "body too large", request, None)
+        try:
+            with anyio.fail_after(self.config.read_timeout):
+                body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._refuse(413, "body too large", request, None)
+        except TimeoutError:
+            return self._refuse(408, "body not received in time", request, None)
+        if len(body) > 4096:
+            return self._refuse(413, "body too large", request, None)
+        if not oauth.client_authenticated(request.headers, body):
+            self.stats.count("401")
+            log.warning("push token refused", extra={"client": self._client(request)})
+            return web.json_response({"error": "invalid_client"}, status=401)
+        token, seconds = oauth.issue()
+        self.stats.count("token")
+        return web.json_response(
+            {"access_token": token, "token_type": "Bearer", "expires_in": seconds},
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if not self._rate.admit(self._client(request)):

@@ -1,4 +1,5 @@
-"""Tencent CCC Data Push (``?action=cdr``): one call record per POST, HTTP basic auth.
+"""Tencent CCC Data Push (``?action=cdr``): one call record per POST, HTTP basic auth or OAuth 2.0
+client credentials.
 
 The body is the ``DescribeTelCdr`` record shape with the ``SdkAppId`` at the root, so it goes
 through the same :func:`poller.vendors.tencent_ccc.call_snapshot` as the polled record and gets
@@ -14,6 +15,7 @@ import msgspec
 
 from poller.pipeline.identity import SourceId
 from poller.push.guard import basic_auth_matches
+from poller.push.oauth import ClientCredentials
 from poller.push.receiver import Accepted, Rejected
 from poller.vendors.tencent_ccc import VENDOR, call_snapshot, plausible_time
 from schemas.vendors.tencent_ccc import TelCdrInfo
@@ -32,14 +34,23 @@ class TencentCdrReceiver:
     #: the content type of :meth:`ok`
     answer_type = "application/json"
 
-    def __init__(self, account: str, sdk_app_ids: list[int], username: str, password: str) -> None:
+    def __init__(
+        self,
+        account: str,
+        sdk_app_ids: list[int],
+        basic: tuple[str, str] | None,
+        oauth: ClientCredentials | None = None,
+    ) -> None:
         self.account = account
         self.sdk_app_ids = frozenset(sdk_app_ids)
-        self._username = username
-        self._password = password
+        self._basic = basic
+        self.oauth = oauth
 
     def authorized(self, headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
-        return basic_auth_matches(headers.get("Authorization"), self._username, self._password)
+        header = headers.get("Authorization")
+        if self._basic is not None and basic_auth_matches(header, *self._basic):
+            return True
+        return self.oauth is not None and self.oauth.bearer_valid(header)
 
     def accept(self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes) -> Accepted:
         action = query.get("action")

@@ -57,6 +57,10 @@ def test_recent_ids_forget_the_oldest_beyond_capacity() -> None:
         ({"vendor": "tencent-ccc", "account": "tc", "username": "u"}, "tencent-ccc needs password"),
         ({"vendor": "byrobot", "account": "tc", "token": "short"}, "at least 16 random characters"),
         ({"vendor": "byrobot", "account": "tc"}, "byrobot needs token"),
+        (
+            {"vendor": "tencent-ccc", "account": "tc", "oauth_client_id": "c"},
+            "oauth_client_id and oauth_client_secret",
+        ),
     ],
 )
 def test_push_receivers_must_name_a_supported_configured_source(
@@ -70,3 +74,18 @@ def test_push_receivers_must_name_a_supported_configured_source(
 def test_push_is_off_by_default() -> None:
     config = parse_config({"sources": [TENCENT]})
     assert not config.push.enabled and config.push.receivers == []
+
+
+def test_oauth_tokens_expire_and_belong_to_one_receiver() -> None:
+    from poller.push.oauth import TOKEN_SECONDS, ClientCredentials
+
+    mine = ClientCredentials("tencent-ccc/a", "id", "secret")
+    other = ClientCredentials("tencent-ccc/b", "id", "secret")
+    token, _ = mine.issue(now=1_000_000)
+    assert mine.bearer_valid(f"Bearer {token}", now=1_000_000 + TOKEN_SECONDS - 1)
+    assert not mine.bearer_valid(f"Bearer {token}", now=1_000_000 + TOKEN_SECONDS + 1)
+    assert not other.bearer_valid(f"Bearer {token}", now=1_000_000)
+    assert not mine.bearer_valid("Bearer 12.34", now=0) and not mine.bearer_valid(None)
+    assert mine.client_authenticated({}, b"grant_type=client_credentials&client_id=id&client_secret=secret")
+    assert not mine.client_authenticated({}, b"grant_type=password&client_id=id&client_secret=secret")
+    assert not mine.client_authenticated({}, b"\xff\xfe")

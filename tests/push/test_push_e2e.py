@@ -174,3 +174,46 @@ async def test_bodies_in_pieces_are_read_whole_and_slow_or_endless_senders_are_c
         events = await stream_events(nats_server.url)
     assert (whole, endless, slow) == (200, 413, 408)
     assert [c.call_id for c in _calls(events)] == ["s-2"]
+
+
+async def test_oauth_client_credentials_get_a_token_that_pushes_and_nothing_else_does(
+    nats_server: NatsServer,
+) -> None:
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+        sim.add_task(APP, state=1)
+        receiver = {
+            "vendor": "tencent-ccc",
+            "account": "tc-main",
+            "oauth_client_id": "tccc-client",
+            "oauth_client_secret": "oauth-secret-never-logged",
+        }
+        source = tencent_source(sim, [APP], poll_interval=1.0)
+        config = make_config(
+            nats_server.url, [source], push={"enabled": True, "port": 0, "receivers": [receiver]}
+        )
+        record = (
+            b'{"SdkAppId":%d,"SessionId":"s-3","EndStatus":1,"Callee":"13800138000",'
+            b'"Direction":1,"EndedTimestamp":1764000000}' % APP
+        )
+        async with running(config) as service, aiohttp.ClientSession() as http:
+            await polls_done(service, 1)
+            base = f"http://127.0.0.1:{service.push_port}"
+            token_url = f"{base}/push/oauth/tencent-ccc/tc-main"
+            form = {"grant_type": "client_credentials", "client_id": "tccc-client"}
+            async with http.post(token_url, data={**form, "client_secret": "wrong"}) as resp:
+                refused = resp.status
+            async with http.post(
+                token_url, data={**form, "client_secret": "oauth-secret-never-logged"}
+            ) as resp:
+                issued = await resp.json()
+            push = f"{base}/push/tencent-ccc/tc-main?action=cdr"
+            statuses = []
+            for token in (issued["access_token"], issued["access_token"][:-1] + "0", "9999999999.forged"):
+                headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+                async with http.post(push, data=record, headers=headers) as resp:
+                    statuses.append(resp.status)
+        events = await stream_events(nats_server.url)
+    assert refused == 401
+    assert issued["token_type"] == "Bearer" and issued["expires_in"] > 0
+    assert statuses[0] == 200 and statuses[1:] == [401, 401]
+    assert [c.call_id for c in _calls(events)] == ["s-3"]
