@@ -80,6 +80,12 @@ class Metrics:
         self.degradations = Counter(
             "aicc_degradations", "Failed poll cycles by reason", ["vendor", "reason"], registry=r
         )
+        self.pushes = Counter(
+            "aicc_push_requests",
+            "Vendor pushes by outcome (accepted, duplicate, token, or the refusal's HTTP status)",
+            ["vendor", "account", "outcome"],
+            registry=r,
+        )
 
     def observe_request(self, vendor: str, api: str, outcome: str, seconds: float) -> None:
         self.requests.labels(vendor, api, outcome).inc()

@@ -86,12 +86,15 @@ class PushServer:
         receivers: dict[tuple[str, str], Receiver],
         sink: EventSink,
         privacy: Privacy,
+        on_outcome: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.config = config
         self.receivers = receivers
         self.sink = sink
         self.privacy = privacy
         self.stats = PushStats()
+        #: (vendor, account, outcome) of every request, for metrics ("?" where no receiver matched)
+        self._on_outcome = on_outcome
         self._rate = ClientRate(config.client_rate)
         self._recent = RecentIds(config.dedup_capacity)
 
@@ -101,10 +104,16 @@ class PushServer:
         app.router.add_post("/push/oauth/{vendor}/{account}", self._token)
         return app
 
+    def _count(self, outcome: str, receiver: Receiver | None) -> None:
+        self.stats.count(outcome)
+        if self._on_outcome is not None:
+            vendor, account = (receiver.vendor, receiver.account) if receiver else ("?", "?")
+            self._on_outcome(vendor, account, outcome)
+
     def _refuse(
         self, status: int, reason: str, request: web.Request, receiver: Receiver | None
     ) -> web.Response:
-        self.stats.count(str(status))
+        self._count(str(status), receiver)
         log.warning(
             "push refused",
             extra={
@@ -151,11 +160,11 @@ class PushServer:
         if len(body) > 4096:
             return self._refuse(413, "body too large", request, None)
         if not oauth.client_authenticated(request.headers, body):
-            self.stats.count("401")
+            self._count("401", receiver)
             log.warning("push token refused", extra={"client": self._client(request)})
             return web.json_response({"error": "invalid_client"}, status=401)
         token, seconds = oauth.issue()
-        self.stats.count("token")
+        self._count("token", receiver)
         return web.json_response(
             {"access_token": token, "token_type": "Bearer", "expires_in": seconds},
             headers={"Cache-Control": "no-store"},
@@ -187,7 +196,7 @@ class PushServer:
             return self._refuse(refusal.status, refusal.reason, request, receiver)
         ok = web.Response(status=200, body=receiver.ok(), content_type=receiver.answer_type)
         if accepted.push_id is not None and accepted.push_id in self._recent:
-            self.stats.count("duplicate")
+            self._count("duplicate", receiver)
             return ok
         if accepted.source is not None and accepted.calls:
             now = datetime.now(UTC)
@@ -200,7 +209,7 @@ class PushServer:
             self.stats.calls += len(events)
         if accepted.push_id is not None:
             self._recent.add(accepted.push_id)
-        self.stats.count("accepted")
+        self._count("accepted", receiver)
         return ok
 
 

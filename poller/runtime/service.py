@@ -239,6 +239,7 @@ class Service:
                             build_receivers(self.config.push, self.config.sources),
                             self.publisher,
                             self.privacy,
+                            on_outcome=lambda v, a, o: self.metrics.pushes.labels(v, a, o).inc(),
                         )
                         helpers.start_soon(serve_push, self.push, self._push_bound)
                     async with anyio.create_task_group() as loops:

@@ -132,12 +132,18 @@ async def test_unauthenticated_oversized_and_malformed_pushes_publish_nothing(
                 ) as resp,
             ):
                 accepted = (resp.status, await resp.json())
+            exposition = service.metrics_exposition().decode()
         events = await stream_events(nats_server.url)
 
     assert statuses == [expected for *_, expected in attempts] + [404, 400]
     assert 429 in flood and set(flood) <= {401, 429}
     assert middle == []
     assert accepted == (200, {"ErrCode": 0})
+    # every refusal is counted for /metrics, with its receiver where one matched
+    for outcome in ("401", "413", "415", "400", "accepted"):
+        label = f'aicc_push_requests_total{{account="tc-main",outcome="{outcome}",vendor="tencent-ccc"}}'
+        assert label in exposition, outcome
+    assert 'aicc_push_requests_total{account="?",outcome="429",vendor="?"}' in exposition
     (call,) = _calls(events)
     assert (call.call_id, call.learned_by, call.task_id) == ("s-1", "push", "")
     assert call.callee_number == "138******00"
