@@ -650,4 +650,11 @@ def demo_setup(seed: int) -> DemoSetup:
         if sim.rng.random() < 0.05:
             sim.add_task(DEMO_COMPANY, phones=sim.rng.randint(5, 15))
 
-    return DemoSetup(sim, sources, evolve)
+    token = "demo-callback-token-0123456789"
+
+    def start_push(base_url: str) -> None:
+        # a third of the callbacks lost: those calls arrive by polling instead
+        sim.push_to(PushPlan(f"{base_url}/push/byrobot/demo?token={token}", drop=0.33))
+
+    receivers = [{"vendor": "byrobot", "account": "demo", "token": token}]
+    return DemoSetup(sim, sources, evolve, receivers, start_push)
