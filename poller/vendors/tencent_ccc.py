@@ -118,6 +118,11 @@ class TencentCccAccount(AccountConfig, frozen=True, kw_only=True):
     #: seconds: records ending this close to now may not be listed yet, so the cursor stays that far
     #: behind and they are read again (the same event id: JetStream drops the copy)
     cdr_settle: float = 60.0
+    #: seconds before the cursor every cycle re-reads; the full ``cdr_lookback`` is read only every
+    #: ``cdr_full_every`` seconds, so a call longer than this is published up to that much later and
+    #: the cursor moves on full reads only (``cdr_recent >= cdr_lookback``: every read is full)
+    cdr_recent: float = 300.0
+    cdr_full_every: float = 60.0
     #: seconds: on the first cycle, calls that ended this far back are published
     cdr_backfill: float = 86400.0
     #: a DescribeTelCdr window claiming more records than this is a bad answer, not 1000s of pages
@@ -318,7 +323,10 @@ class TencentCccSource(Source):
       known after reading its task anyway. The window starts ``cdr_lookback`` before the committed
       cursor (it selects by call start, and a call ends after it starts) and ends now; only records
       that ended after the cursor become events. The cursor stays ``cdr_settle`` behind now, so a
-      record listed late is still found; records re-read in that margin give the same event ids.
+      record listed late is still found; records re-read in that margin are not handed out again.
+      Only every ``cdr_full_every`` seconds does the window reach back the whole ``cdr_lookback``;
+      in between it reaches ``cdr_recent`` back, which holds all but the longest calls: the pages
+      per cycle follow the calls of the last minutes, not of the last hour.
     * ``DescribeAutoCalloutTask`` per task, only to learn which sessions are auto-callout calls and
       of which task: only when the window holds a session not yet known, and only for the tasks that
       can still place calls (not terminal, or terminal until the cursor passes their end).
@@ -347,6 +355,8 @@ class TencentCccSource(Source):
         self._foreign: dict[str, int] = {}
         #: calls of the re-read margin already published, not handed out again
         self._emitted = EmittedCalls(CYCLE_CURSOR)
+        #: when the last full look-back read was (monotonic); None: the next read is full
+        self._last_full: float | None = None
 
     @property
     def apis(self) -> tuple[str, ...]:
@@ -475,7 +485,14 @@ class TencentCccSource(Source):
         until = committed.cursors.get(CDR_CURSOR, now - int(self.cfg.cdr_backfill))
         until = max(until, now - _MAX_BACK)
         followed, cursors = self._followed(entities, committed, until, now)
-        start = max(until - int(self.cfg.cdr_lookback), now - _MAX_BACK, now - _MAX_RANGE)
+        cfg, clock = self.cfg, time.monotonic()
+        full = (
+            self._last_full is None
+            or clock - self._last_full >= cfg.cdr_full_every
+            or cfg.cdr_recent >= cfg.cdr_lookback
+        )
+        depth = cfg.cdr_lookback if full else cfg.cdr_recent
+        start = max(until - int(depth), now - _MAX_BACK, now - _MAX_RANGE)
         records, whole = await self._cdrs(start, now)
         emitted = self._emitted
         emitted.begin(committed.cursors, until)
@@ -514,10 +531,12 @@ class TencentCccSource(Source):
         for r in records:
             if r.EndedTimestamp and r.EndedTimestamp <= until:
                 self._session_task.pop(r.SessionId, None)  # published before: never needed again
-        if whole:
+        if whole and full:
             # a window that did not page consistently is read again from the same cursor next cycle
-            # (never the current second: a record ending in it may still be listed after this read)
+            # (never the current second: a record ending in it may still be listed after this read);
+            # a shorter read may have missed a long call ending after the cursor, so it keeps it
             cursors[CDR_CURSOR] = max(until, now - max(1, int(self.cfg.cdr_settle)))
+            self._last_full = clock
         return calls, cursors
 
 

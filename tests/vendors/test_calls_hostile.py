@@ -190,3 +190,27 @@ async def test_a_quiet_tasks_last_attempt_is_not_published_again_after_a_restart
             third = await restarted.observe(SourceState(cursors=second.cursors))
     assert [c.call_id for c in first.calls] == [f"{attempt.Id}.0"]
     assert second.calls == [] and third.calls == []
+
+
+async def test_short_reads_find_recent_calls_and_full_reads_the_long_ones() -> None:
+    """Between full look-back reads the window reaches cdr_recent back: a call that started before
+    that is found by the next full read, and the cursor only moves on full reads."""
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+        task = sim.add_task(APP, state=1, callees=5)
+        extra = {"retries": 0, "cdr_recent": 30, "cdr_full_every": 2, "cdr_settle": 0}
+        config = make_config("nats://127.0.0.1:1", [tencent_source(sim, [APP], **extra)])
+        async with aiohttp.ClientSession() as http:
+            ctx = AdapterContext(http=http, limiters=LimiterRegistry(), backoff_base=0.01)
+            (source,) = VENDORS["tencent-ccc"].sources(config.sources[0], ctx)
+            first = await source.observe(SourceState())  # full
+            long_call = sim.place_call(APP, task, end_status=(1, "ok"), talk=1200)
+            short_call = sim.place_call(APP, task, end_status=(1, "ok"), talk=10)
+            short = await source.observe(SourceState(cursors=first.cursors))
+            await anyio.sleep(2.1)
+            full = await source.observe(SourceState(cursors=short.cursors))
+            after = await source.observe(SourceState(cursors=full.cursors))
+    assert [c.call_id for c in short.calls] == [short_call.SessionId]
+    assert short.cursors.get("cdr.until", first.cursors["cdr.until"]) == first.cursors["cdr.until"]
+    assert [c.call_id for c in full.calls] == [long_call.SessionId]
+    assert full.cursors["cdr.until"] > first.cursors["cdr.until"]
+    assert after.calls == []
