@@ -133,6 +133,11 @@ def _int_param(request: web.Request, name: str, default: int | None = None) -> i
         raise _BadParameter(f"{name}格式错误") from exc
 
 
+#: BYRobot's callback policy, scaled from minutes to tenths of a second: after 1, 2, 4, 8 minutes,
+#: then every 8, up to 10 sends in all
+CALLBACK_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8)
+
+
 class ByRobotSimulator(Simulator):
     vendor = "byrobot"
 
@@ -654,7 +659,8 @@ def demo_setup(seed: int) -> DemoSetup:
 
     def start_push(base_url: str) -> None:
         # a third of the callbacks lost: those calls arrive by polling instead
-        sim.push_to(PushPlan(f"{base_url}/push/byrobot/demo?token={token}", drop=0.33))
+        url = f"{base_url}/push/byrobot/demo?token={token}"
+        sim.push_to(PushPlan(url, drop=0.33, retry_delays=CALLBACK_RETRY_DELAYS))
 
     receivers = [{"vendor": "byrobot", "account": "demo", "token": token}]
     return DemoSetup(sim, sources, evolve, receivers, start_push)

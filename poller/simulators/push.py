@@ -20,7 +20,8 @@ class PushPlan:
 
     ``drop`` of them are never pushed, ``duplicate`` are pushed twice with one push id, ``reorder``
     are held back ``reorder_delay`` seconds. An answer the vendor does not take for success is
-    pushed again after each of ``retry_delays`` (each vendor's policy, scaled down).
+    pushed again after each of ``retry_delays`` (each vendor's policy, scaled down; the default is
+    Tencent's: at most 3 re-pushes).
     """
 
     url: str
