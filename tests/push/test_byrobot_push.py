@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace as dataclass_replace
 from typing import Any
 
 import aiohttp
@@ -48,8 +47,10 @@ async def test_every_call_once_by_callback_or_poll_and_task_callbacks_change_not
             job = {"code": 200, "data": {"dataType": "JOB_INFO_RESULT", "data": {"callJobId": task}}}
             async with http.post(f"{base}?token={TOKEN}", json=job) as resp:
                 job_answer = (resp.status, await resp.text())
-            plan = PushPlan(f"{base}?token={TOKEN}", drop=0.5, duplicate=0.3, reorder=0.3)
-            sim.push_to(dataclass_replace(plan, retry_delays=CALLBACK_RETRY_DELAYS))
+            retries = CALLBACK_RETRY_DELAYS
+            sim.push_to(
+                PushPlan(f"{base}?token={TOKEN}", drop=0.5, duplicate=0.3, reorder=0.3, retry_delays=retries)
+            )
             finished = sim.finish_calls(task, [0, 1, 2, 6, 0, 5, 0, 8, 4, 0] * 2)
             sim.set_status(task, 4)  # a task callback: acknowledged, left to polling
             await sim.pusher.settled()
