@@ -74,6 +74,52 @@ class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     port: Annotated[int, Meta(ge=0, le=65535)] = 9464
 
 
+#: vendors whose pushes a receiver can turn into the polled events' twins
+PUSH_VENDORS = frozenset({"tencent-ccc", "byrobot"})
+#: how each push vendor authenticates: the receiver fields it needs
+_PUSH_AUTH = {"tencent-ccc": ("username", "password"), "byrobot": ("token",)}
+
+
+class PushReceiverConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Who may push for one configured source: HTTP basic auth (Tencent CCC Data Push), or a secret
+    token in the push URL's query (BYRobot callbacks, which carry no credentials of their own)."""
+
+    vendor: str
+    account: str
+    username: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+    #: OAuth 2.0 client credentials (Tencent CCC's other option): the sender gets a token from
+    #: ``/push/oauth/<vendor>/<account>`` and pushes with it
+    oauth_client_id: str | None = None
+    oauth_client_secret: Secret | None = None
+
+
+class PushConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Vendor push receivers: off by default; ``POST /push/<vendor>/<account>`` on their own port.
+
+    Put TLS in front (a reverse proxy): the vendors push over the internet with credentials.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9465
+    #: larger bodies are refused with 413 before they are read
+    max_body_bytes: int = 262144
+    #: requests per second one client address may make; more get 429
+    client_rate: int = 100
+    #: seconds a push may wait for JetStream's ack before the vendor is told to push again
+    ack_deadline: float = 5.0
+    #: seconds a client may take to send its body (a slow sender gets 408)
+    read_timeout: float = 10.0
+    #: behind a reverse proxy: the header naming the client (e.g. X-Forwarded-For), so the rate
+    #: limit applies per vendor client rather than to the proxy; unset, the peer address counts
+    client_address_header: str | None = None
+    #: push ids remembered for de-duplication of the vendor's own re-pushes
+    dedup_capacity: int = 100000
+    receivers: list[PushReceiverConfig] = []
+
+
 class LoggingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     level: str = "INFO"
     format: str = "json"
@@ -104,6 +150,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     logging: LoggingConfig = LoggingConfig()
     shard: ShardConfig = ShardConfig()
     coordination: CoordinationConfig = CoordinationConfig()
+    push: PushConfig = PushConfig()
     #: SIGTERM drain: in-flight publishes and commits get this long before we give up
     shutdown_grace: Annotated[float, Meta(ge=0)] = 10.0
     sources: list[AccountConfig] = []
@@ -222,6 +269,33 @@ def parse_config(
     if top.privacy.personal_data is PersonalDataPolicy.HASH and top.privacy.hash_salt is None:
         # an unsalted hash of a phone number is reversed by trying every number
         raise ConfigError(f'{path}: privacy.hash_salt: required when personal_data = "hash"')
+    configured = {(s.vendor, s.account) for s in sources}
+    for i, receiver in enumerate(top.push.receivers):
+        if receiver.vendor not in PUSH_VENDORS:
+            raise ConfigError(
+                f"{path}: push.receivers[{i}].vendor: no push receiver for {receiver.vendor!r}; "
+                f"supported: {', '.join(sorted(PUSH_VENDORS))}"
+            )
+        missing = [name for name in _PUSH_AUTH[receiver.vendor] if getattr(receiver, name) is None]
+        oauth = (receiver.oauth_client_id, receiver.oauth_client_secret)
+        if receiver.vendor == "tencent-ccc" and all(value is not None for value in oauth):
+            missing = [name for name in missing if getattr(receiver, name) is not None]  # OAuth instead
+        if any(value is not None for value in oauth) and None in oauth:
+            missing.append("oauth_client_id and oauth_client_secret")
+        if missing:
+            raise ConfigError(f"{path}: push.receivers[{i}]: {receiver.vendor} needs {', '.join(missing)}")
+        if receiver.token is not None and len(receiver.token.reveal()) < 16:
+            raise ConfigError(f"{path}: push.receivers[{i}].token: use at least 16 random characters")
+        if (receiver.vendor, receiver.account) not in configured:
+            raise ConfigError(
+                f"{path}: push.receivers[{i}]: no source {receiver.vendor}/{receiver.account} is configured"
+            )
+    push = top.push
+    if push.max_body_bytes < 1024 or push.client_rate < 1 or push.ack_deadline <= 0 or push.read_timeout <= 0:
+        raise ConfigError(
+            f"{path}: push: max_body_bytes must be at least 1024, client_rate at least 1, "
+            "ack_deadline and read_timeout above 0"
+        )
     shard = shard_from_env(env) or top.shard
     coordination = top.coordination
     if shard.count > 1 and coordination.mode == "leases":

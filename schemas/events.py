@@ -14,7 +14,7 @@ are additive: a new field always has a default, so payloads published under an o
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -159,6 +159,9 @@ class CallDetail(msgspec.Struct, frozen=True, kw_only=True):
 _CALL_TIME = "(RFC 3339 with the vendor's zone offset); null when the vendor gives none"
 
 
+CallLearnedBy = Literal["poll", "push"]
+
+
 class CallFinished(EventBase, frozen=True, kw_only=True, tag="call-finished"):
     """One call ended: its normalized outcome, and the vendor's raw values beside it."""
 
@@ -186,6 +189,29 @@ class CallFinished(EventBase, frozen=True, kw_only=True, tag="call-finished"):
     started_at: Annotated[str | None, _meta(f"when the call was placed {_CALL_TIME}", date_time=True)] = None
     ended_at: Annotated[str | None, _meta(f"when the call ended {_CALL_TIME}", date_time=True)] = None
     detail: Annotated[CallDetail | None, _meta("the vendor's call log details, where it gives them")] = None
+    vendor_call_id: Annotated[
+        str | None,
+        _meta(
+            "the vendor's own id of this call or session (Tencent SessionId, AICCS call id, "
+            "BYRobot callInstanceId, OutboundBot job id)"
+        ),
+    ] = None
+    caller_number: Annotated[
+        str | None, _meta("the calling line after the privacy policy (masked or hashed by default)")
+    ] = None
+    talk_seconds: Annotated[
+        int | None, _meta("from answer to hang-up; 0 when never answered", unit="seconds")
+    ] = None
+    ring_seconds: Annotated[
+        int | None, _meta("from the start of ringing to answer or give-up", unit="seconds")
+    ] = None
+    learned_by: Annotated[
+        CallLearnedBy,
+        _meta(
+            "how the poller learned of the call: poll or push (informational; the same call by "
+            "either path has the same event_id)"
+        ),
+    ] = "poll"
 
 
 _EPISODE = _meta(

@@ -135,6 +135,12 @@ class Metrics:
         self.degradations = Counter(
             "aicc_degradations", "Failed poll cycles by reason", ["vendor", "reason"], registry=r
         )
+        self.pushes = Counter(
+            "aicc_push_requests",
+            "Vendor pushes by outcome (accepted, duplicate, token, or the refusal's HTTP status)",
+            ["vendor", "account", "outcome"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "aicc_build_info", "Always 1; the labels say which build runs", ["version", "python"], registry=r
         )

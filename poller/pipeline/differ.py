@@ -15,7 +15,7 @@ vendor passes off as complete then costs a cycle of delay, not a vanish and re-a
 
 from __future__ import annotations
 
-__all__ = ["Diff", "MassVanish", "SweepDiff", "diff"]
+__all__ = ["Diff", "MassVanish", "SweepDiff", "call_finished", "diff"]
 
 import operator
 import sys
@@ -89,7 +89,17 @@ def _call_event(source: SourceId, call: CallSnapshot, privacy: Privacy, now: dat
         started_at=call.started_at,
         ended_at=call.ended_at,
         detail=call.detail,
+        vendor_call_id=call.vendor_call_id,
+        caller_number=privacy.phone(call.caller_number),
+        talk_seconds=call.talk_seconds,
+        ring_seconds=call.ring_seconds,
+        learned_by=call.learned_by,
     )
+
+
+def call_finished(source: SourceId, call: CallSnapshot, privacy: Privacy, now: datetime) -> CallFinished:
+    """The event of a call polled with its observation, or pushed by the vendor: one id for both."""
+    return _call_event(source, call, privacy, now)
 
 
 class SweepDiff:

@@ -49,12 +49,15 @@ VERBATIM_FIELDS = frozenset(
         "entity_id",
         "parent_id",
         "call_id",
+        "vendor_call_id",
+        "learned_by",
         "task_id",
         "api",
         "raw",
         "started_at",
         "ended_at",
         "callee_number",
+        "caller_number",
         "callee_name",
     }
 )

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 
 from schemas import CallDetail, CallOutcome, EntityKind, TaskState
+from schemas.events import CallLearnedBy
 
 
 class CallSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -31,6 +32,11 @@ class CallSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     #: outcome for OutboundBot; "" where the call id is already one call). With ``call_id`` it makes
     #: the ``call-finished`` event id, so a call is reported under one id whatever its entity did.
     attempt: str = ""
+    vendor_call_id: str | None = None
+    caller_number: str | None = None
+    talk_seconds: int | None = None
+    ring_seconds: int | None = None
+    learned_by: CallLearnedBy = "poll"
 
 
 class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -171,6 +171,9 @@ class Ownership:
         """A peer reads the members after writing its own record, then sets its shares: a record it
         wrote after one that was written after our announcement proves it has read ours. Bounded by
         the TTL (a peer that stopped refreshing is leaving anyway)."""
+        # who spends it now, read afresh: a replica that just started has not read the others yet
+        self._update_members(await self._live_members())
+        self._share_budgets()
         peers = {m for m, spent in self._others_budgets.items() if spent & budgets}
         seen_after: dict[str, int] = dict.fromkeys(peers, 0)
         last: dict[str, float] = {}

@@ -37,6 +37,8 @@ from poller.pipeline.privacy import Privacy
 from poller.pipeline.publisher import Publisher
 from poller.pipeline.redact import Redactor
 from poller.pipeline.store import StateStore, kv_key_token
+from poller.push import PushServer, serve_push
+from poller.push.server import build_receivers
 from poller.runtime.connection import (
     close_nats,
     connect,
@@ -116,6 +118,10 @@ class Service:
         self._nc: Any = None
         self._js: Any = None
         self.publisher: Publisher | None = None
+        #: the push receivers, when ``[push]`` is enabled, and their bound port
+        self.push: PushServer | None = None
+        self.push_port: int | None = None
+        self.push_ready = anyio.Event()
         #: the ops HTTP port once bound
         self.http_port: int | None = None
         self.store: StateStore | None = None
@@ -225,6 +231,10 @@ class Service:
     def _bound(self, port: int) -> None:
         self.http_port = port
 
+    def _push_bound(self, port: int) -> None:
+        self.push_port = port
+        self.push_ready.set()
+
     async def run(self, extra_tasks: list[ExtraTask] | None = None) -> None:
         """The ops port is up from the start: /healthz answers and /readyz says 503 while NATS is
         still unreachable, so a liveness probe does not restart a poller that is only waiting."""
@@ -327,6 +337,15 @@ class Service:
                         helpers.start_soon(self.ownership.keep_membership)
                         helpers.start_soon(self.ownership.keep_leases)
                     helpers.start_soon(watch_stream, js, cfg.stream, self.stream_facts)
+                    if self.config.push.enabled:
+                        self.push = PushServer(
+                            self.config.push,
+                            build_receivers(self.config.push, self.config.sources),
+                            self.publisher,
+                            self.privacy,
+                            on_outcome=lambda v, a, o: self.metrics.pushes.labels(v, a, o).inc(),
+                        )
+                        helpers.start_soon(serve_push, self.push, self._push_bound)
                     async with anyio.create_task_group() as loops:
                         self._loops = loops
                         for source in sources:

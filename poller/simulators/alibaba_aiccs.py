@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from aiohttp import web
 
 from poller.simulators.alibaba_common import AlibabaSimulator, Params, int_param
 from poller.simulators.base import DemoSetup
-from poller.vendors.alibaba_aiccs import LIST_API, VERSION
-from schemas.vendors.alibaba import ListTaskResponse, TaskPage, TaskRecord
+from poller.vendors.alibaba_aiccs import DETAIL_API, LIST_API, VERSION
+from schemas.vendors.alibaba import (
+    ListTaskDetailResponse,
+    ListTaskResponse,
+    TaskDetailPage,
+    TaskDetailRecord,
+    TaskPage,
+    TaskRecord,
+)
 
 STATUSES = ("INIT", "RELEASE", "READY", "RUNNING", "STOP", "SYSTEM_STOP", "CANCEL", "SYSTEM_CANCEL", "DONE")
 NEXT_STATUSES: dict[str, tuple[str, ...]] = {
@@ -28,6 +36,20 @@ NEXT_STATUSES: dict[str, tuple[str, ...]] = {
     "STOP": ("RUNNING", "CANCEL"),
     "SYSTEM_STOP": ("RUNNING", "SYSTEM_CANCEL"),
 }
+
+
+#: (StatusCode, StatusCodeDesc) a simulated attempt ends with; heard messages dominate
+STATUS_CODES = (
+    ("200000", "用户听完语音"),
+    ("200000", "用户听完语音"),
+    ("200001", "用户提前挂机"),
+    ("200002", "用户占线"),
+    ("200003", "用户未接听"),
+    ("200004", "用户号码不合法"),
+    ("200010", "关机"),
+    ("200011", "停机"),
+)
+BEIJING = timezone(timedelta(hours=8))
 
 
 @dataclass
@@ -41,6 +63,8 @@ class SimTask:
     fire_time: int = 0
     total: int = 10
     complete: int = 0
+    #: one per callee, by detail id
+    details: dict[int, TaskDetailRecord] = field(default_factory=dict)
 
     def wire(self) -> TaskRecord:
         return TaskRecord(
@@ -84,10 +108,13 @@ class AiccsSimulator(AlibabaSimulator):
         self.denied: set[str] = set()
         self.max_page_size = max_page_size
         self._next_id = 100000
+        self._next_detail = 5000000
         self.actions[LIST_API] = self._list_task
+        self.actions[DETAIL_API] = self._list_task_detail
+        self.rate_limits[DETAIL_API] = rate_limit
 
     def limit_key(self, api: str, credential: str) -> tuple[str, str]:
-        return (api, "*")
+        return (LIST_API, "*")  # one window for both actions and every user
 
     # -- the world ---------------------------------------------------------------------------------
     def _owner(self, owner: str | None) -> str:
@@ -114,8 +141,49 @@ class AiccsSimulator(AlibabaSimulator):
             total=total,
             complete=complete,
         )
+        for n in range(total):
+            self._next_detail += 1
+            task.details[self._next_detail] = TaskDetailRecord(
+                Id=self._next_detail, Status="INIT", Called=f"1390{task.task_id % 100000:05d}{n:02d}"
+            )
         self.tasks.setdefault(self._owner(owner), {})[task.task_id] = task
         return task.task_id
+
+    def call(
+        self,
+        task_id: int,
+        *,
+        status_code: tuple[str, str] | None = None,
+        duration: int = 15,
+        ended: datetime | None = None,
+    ) -> TaskDetailRecord:
+        """The next callee's next attempt ends: a callee not called yet, else a failed one retried."""
+        task = self.task(task_id)
+        pending = [d for d in task.details.values() if d.Status == "INIT"]
+        retry = [d for d in task.details.values() if d.Status == "FAIL"]
+        detail = (pending or retry or list(task.details.values()))[0]
+        code, desc = status_code or self.rng.choice(STATUS_CODES)
+        end = (ended or datetime.now(BEIJING)).astimezone(BEIJING)
+        heard = code in ("200000", "200001")
+        record = TaskDetailRecord(
+            Id=detail.Id,
+            Status="SUCCESS" if heard else "FAIL",
+            StatusCode=code,
+            StatusCodeDesc=desc,
+            Called=detail.Called,
+            Caller="057188880000",
+            Direction="User" if heard else None,
+            Duration=duration if heard else 0,
+            StartTime=(end - timedelta(seconds=duration + 5)).strftime("%Y-%m-%d %H:%M:%S"),
+            EndTime=end.strftime("%Y-%m-%d %H:%M:%S"),
+            RetryCurTimes=(detail.RetryCurTimes + 1)
+            if detail.Status == "FAIL" and detail.RetryCurTimes is not None
+            else 0,
+            RetryTimes=2,
+        )
+        task.details[detail.Id] = record
+        task.complete = sum(1 for d in task.details.values() if d.Status != "INIT")
+        return record
 
     def task(self, task_id: int) -> SimTask:
         for tasks in self.tasks.values():
@@ -140,7 +208,8 @@ class AiccsSimulator(AlibabaSimulator):
         for tasks in self.tasks.values():
             for task in tasks.values():
                 if task.status == "RUNNING" and task.complete < task.total:
-                    task.complete = min(task.total, task.complete + self.rng.randint(0, 3))
+                    for _ in range(self.rng.randint(0, 3)):
+                        self.call(task.task_id)
                 options = NEXT_STATUSES.get(task.status, ())
                 if not options or self.rng.random() >= 0.3:
                     continue
@@ -187,6 +256,44 @@ class AiccsSimulator(AlibabaSimulator):
                 PageSize=size,
                 Total=len(tasks),
                 Record=[t.wire() for t in tasks[start : start + size]],
+            ),
+        )
+        return self.ok(answer)
+
+    # -- ListTaskDetail ----------------------------------------------------------------------------
+    async def _list_task_detail(self, credential: str, params: Params) -> web.StreamResponse:
+        if credential in self.denied:
+            return self.error("PermissionInsufficient")
+        try:
+            number = int_param(params, "PageNo", 1)
+            size = int_param(params, "PageSize", 20)
+            task_id = int_param(params, "TaskId")
+            detail_id = int_param(params, "Id")
+        except ValueError:
+            return self.error("ParameterError")
+        assert number is not None and size is not None
+        if task_id is None or number < 1 or not 1 <= size <= self.max_page_size:
+            return self.error("ParameterError")
+        task = self.tasks.get(credential, {}).get(task_id)
+        if task is None:
+            return self.error("ParameterError")
+        status, code, called = params.get("Status"), params.get("StatusCode"), params.get("Called")
+        details = [
+            d
+            for d in sorted(task.details.values(), key=lambda d: d.Id)
+            if (not status or d.Status == status)
+            and (not code or d.StatusCode == code)
+            and (not called or d.Called == called)
+            and (detail_id is None or d.Id == detail_id)
+        ]
+        start = (number - 1) * size
+        answer = ListTaskDetailResponse(
+            RequestId=str(uuid.uuid4()).upper(),
+            Code="OK",
+            Message="OK",
+            Success=True,
+            Data=TaskDetailPage(
+                PageNo=number, PageSize=size, Total=len(details), Record=details[start : start + size]
             ),
         )
         return self.ok(answer)

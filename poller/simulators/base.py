@@ -352,3 +352,7 @@ class DemoSetup:
     sources: Callable[[str], list[dict[str, Any]]]
     #: one step of scripted, seeded evolution
     evolve: Callable[[], None]
+    #: vendors that push: the ``[[push.receivers]]`` entries, and what starts the pushes given the
+    #: poller's push base URL (``http://host:port``)
+    push_receivers: list[dict[str, Any]] = field(default_factory=list)
+    start_push: Callable[[str], None] | None = None

@@ -26,6 +26,7 @@ import msgspec
 from aiohttp import web
 
 from poller.simulators.base import DemoSetup, Fault, Simulator, json_response
+from poller.simulators.push import Pusher, PushPlan
 from poller.vendors.byrobot import (
     APIS,
     CALLS_API,
@@ -132,6 +133,11 @@ def _int_param(request: web.Request, name: str, default: int | None = None) -> i
         raise _BadParameter(f"{name}格式错误") from exc
 
 
+#: BYRobot's callback policy, scaled from minutes to tenths of a second: after 1, 2, 4, 8 minutes,
+#: then every 8, up to 10 sends in all
+CALLBACK_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8)
+
+
 class ByRobotSimulator(Simulator):
     vendor = "byrobot"
     total_fields = frozenset({"total"})
@@ -172,6 +178,22 @@ class ByRobotSimulator(Simulator):
         for api in (TASKS_API, DETAIL_API, PHONE_LOG_API):
             self.app.router.add_get(PATH_PREFIX + api, self._dispatch)
         self.app.router.add_post(PATH_PREFIX + CALLS_API, self._dispatch)
+        #: callbacks (信息回调) of finished calls and task changes, when a plan is set
+        self.pusher = Pusher(self.rng, lambda status, body: status == 200 and b"success" in body)
+
+    # -- callbacks ---------------------------------------------------------------------------------
+    def push_to(self, plan: PushPlan | None) -> None:
+        self.pusher.plan = plan
+
+    async def stop(self) -> None:
+        await self.pusher.close()
+        await super().stop()
+
+    def _callback(self, key: str, data_type: str, data: Any) -> None:
+        if self.pusher.plan is None:
+            return
+        body = msgspec.json.encode({"code": 200, "data": {"dataType": data_type, "data": data}})
+        self.pusher.push(key, body, key, {"Content-Type": "application/json;charset=UTF-8"})
 
     # -- the world -------------------------------------------------------------------------------
     def add_company(self, company_id: int, app_key: str) -> SimCompany:
@@ -212,6 +234,9 @@ class ByRobotSimulator(Simulator):
         return task_id
 
     def set_status(self, task_id: int, status: int) -> None:
+        task = self.tasks[task_id]
+        job = {"callJobId": task_id, "companyId": task.company_id, "jobName": task.name, "status": status}
+        self._callback(f"job-{task_id}-{status}", "JOB_INFO_RESULT", job)
         self.tasks[task_id].status = status
 
     def remove_task(self, task_id: int) -> None:
@@ -253,6 +278,7 @@ class ByRobotSimulator(Simulator):
             for turn in range(call.chat_round):
                 call.lines.append(("ME", self.rng.choice(("嗯", "你说", "多少钱", "不需要"))))
                 call.lines.append(("AI", f"好的，第{turn + 1}点是这样的。"))
+        self._callback(str(call.instance_id), "CALL_INSTANCE_RESULT", self._info(task, call))
 
     def evolve(self) -> list[tuple[int, int, int]]:
         """One seeded step of every task; returns (task, old status, new status) of each change."""
@@ -515,6 +541,10 @@ class ByRobotSimulator(Simulator):
         company = self._company(request, task.company_id)
         if isinstance(company, web.Response):
             return company
+        return self._answer(CODE_OK, "获取成功", self._info(task, call))
+
+    def _info(self, task: SimTask, call: SimCall) -> PhoneLogInfo:
+        """The phoneLogInfo answer of a finished call (also what its callback carries)."""
         assert call.ended is not None and call.started is not None and call.finish_status is not None
         offset = 0
         lines = []
@@ -575,7 +605,7 @@ class ByRobotSimulator(Simulator):
                 for n, (k, v) in enumerate(call.results.items())
             ],
         )
-        return self._answer(CODE_OK, "获取成功", info)
+        return info
 
 
 def _page(items: list[Any], page_num: int, page_size: int, total: int) -> Page[Any]:
@@ -627,4 +657,12 @@ def demo_setup(seed: int) -> DemoSetup:
         if sim.rng.random() < 0.05:
             sim.add_task(DEMO_COMPANY, phones=sim.rng.randint(5, 15))
 
-    return DemoSetup(sim, sources, evolve)
+    token = "demo-callback-token-0123456789"
+
+    def start_push(base_url: str) -> None:
+        # a third of the callbacks lost: those calls arrive by polling instead
+        url = f"{base_url}/push/byrobot/demo?token={token}"
+        sim.push_to(PushPlan(url, drop=0.33, retry_delays=CALLBACK_RETRY_DELAYS))
+
+    receivers = [{"vendor": "byrobot", "account": "demo", "token": token}]
+    return DemoSetup(sim, sources, evolve, receivers, start_push)

@@ -87,6 +87,11 @@ async def _prepare(
             "http": {"port": 0, "host": "127.0.0.1"},
             "logging": {"level": "WARNING"},
             "sources": sources,
+            "push": {
+                "enabled": True,
+                "port": 0,
+                "receivers": [r for setup in setups for r in setup.push_receivers],
+            },
         },
         path="<demo>",
     )
@@ -117,6 +122,15 @@ async def _prepare(
         base = f"http://127.0.0.1:{svc.http_port}"
         view.note(f"health and metrics at {base}/healthz {base}/readyz {base}/metrics")
         view.note(f"status page at {base}/status (or `poller status --url {base}`)")
+        for _ in range(100):
+            if svc.push_port is not None:
+                break
+            await anyio.sleep(0.05)
+        push_base = f"http://127.0.0.1:{svc.push_port}"
+        for setup in setups:
+            if setup.start_push is not None:
+                setup.start_push(push_base)
+        view.note(f"push receivers at {push_base}/push/<vendor>/<account>")
         print(file=out, flush=True)
         # the demo's stream is new: reading it from the start shows every event once, including
         # those published before this subscription existed

@@ -44,11 +44,13 @@ def what_happened(event: Event) -> str:
         case TaskVanished():
             what = f"{event.kind.value} {event.entity_id} vanished (was {_status(event.previous)})"
         case CallFinished():
-            what = f"call {event.call_id} of task {event.task_id}: {event.outcome.value}({event.raw_outcome})"
+            task = event.task_id or "?"
+            what = f"call {event.call_id} of task {task}: {event.outcome.value}({event.raw_outcome})"
             if event.callee_number:
                 what += f" to {event.callee_number}"
             if event.duration_seconds is not None:
                 what += f", {event.duration_seconds}s"
+            what += f" (by {event.learned_by})"
         case SourceDegraded():
             what = f"{event.api} DEGRADED ({event.reason.value}): {event.detail}"
         case SourceRecovered():

@@ -371,6 +371,9 @@ def call_snapshot(item: DoneCall, task_id: str, tz: timezone, detail: CallDetail
         started_at=vendor_time(item.startTime, tz),
         ended_at=vendor_time(item.endTime, tz),
         detail=detail,
+        vendor_call_id=str(item.callInstanceId),
+        caller_number=item.callerPhone or None,
+        talk_seconds=duration_seconds(item.duration),
     )
 
 

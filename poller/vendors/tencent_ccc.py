@@ -6,15 +6,16 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import anyio
 import msgspec
 from yarl import URL
 
 from poller.errors import AuthFailed, BadResponse, ClientError, ServerError, Throttled
-from poller.pipeline.snapshot import EntitySnapshot, Observation, PageSink
+from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation, PageSink
 from poller.pipeline.state import SourceState
 from poller.secrets import Secret
 from poller.transport import Response
@@ -28,21 +29,34 @@ from poller.vendors.base import (
     decode_or_bad,
     server_status,
 )
+from poller.vendors.emitted import EmittedCalls
 from poller.vendors.listing import Listing, sweep_pages
-from poller.vendors.normalize import state_map
-from schemas import EntityKind, TaskState
+from poller.vendors.normalize import outcome_map, state_map
+from schemas import CallOutcome, EntityKind, TaskState
+from schemas.events import CallLearnedBy
 from schemas.vendors.tencent_ccc import (
+    ApiError,
     AutoCalloutTaskInfo,
+    DescribeAutoCalloutTaskRequest,
+    DescribeAutoCalloutTaskResponse,
+    DescribeAutoCalloutTaskResult,
     DescribeAutoCalloutTasksRequest,
     DescribeAutoCalloutTasksResponse,
+    DescribeTelCdrRequest,
+    DescribeTelCdrResponse,
+    DescribeTelCdrResult,
+    TelCdrInfo,
 )
 
 log = logging.getLogger("poller.vendors.tencent_ccc")
+T = TypeVar("T")
 
 VENDOR = "tencent-ccc"
 SERVICE = "ccc"
 VERSION = "2020-02-10"
 LIST_API = "DescribeAutoCalloutTasks"
+TASK_API = "DescribeAutoCalloutTask"
+CDR_API = "DescribeTelCdr"
 CONTENT_TYPE = "application/json"
 
 STATES = state_map(
@@ -59,6 +73,42 @@ STATES = state_map(
 )
 
 
+#: DescribeTelCdr ``EndStatus`` (outbound and shared values; inbound-only ones fall to ``unknown``)
+OUTCOMES = outcome_map(
+    VENDOR,
+    {
+        "0": CallOutcome.FAILED,  # abnormal end
+        "1": CallOutcome.ANSWERED,  # ok
+        "100": CallOutcome.FAILED,  # blackList (system side)
+        "108": CallOutcome.FAILED,  # restrictedCallee: risk-number interception
+        "109": CallOutcome.FAILED,  # tooManyRequest: outbound frequency control
+        "110": CallOutcome.FAILED,  # restrictedArea
+        "111": CallOutcome.FAILED,  # restrictedTime
+        "202": CallOutcome.NO_ANSWER,  # notAnswer
+        "203": CallOutcome.REJECTED,  # userReject
+        "204": CallOutcome.POWERED_OFF,  # powerOff
+        "205": CallOutcome.INVALID_NUMBER,  # numberNotExist
+        "206": CallOutcome.BUSY,  # busy
+        "207": CallOutcome.SUSPENDED_LINE,  # outOfCredit: the callee's line is in arrears
+        "208": CallOutcome.FAILED,  # operatorError
+        "209": CallOutcome.MISSED,  # callerCancel
+        "210": CallOutcome.POWERED_OFF,  # notInService: out of coverage
+        "211": CallOutcome.FAILED,  # clientError
+        "212": CallOutcome.FAILED,  # carrierBlocked
+        "213": CallOutcome.POWERED_OFF,  # callReminder: the carrier's missed-call notice answered
+        "215": CallOutcome.INVALID_NUMBER,  # numberInvalid
+        "216": CallOutcome.SUSPENDED_LINE,  # callRestricted
+        "217": CallOutcome.REJECTED,  # calleeRestricted: the callee blocks us
+        "218": CallOutcome.FAILED,  # areaRestricted
+        "219": CallOutcome.NO_ANSWER,  # promptCallForwarding
+        "220": CallOutcome.MISSED,  # callerCancelWhileRing
+        "221": CallOutcome.INVALID_NUMBER,  # callerCancelWithoutRing: callee number abnormal
+        "222": CallOutcome.NO_ANSWER,  # voiceMailReached
+    },
+    field="EndStatus",
+)
+
+
 class TencentCccAccount(AccountConfig, frozen=True, kw_only=True):
     secret_id: NonEmpty
     secret_key: Secret
@@ -67,6 +117,26 @@ class TencentCccAccount(AccountConfig, frozen=True, kw_only=True):
     region: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]+$")] | None = None
     #: DescribeAutoCalloutTasks does not publish its maximum; CCC's other listings cap PageSize at 100
     page_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
+    #: read every auto-callout call's record (DescribeAutoCalloutTask + DescribeTelCdr)
+    calls: bool = True
+    #: the sub-account the key belongs to: Tencent limits each API per sub-account and access
+    #: region, so two keys of one sub-account share a budget (default: the key itself)
+    rate_limit_identity: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    #: seconds: DescribeTelCdr selects by call start, so each window reaches this far before the
+    #: committed cursor to find calls that started earlier and ended after it (the longest call)
+    cdr_lookback: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 3600.0
+    #: seconds: records ending this close to now may not be listed yet, so the cursor stays that far
+    #: behind and they are read again (the same event id: JetStream drops the copy)
+    cdr_settle: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 60.0
+    #: seconds before the cursor every cycle re-reads; the full ``cdr_lookback`` is read only every
+    #: ``cdr_full_every`` seconds, so a call longer than this is published up to that much later and
+    #: the cursor moves on full reads only (``cdr_recent >= cdr_lookback``: every read is full)
+    cdr_recent: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0
+    cdr_full_every: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
+    #: seconds: on the first cycle, calls that ended this far back are published
+    cdr_backfill: Annotated[float, msgspec.Meta(ge=0, le=31 * 86400)] = 86400.0
+    #: a DescribeTelCdr window claiming more records than this is a bad answer, not 1000s of pages
+    max_cdr_records: Annotated[int, msgspec.Meta(ge=1)] = 100000
 
 
 # -- TC3-HMAC-SHA256 ---------------------------------------------------------------------------
@@ -139,28 +209,51 @@ def host_of(endpoint: str) -> str:
 
 # -- error classification ------------------------------------------------------------------------
 _decode_list = msgspec.json.Decoder(DescribeAutoCalloutTasksResponse)
+_decode_task = msgspec.json.Decoder(DescribeAutoCalloutTaskResponse)
+_decode_cdrs = msgspec.json.Decoder(DescribeTelCdrResponse)
 
 
-def classify(resp: Response) -> DescribeAutoCalloutTasksResponse:
-    """Raise the classified error of an answer, or return it decoded (errors come with HTTP 200)."""
-    server_status(resp, LIST_API)
-    if resp.status != 200:
-        raise BadResponse(f"HTTP {resp.status}", api=LIST_API)
-    envelope: DescribeAutoCalloutTasksResponse = decode_or_bad(_decode_list, resp.body, LIST_API)
-    error = envelope.Response.Error
+def raise_for(error: ApiError | None, api: str) -> None:
+    """Raise the classified error of an API 3.0 ``Error`` (errors come with HTTP 200)."""
     if error is None:
-        if envelope.Response.TotalCount is None or envelope.Response.Tasks is None:
-            raise BadResponse("answer without TotalCount or Tasks", api=LIST_API)
-        return envelope
+        return
     code = error.Code
     detail = f"{code}: {error.Message}"
     if code.startswith("RequestLimitExceeded"):
-        raise Throttled(detail, api=LIST_API)
+        raise Throttled(detail, api=api)
     if code.startswith("AuthFailure") or code in ("UnauthorizedOperation",):
-        raise AuthFailed(detail, api=LIST_API)
+        raise AuthFailed(detail, api=api)
     if code.startswith(("InternalError", "ResourceUnavailable", "FailedOperation")):
-        raise ServerError(detail, api=LIST_API)
-    raise ClientError(detail, api=LIST_API)
+        raise ServerError(detail, api=api)
+    raise ClientError(detail, api=api)
+
+
+def _body(resp: Response, api: str) -> bytes:
+    server_status(resp, api)
+    if resp.status != 200:
+        raise BadResponse(f"HTTP {resp.status}", api=api)
+    return resp.body
+
+
+def classify(resp: Response) -> DescribeAutoCalloutTasksResponse:
+    """Raise the classified error of an answer, or return it decoded."""
+    envelope: DescribeAutoCalloutTasksResponse = decode_or_bad(_decode_list, _body(resp, LIST_API), LIST_API)
+    raise_for(envelope.Response.Error, LIST_API)
+    if envelope.Response.TotalCount is None or envelope.Response.Tasks is None:
+        raise BadResponse("answer without TotalCount or Tasks", api=LIST_API)  # retried like garbage
+    return envelope
+
+
+def classify_task(resp: Response) -> DescribeAutoCalloutTaskResult:
+    envelope: DescribeAutoCalloutTaskResponse = decode_or_bad(_decode_task, _body(resp, TASK_API), TASK_API)
+    raise_for(envelope.Response.Error, TASK_API)
+    return envelope.Response
+
+
+def classify_cdrs(resp: Response) -> DescribeTelCdrResult:
+    envelope: DescribeTelCdrResponse = decode_or_bad(_decode_cdrs, _body(resp, CDR_API), CDR_API)
+    raise_for(envelope.Response.Error, CDR_API)
+    return envelope.Response
 
 
 def normalize(task: AutoCalloutTaskInfo, sdk_app_id: int | str) -> EntitySnapshot:
@@ -176,8 +269,84 @@ def normalize(task: AutoCalloutTaskInfo, sdk_app_id: int | str) -> EntitySnapsho
     )
 
 
+#: Unix seconds a record's times must lie within (2001..2100): anything else is not a time
+_PLAUSIBLE = range(1_000_000_000, 4_102_444_800)
+
+
+def plausible_time(timestamp: int | None) -> int | None:
+    return timestamp if timestamp is not None and timestamp in _PLAUSIBLE else None
+
+
+def _iso(timestamp: int | None) -> str | None:
+    valid = plausible_time(timestamp)
+    return datetime.fromtimestamp(valid, UTC).isoformat() if valid is not None else None
+
+
+def call_snapshot(cdr: TelCdrInfo, task_id: str, learned_by: CallLearnedBy = "poll") -> CallSnapshot:
+    """A CDR as a call; the polled and the pushed record of one session give equal snapshots
+    (up to ``task_id`` and ``learned_by``, which the event id does not hash)."""
+    raw = str(cdr.EndStatus)
+    outcome = OUTCOMES.normalize(raw)
+    ended = plausible_time(cdr.EndedTimestamp)
+    accepted = plausible_time(cdr.AcceptTimestamp)
+    ringing = plausible_time(cdr.RingTimestamp)
+    talk = max(0, ended - accepted) if ended and accepted else (0 if ended else None)
+    answered_or_ended = accepted or ended
+    ring = max(0, answered_or_ended - ringing) if ringing and answered_or_ended else None
+    return CallSnapshot(
+        call_id=cdr.SessionId,
+        task_id=task_id,
+        outcome=outcome,
+        raw_outcome=raw,
+        failure_reason=None if outcome is CallOutcome.ANSWERED else (cdr.EndStatusString or None),
+        callee_number=cdr.Callee or cdr.ProtectedCallee or None,
+        caller_number=cdr.Caller or cdr.ProtectedCaller or None,
+        duration_seconds=cdr.Duration if cdr.Duration is not None and cdr.Duration >= 0 else None,
+        started_at=_iso(cdr.StartTimestamp or cdr.Time),
+        ended_at=_iso(ended),
+        vendor_call_id=cdr.SessionId,
+        talk_seconds=talk,
+        ring_seconds=ring,
+        learned_by=learned_by,
+    )
+
+
+#: committed cursors: every auto-callout call that ended at or before this Unix second is published
+CDR_CURSOR = "cdr.until"
+#: the mark of the last cycle's observation (see :class:`poller.vendors.emitted.EmittedCalls`)
+CYCLE_CURSOR = "cdr.cycle"
+#: per task: the Unix second it was first seen terminal; its sessions are read until the cursor passes it
+ENDED_CURSOR = "task_ended.{}"
+#: DescribeTelCdr accepts windows shorter than 90 days reaching at most 180 days back
+_MAX_RANGE = 89 * 86400
+_MAX_BACK = 179 * 86400
+#: seconds a record's end may lie ahead of our clock
+_SKEW = 300
+
+
 class TencentCccSource(Source):
-    """One SdkAppId of one Tencent Cloud account."""
+    """One SdkAppId of one Tencent Cloud account: its auto-callout tasks and their calls.
+
+    Calls cost two reads, chosen for what each is cheap at within the per-API budget:
+
+    * ``DescribeTelCdr`` by time window, for the whole app: ceil(records in the window / 100)
+      requests a cycle however many tasks run. Reading by session id would cost a request per
+      batch of sessions of every running task every cycle, and a callee's next session is only
+      known after reading its task anyway. The window starts ``cdr_lookback`` before the committed
+      cursor (it selects by call start, and a call ends after it starts) and ends now; only records
+      that ended after the cursor become events. The cursor stays ``cdr_settle`` behind now, so a
+      record listed late is still found; records re-read in that margin are not handed out again.
+      Only every ``cdr_full_every`` seconds does the window reach back the whole ``cdr_lookback``;
+      in between it reaches ``cdr_recent`` back, which holds all but the longest calls: the pages
+      per cycle follow the calls of the last minutes, not of the last hour.
+    * ``DescribeAutoCalloutTask`` per task, only to learn which sessions are auto-callout calls and
+      of which task: only when the window holds a session not yet known, and only for the tasks that
+      can still place calls (not terminal, or terminal until the cursor passes their end).
+
+    Tencent limits each API per sub-account and access region (not per SdkAppId), so the limiters
+    are keyed by ``rate_limit_identity`` and the endpoint's host, and every app of the account
+    shares them.
+    """
 
     vendor = VENDOR
 
@@ -187,34 +356,46 @@ class TencentCccSource(Source):
         self.sdk_app_id = sdk_app_id
         self.url = config.endpoint.rstrip("/") + "/"
         self.host = host_of(config.endpoint)
-        self._limiter = self.limiter(LIST_API, config.secret_id, APIS[LIST_API])
+        identity = f"{config.rate_limit_identity or config.secret_id}@{self.host}"
+        self._limiters = {api: self.limiter(api, identity, limit) for api, limit in APIS.items()}
+        self._limiter = self._limiters[LIST_API]
         #: the last sweep's total: the next sweep requests every page at once
         self._last_total: int | None = None
+        #: session id → task id, learned from task details (rebuilt after a restart)
+        self._session_task: dict[str, str] = {}
+        #: sessions in the window that no followed task owns → their end, kept while re-read
+        self._foreign: dict[str, int] = {}
+        #: calls of the re-read margin already published, not handed out again
+        self._emitted = EmittedCalls(CYCLE_CURSOR)
+        #: when the last full look-back read was (monotonic); None: the next read is full
+        self._last_full: float | None = None
 
     @property
     def apis(self) -> tuple[str, ...]:
-        return (LIST_API,)
+        return tuple(APIS) if self.cfg.calls else (LIST_API,)
 
-    async def _page(self, number: int) -> tuple[int, list[AutoCalloutTaskInfo]]:
-        payload = msgspec.json.encode(
-            DescribeAutoCalloutTasksRequest(
-                SdkAppId=self.sdk_app_id, PageSize=self.cfg.page_size, PageNumber=number
-            )
-        )
+    async def _post(self, api: str, body: msgspec.Struct, parse: Callable[[Response], T]) -> T:
+        payload = msgspec.json.encode(body)
 
         async def prepare() -> tuple[Mapping[str, str], bytes]:
             headers = tc3_headers(
                 secret_id=self.cfg.secret_id,
                 secret_key=self.cfg.secret_key.reveal(),
                 host=self.host,
-                action=LIST_API,
+                action=api,
                 payload=payload,
                 timestamp=int(time.time()),
                 region=self.cfg.region,
             )
             return headers, payload
 
-        answer = await self.send(LIST_API, self._limiter, "POST", self.url, parse=classify, prepare=prepare)
+        return await self.send(api, self._limiters[api], "POST", self.url, parse=parse, prepare=prepare)
+
+    async def _page(self, number: int) -> tuple[int, list[AutoCalloutTaskInfo]]:
+        request = DescribeAutoCalloutTasksRequest(
+            SdkAppId=self.sdk_app_id, PageSize=self.cfg.page_size, PageNumber=number
+        )
+        answer = await self._post(LIST_API, request, classify)
         result = answer.Response
         assert result.TotalCount is not None and result.Tasks is not None  # checked by classify
         return result.TotalCount, result.Tasks
@@ -240,19 +421,163 @@ class TencentCccSource(Source):
         )
         self._last_total = sweep.total
         complete = sweep.totals_agree and len(listing) == sweep.total
-        return Observation(entities=listing.snapshots(), complete=complete)
+        entities = listing.snapshots()
+        if not self.cfg.calls:
+            return Observation(entities=entities, complete=complete)
+        calls, cursors = await self._calls(entities, committed)
+        return Observation(entities=entities, complete=complete, calls=calls, cursors=cursors)
+
+    # -- calls --------------------------------------------------------------------------------------
+    def _followed(
+        self, entities: list[EntitySnapshot], committed: SourceState, until: int, now: int
+    ) -> tuple[list[int], dict[str, int]]:
+        """The tasks that can still place calls, and the end marks of tasks newly seen terminal."""
+        followed: list[int] = []
+        ended: dict[str, int] = {}
+        for snap in entities:
+            key = ENDED_CURSOR.format(snap.id)
+            if not snap.state.terminal:
+                followed.append(int(snap.id))
+                continue
+            mark = committed.cursors.get(key)
+            if mark is None:
+                mark = ended[key] = now
+            if mark > until:
+                followed.append(int(snap.id))
+        return followed, ended
+
+    async def _learn_sessions(self, task_ids: list[int]) -> None:
+        async def one(task_id: int) -> None:
+            request = DescribeAutoCalloutTaskRequest(SdkAppId=self.sdk_app_id, TaskId=task_id)
+            detail = await self._post(TASK_API, request, classify_task)
+            for callee in detail.Callees or []:
+                for session in callee.Sessions or []:
+                    self._session_task[session] = str(task_id)
+
+        slots = anyio.CapacityLimiter(self._limiters[TASK_API].limit)
+
+        async def bounded(task_id: int) -> None:
+            async with slots:
+                await one(task_id)
+
+        async with anyio.create_task_group() as tg:
+            for task_id in task_ids:
+                tg.start_soon(bounded, task_id)
+
+    async def _cdrs(self, start: int, end: int) -> tuple[list[TelCdrInfo], bool]:
+        """Every record of the window, and whether the pages agreed on the total and held it all."""
+        size = min(self.cfg.page_size, 100)
+
+        async def fetch(number: int) -> DescribeTelCdrResult:
+            request = DescribeTelCdrRequest(
+                SdkAppId=self.sdk_app_id,
+                StartTimeStamp=start,
+                EndTimeStamp=end,
+                PageSize=size,
+                PageNumber=number,
+            )
+            result = await self._post(CDR_API, request, classify_cdrs)
+            if result.TotalCount is None:
+                raise BadResponse("answer without TotalCount", api=CDR_API)
+            return result
+
+        def total_of(result: DescribeTelCdrResult) -> int:
+            total = result.TotalCount or 0
+            if not 0 <= total <= self.cfg.max_cdr_records:
+                raise BadResponse(
+                    f"TotalCount {total} outside 0..{self.cfg.max_cdr_records} (max_cdr_records)", api=CDR_API
+                )
+            return total
+
+        sweep = await sweep_pages(
+            0,
+            size,
+            fetch,
+            total_of,
+            self._limiters[CDR_API].limit,
+            max_total=self.cfg.max_cdr_records,
+            api=CDR_API,
+        )
+        records: dict[str, TelCdrInfo] = {}
+        for result in sweep.pages:
+            for cdr in result.TelCdrList if result.TelCdrList is not None else result.TelCdrs or []:
+                records[cdr.SessionId] = cdr
+        return list(records.values()), sweep.totals_agree and len(records) == sweep.total
+
+    async def _calls(
+        self, entities: list[EntitySnapshot], committed: SourceState
+    ) -> tuple[list[CallSnapshot], dict[str, int]]:
+        now = int(time.time())
+        until = committed.cursors.get(CDR_CURSOR, now - int(self.cfg.cdr_backfill))
+        until = max(until, now - _MAX_BACK)
+        followed, cursors = self._followed(entities, committed, until, now)
+        cfg, clock = self.cfg, time.monotonic()
+        full = (
+            self._last_full is None
+            or clock - self._last_full >= cfg.cdr_full_every
+            or cfg.cdr_recent >= cfg.cdr_lookback
+        )
+        depth = cfg.cdr_lookback if full else cfg.cdr_recent
+        start = max(until - int(depth), now - _MAX_BACK, now - _MAX_RANGE)
+        records, whole = await self._cdrs(start, now)
+        emitted = self._emitted
+        emitted.begin(committed.cursors, until)
+        fresh = [
+            r
+            for r in records
+            if r.EndedTimestamp and until < r.EndedTimestamp and not emitted.published(r.SessionId)
+        ]
+        impossible = [r for r in fresh if (plausible_time(r.EndedTimestamp) or _PLAUSIBLE.stop) > now + _SKEW]
+        if impossible:
+            # a record "ending" in the future would be new on every cycle: counted and left out
+            log.warning(
+                "call records with an impossible end time left out",
+                extra={"vendor": VENDOR, "account": self.account, "api": CDR_API, "count": len(impossible)},
+            )
+            fresh = [r for r in fresh if r not in impossible]
+        foreign = self._foreign
+        for session in [s for s, ended in foreign.items() if ended <= until]:
+            del foreign[session]
+        unknown = [r for r in fresh if r.SessionId not in self._session_task and r.SessionId not in foreign]
+        if unknown and followed:
+            await self._learn_sessions(followed)
+        for r in unknown:
+            if r.SessionId not in self._session_task:
+                # not a call of any task that can still place calls (a manual call, say): not looked
+                # up again while it stays in the re-read margin
+                foreign[r.SessionId] = r.EndedTimestamp or 0
+        calls = [
+            call_snapshot(r, self._session_task[r.SessionId])
+            for r in fresh
+            if r.SessionId in self._session_task
+        ]
+        for call in calls:
+            emitted.handed_out(call.call_id, now)
+        cursors.update(emitted.mark())
+        for r in records:
+            if r.EndedTimestamp and r.EndedTimestamp <= until:
+                self._session_task.pop(r.SessionId, None)  # published before: never needed again
+        if whole and full:
+            # a window that did not page consistently is read again from the same cursor next cycle
+            # (never the current second: a record ending in it may still be listed after this read);
+            # a shorter read may have missed a long call ending after the cursor, so it keeps it
+            cursors[CDR_CURSOR] = max(until, now - max(1, int(self.cfg.cdr_settle)))
+            self._last_full = clock
+        return calls, cursors
 
 
 def build_sources(config: TencentCccAccount, ctx: AdapterContext) -> list[Source]:
     return [TencentCccSource(config, ctx, app) for app in config.sdk_app_ids]
 
 
-APIS: Mapping[str, int] = {LIST_API: 20}
+#: each API's documented default: 20 requests a second per sub-account and access region
+APIS: Mapping[str, int] = {LIST_API: 20, TASK_API: 20, CDR_API: 20}
 
 VENDOR_SPEC = Vendor(
     name=VENDOR,
     account_config=TencentCccAccount,
     sources=build_sources,
     apis=APIS,
-    doc="Tencent Cloud CCC DescribeAutoCalloutTasks (TC3-HMAC-SHA256, 20 req/s, pages from 0)",
+    doc="Tencent Cloud CCC DescribeAutoCalloutTasks, DescribeAutoCalloutTask and DescribeTelCdr "
+    "(TC3-HMAC-SHA256, 20 req/s each, pages from 0)",
 )

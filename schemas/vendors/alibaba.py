@@ -195,3 +195,51 @@ class ListTaskRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     Status: str | None = None
     TaskId: int | None = None
     RobotName: str | None = None
+
+
+# -- AICCS ListTaskDetail: the callees of one robot call task ---------------------------------------------
+class TaskDetailRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """One callee of a task and its latest attempt. Times are "YYYY-MM-DD HH:mm:ss" in the vendor's
+    local time; ``Duration`` is in seconds."""
+
+    Id: int
+    #: SUCCESS / FAIL / INIT (not called yet)
+    Status: str
+    #: the Voice Messaging call status code (200000 heard, 200002 busy, ...)
+    StatusCode: str | None = None
+    StatusCodeDesc: str | None = None
+    Called: str | None = None
+    Caller: str | None = None
+    #: who hung up: User / Robot
+    Direction: str | None = None
+    Duration: int | None = None
+    StartTime: str | None = None
+    EndTime: str | None = None
+    RetryCurTimes: int | None = None
+    RetryTimes: int | None = None
+    Tags: str | None = None
+
+
+class TaskDetailPage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    PageNo: int
+    PageSize: int
+    Total: int
+    Record: list[TaskDetailRecord] = []
+
+
+class ListTaskDetailResponse(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    RequestId: str = ""
+    Code: str | None = None
+    Message: str | None = None
+    Success: bool | None = None
+    Data: TaskDetailPage | None = None
+
+
+class ListTaskDetailRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    TaskId: int
+    PageNo: int
+    PageSize: int
+    Status: str | None = None
+    StatusCode: str | None = None
+    Called: str | None = None
+    Id: int | None = None

@@ -246,3 +246,23 @@ TasksAnswer = Envelope[Page[TaskInfo]]
 TaskDetailAnswer = Envelope[TaskDetail]
 DoneCallsAnswer = Envelope[Page[DoneCall]]
 PhoneLogInfoAnswer = Envelope[PhoneLogInfo]
+
+
+# -- callbacks (信息回调): POSTed to the configured address ---------------------------------------------
+#: a finished call: ``data`` is the phoneLogInfo shape (sceneInstance, taskResult, phoneLog)
+CALL_CALLBACK = "CALL_INSTANCE_RESULT"
+#: a task's status changed: task state stays with polling
+JOB_CALLBACK = "JOB_INFO_RESULT"
+
+
+class CallbackBody(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    dataType: str
+    #: decoded once ``dataType`` says which shape it is
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class Callback(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """``{"code":200,"data":{"dataType":...,"data":{...}}}``; the receiver answers ``success``."""
+
+    code: int | None = None
+    data: CallbackBody

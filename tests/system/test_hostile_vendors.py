@@ -30,6 +30,8 @@ from tests.helpers import make_config, running, stream_events, wait_until
 from tests.system.test_tencent_e2e import SECRET_ID, SECRET_KEY, tencent_source
 
 APP = 1400000300
+#: the listing the faults below aim at (the call reads have their own, checked in their own tests)
+LISTING = "DescribeAutoCalloutTasks"
 SECRET_ENV = {"HOSTILE_TC_SECRET": SECRET_KEY}
 
 
@@ -53,6 +55,7 @@ def _config(path: Path, nats_url: str, sim: Simulator, http_port: int | None = N
             poll_interval = 0.1
             retries = 1
             failure_backoff = 0.2
+            calls = false  # the listing alone: a call read failing in the same cycle would fail it
             """
         ).replace("{http}", http)
     )
@@ -99,7 +102,7 @@ async def test_an_absurd_total_degrades_with_too_large_and_healthz_keeps_answeri
     async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
         for _ in range(3):
             sim.add_task(APP, state=1)
-        sim.inject(Fault.ABSURD_TOTAL)
+        sim.inject(Fault.ABSURD_TOTAL, api=LISTING)
         with poller(_config(tmp_path / "poller.toml", nats_server.url, sim, port)) as process:
             async with aiohttp.ClientSession() as http:
 
@@ -142,18 +145,20 @@ async def test_one_empty_listing_vanishes_nothing_and_a_held_loss_survives_a_res
         reaches = _counter(nats_server.url)
         with poller(config):
             await wait_until(reaches(TaskAppeared, 6), timeout=20, step=0.2)
-            sim.inject(Fault.EMPTY_LISTING, remaining=1)  # one empty answer, then the world again
+            # one empty answer, then the world again
+            sim.inject(Fault.EMPTY_LISTING, remaining=1, api=LISTING)
             await wait_until(lambda: _oks_after(sim, "empty_listing") >= 3, timeout=20)
             # a second empty answer, then nothing usable: the loss is held when the poller stops
             sim.faults.clear()
             sim.log.records.clear()
-            sim.inject(Fault.EMPTY_LISTING, remaining=1)
+            sim.inject(Fault.EMPTY_LISTING, remaining=1, api=LISTING)
             sim.inject(Fault.MALFORMED)
             await wait_until(lambda: "malformed" in outcomes(sim), timeout=20)
             await wait_until(reaches(SourceDegraded, 1), timeout=20, step=0.2)
         assert await reaches(TaskVanished, 0)(), "one empty listing vanished tasks"
         sim.clear_faults()
-        sim.inject(Fault.EMPTY_LISTING, remaining=1)  # the first listing after the restart agrees
+        # the first listing after the restart agrees
+        sim.inject(Fault.EMPTY_LISTING, remaining=1, api=LISTING)
         with poller(config):
             await wait_until(reaches(TaskVanished, 6), timeout=20, step=0.2)
             # and the world is back on the next sweep: each task re-appears once

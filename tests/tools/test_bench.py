@@ -70,6 +70,14 @@ def test_quick_bench_produces_every_figure_within_the_rate_limits(tmp_path: Path
             assert run.samples > 0 and run.samples + run.missed == run.changes
             assert run.requests_in_window > 0
 
+    # the push row: every call whose push was dropped still arrived, by polling
+    push = results.push
+    assert push is not None and push.calls == bench.QUICK.push_calls
+    assert push.pushed + push.dropped == push.calls and push.dropped > 0 and push.pushed > 0
+    assert push.reconciled == push.dropped
+    assert push.push_p50 is not None and push.push_p99 is not None and 0 < push.push_p50 <= push.push_p99
+    assert figures["push.reconciled"].ours == 100.0 and figures["push.latency_p99"].label in table.getvalue()
+
     assert results.memory is not None
     assert results.memory.built.entities == results.memory.loaded.entities == bench.QUICK.memory_entities
     assert results.memory.built.chunks >= 1

@@ -373,7 +373,10 @@ async def test_aiccs_adapter_reads_every_page(signature: str, stringly: bool) ->
     got = [(e.id, e.name, e.state, e.raw_state, e.completed, e.total) for e in observation.entities]
     assert got[1] == (str(tasks[1]), "任务 1", TaskState.PAUSED_BY_SYSTEM, "SYSTEM_STOP", 4, 10)
     assert [g[0] for g in got] == [str(t) for t in tasks]
-    assert [r.outcome for r in sim.log.records] == ["ok"] * 2
+    assert [r.outcome for r in sim.log.records if r.api == "ListTask"] == ["ok"] * 2
+    # the paused task can still place calls: its details are read (none called yet, so no call)
+    assert [r.outcome for r in sim.log.records if r.api == "ListTaskDetail"] == ["ok"]
+    assert observation.calls == []
 
 
 @pytest.mark.parametrize("signature", ["v3", "v1"])
@@ -731,3 +734,71 @@ async def test_aiccs_scripted_changes_give_exactly_those_events(nats_server: Nat
     assert len({e.event_id for e in events}) == len(events)
     assert all(e.vendor == "alibaba-aiccs" and e.account == "aiccs-main" for e in events)
     assert sim.log.count("throttled") == 0
+
+
+@pytest.mark.parametrize("algorithm", [None, "v2"], ids=["v3-default", "v1"])
+async def test_official_aiccs_sdk_pages_task_details_from_the_simulator(algorithm: str | None) -> None:
+    async with AiccsSimulator(credentials={AK: SECRET}) as sim:
+        task = sim.add_task(status="RUNNING", total=3)
+        heard = sim.call(task, status_code=("200000", "用户听完语音"), duration=33)
+        busy = sim.call(task, status_code=("200002", "用户占线"))
+
+        def pages() -> list[Any]:
+            client = AiccsClient(_config(sim, SECRET, algorithm))
+            return [
+                client.list_task_detail(
+                    aiccs_models.ListTaskDetailRequest(task_id=task, page_no=n, page_size=2)
+                ).body
+                for n in (1, 2)
+            ]
+
+        first, second = await asyncio.to_thread(pages)
+    assert (first.success, first.data.total, second.data.page_no) == (True, 3, 2)
+    records = first.data.record + second.data.record
+    got = [(r.id, r.status, r.status_code, r.duration) for r in records]
+    assert got[:2] == [(heard.Id, "SUCCESS", "200000", 33), (busy.Id, "FAIL", "200002", 0)]
+    assert got[2][1:3] == ("INIT", None)
+    assert records[0].end_time == heard.EndTime and len(records[0].end_time) == len("2026-01-01 00:00:00")
+
+
+def test_aiccs_attempt_outcomes_normalize_with_the_raw_status_kept() -> None:
+    from datetime import timedelta, timezone
+
+    from poller.vendors.alibaba_aiccs import call_snapshot
+    from schemas import CallOutcome
+    from schemas.vendors.alibaba import TaskDetailRecord
+
+    beijing = timezone(timedelta(hours=8))
+    record = TaskDetailRecord(
+        Id=7, Status="FAIL", StatusCode="200011", StatusCodeDesc="停机", EndTime="2026-12-01 10:00:00"
+    )
+    call = call_snapshot(record, "42", beijing)
+    assert (call.outcome, call.raw_outcome, call.failure_reason) == (
+        CallOutcome.SUSPENDED_LINE,
+        "FAIL/200011",
+        "停机",
+    )
+    assert call.ended_at == "2026-12-01T10:00:00+08:00" and call.call_id == "7.0"
+    retried = call_snapshot(
+        TaskDetailRecord(Id=7, Status="SUCCESS", StatusCode="200000", RetryCurTimes=1), "42", beijing
+    )
+    assert retried.call_id == "7.1" and retried.outcome is CallOutcome.ANSWERED
+    odd = call_snapshot(TaskDetailRecord(Id=8, Status="FAIL", StatusCode="299999"), "42", beijing)
+    assert odd.outcome is CallOutcome.UNKNOWN and odd.raw_outcome == "FAIL/299999"
+
+
+@pytest.mark.parametrize("stringly", [False, True], ids=["typed", "stringly"])
+async def test_aiccs_adapter_pages_details_of_running_tasks_only(stringly: bool) -> None:
+    async with AiccsSimulator(credentials={AK: SECRET}, stringly=stringly) as sim:
+        running_task = sim.add_task(status="RUNNING", total=7)
+        attempts = [sim.call(running_task, duration=10 + n) for n in range(5)]
+        never_started = sim.add_task(status="READY", total=3)
+        async with adapters(aiccs_source(sim, detail_page_size=2)) as (source,):
+            observation = await source.observe(SourceState())
+    assert {c.call_id for c in observation.calls} == {f"{a.Id}.0" for a in attempts}
+    assert {c.task_id for c in observation.calls} == {str(running_task)}
+    assert sorted(c.duration_seconds or 0 for c in observation.calls) == sorted(
+        a.Duration or 0 for a in attempts
+    )
+    assert sim.log.count(api="ListTaskDetail") == 4  # 7 callees, 2 a page; none for the READY task
+    assert str(never_started) in {e.id for e in observation.entities}

@@ -134,3 +134,55 @@ def test_the_seed_documents_example_answer_decodes_verbatim() -> None:
     (task,) = envelope.Response.Tasks
     entity = normalize(task, 1)
     assert (entity.id, entity.state, entity.raw_state, entity.total) == ("3241", TaskState.RUNNING, "1", 1)
+
+
+async def test_official_sdk_reads_a_tasks_callees_and_their_call_records() -> None:
+    """DescribeAutoCalloutTask and DescribeTelCdr as the SDK models them: sessions join to records."""
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+        task_id = sim.add_task(1400000777, state=1, callees=3)
+        placed = [sim.place_call(1400000777, task_id, end_status=(1, "ok"), talk=30) for _ in range(2)]
+        client = _client(sim, SECRET_KEY)
+
+        def read() -> tuple[models.DescribeAutoCalloutTaskResponse, list[models.TelCdrInfo], int]:
+            detail_request = models.DescribeAutoCalloutTaskRequest()
+            detail_request.from_json_string(json.dumps({"SdkAppId": 1400000777, "TaskId": task_id}))
+            detail = client.DescribeAutoCalloutTask(detail_request)
+            records: list[models.TelCdrInfo] = []
+            total = 0
+            for page in (0, 1):
+                cdr_request = models.DescribeTelCdrRequest()
+                window = {"StartTimeStamp": placed[0].Time - 60, "EndTimeStamp": placed[-1].Time + 60}
+                cdr_request.from_json_string(
+                    json.dumps({"SdkAppId": 1400000777, "PageSize": 1, "PageNumber": page, **window})
+                )
+                answer = client.DescribeTelCdr(cdr_request)
+                total = answer.TotalCount
+                records.extend(answer.TelCdrList)
+            return detail, records, total
+
+        detail, records, total = await asyncio.to_thread(read)
+    sessions = [s for callee in detail.Callees for s in callee.Sessions]
+    assert detail.State == 1 and len(detail.Callees) == 3
+    assert sessions == [c.SessionId for c in placed]
+    assert total == 2 and sorted(r.SessionId for r in records) == sorted(sessions)
+    assert {(r.EndStatus, r.EndStatusString, r.Duration) for r in records} == {(1, "ok", 30)}
+    assert all(r.EndedTimestamp - r.AcceptTimestamp == 30 for r in records)
+
+
+async def test_official_sdk_gets_the_vendors_error_for_a_window_over_90_days() -> None:
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+        sim.add_app(1400000777)
+        client = _client(sim, SECRET_KEY)
+        now = int(datetime.now(UTC).timestamp())
+
+        def read() -> None:
+            request = models.DescribeTelCdrRequest()
+            window = {"StartTimeStamp": now - 91 * 86400, "EndTimeStamp": now}
+            request.from_json_string(
+                json.dumps({"SdkAppId": 1400000777, "PageSize": 10, "PageNumber": 0, **window})
+            )
+            client.DescribeTelCdr(request)
+
+        with pytest.raises(TencentCloudSDKException) as caught:
+            await asyncio.to_thread(read)
+    assert caught.value.get_code() == "InvalidParameterValue"

@@ -82,6 +82,11 @@ type CallFinished struct {
 	StartedAt       *string     `json:"started_at,omitempty"`
 	EndedAt         *string     `json:"ended_at,omitempty"`
 	Detail          *CallDetail `json:"detail,omitempty"`
+	VendorCallID    *string     `json:"vendor_call_id,omitempty"`
+	CallerNumber    *string     `json:"caller_number,omitempty"`
+	TalkSeconds     *int        `json:"talk_seconds,omitempty"`
+	RingSeconds     *int        `json:"ring_seconds,omitempty"`
+	LearnedBy       string      `json:"learned_by,omitempty"`
 }
 
 type SourceDegraded struct {

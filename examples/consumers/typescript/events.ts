@@ -122,6 +122,16 @@ export interface CallFinished extends EventBase {
   started_at?: DateTime | null;
   ended_at?: DateTime | null;
   detail?: CallDetail | null;
+  /** the vendor's own id of this call or session */
+  vendor_call_id?: string | null;
+  /** the calling line after the privacy policy */
+  caller_number?: string | null;
+  /** seconds */
+  talk_seconds?: number | null;
+  /** seconds */
+  ring_seconds?: number | null;
+  /** how the poller learned of the call (informational) */
+  learned_by?: "poll" | "push";
 }
 
 export interface SourceDegraded extends EventBase {

@@ -60,6 +60,7 @@ from poller.tools.baseline import (
     plain_decode_and_compare,
     plain_publish,
 )
+from poller.tools.bench.push import PushResult, bench_push
 from poller.tools.natsserver import NatsServer
 from poller.transport import Response
 from poller.vendors.tencent_ccc import APIS, LIST_API, classify, normalize
@@ -103,6 +104,10 @@ class Sizes(msgspec.Struct, frozen=True, kw_only=True):
     baseline_publish_events: int
     memory_entities: int
     progress_every: float
+    #: the push row: calls placed (half their pushes dropped) and at what rate
+    push_calls: int = 600
+    push_per_second: float = 20.0
+    push_poll_interval: float = 2.0
 
 
 FULL = Sizes(
@@ -132,6 +137,9 @@ QUICK = Sizes(
     baseline_publish_events=1_000,
     memory_entities=20_000,
     progress_every=1.0,
+    push_calls=40,
+    push_per_second=40.0,
+    push_poll_interval=1.0,
 )
 
 
@@ -257,6 +265,7 @@ class Results(msgspec.Struct, frozen=True, kw_only=True):
     decode_diff: DecodeDiffResult | None
     publish: PublishResult | None
     memory: MemoryResult | None
+    push: PushResult | None = None
 
 
 @dataclass
@@ -1581,7 +1590,57 @@ def render_table(results: Results) -> str:
 
 
 # -- the command ----------------------------------------------------------------------------------
-PARTS = ("cpu", "memory", "publish", "latency")
+PARTS = ("cpu", "memory", "publish", "latency", "push")
+
+
+def push_figures(push: PushResult | None) -> list[Figure]:
+    """The push row: ours only (a poller without push has no such path to compare with)."""
+    if push is None:
+        return []
+    group = (
+        f"tencent-ccc push, {push.calls} calls, {push.drop_fraction:.0%} of pushes dropped, "
+        f"polled every {push.poll_interval:g} s"
+    )
+    share = 100 * push.reconciled / push.dropped if push.dropped else None
+    none = "no baseline: push only"
+    return [
+        Figure(
+            key="push.latency_p50",
+            group=group,
+            label="push → subscriber p50",
+            unit="s",
+            ours=push.push_p50,
+            baseline=None,
+            ratio=None,
+            target="—",
+            meets=None,
+            note=none,
+        ),
+        Figure(
+            key="push.latency_p99",
+            group=group,
+            label="push → subscriber p99",
+            unit="s",
+            ours=push.push_p99,
+            baseline=None,
+            ratio=None,
+            target="≤ 1 s",
+            meets=None if push.push_p99 is None else push.push_p99 <= 1.0,
+            note=none,
+        ),
+        Figure(
+            key="push.reconciled",
+            group=group,
+            label="dropped pushes reconciled by polling",
+            unit="%",
+            ours=share,
+            baseline=None,
+            ratio=None,
+            target="100 %",
+            meets=None if share is None else push.reconciled == push.dropped,
+            note=none,
+        ),
+    ]
 
 
 async def run_bench(
@@ -1604,6 +1663,13 @@ async def run_bench(
     arrivals: dict[str, tuple[int, list[float]]] = {}
     latency = await bench_latency(sizes, seed, progress, arrivals, vendors) if "latency" in parts else []
     publish = await bench_publish(sizes, progress) if "publish" in parts else None
+    push = (
+        await bench_push(
+            sizes.push_calls, sizes.push_per_second, progress, poll_interval=sizes.push_poll_interval
+        )
+        if "push" in parts
+        else None
+    )
     results = Results(
         command=command,
         quick=quick,
@@ -1616,11 +1682,12 @@ async def run_bench(
             load_before=load_before,
             load_after=_load(),
         ),
-        figures=figures(latency, decode, publish, memory),
+        figures=figures(latency, decode, publish, memory) + push_figures(push),
         latency=latency,
         decode_diff=decode,
         publish=publish,
         memory=memory,
+        push=push,
     )
     return Outcome(results=results, arrivals=arrivals)
 
