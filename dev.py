@@ -2,7 +2,7 @@
 """The two commands a newcomer needs. Only Python >= 3.11 and pip are assumed.
 
     python3 dev.py demo   set up .venv, then run the demo (local NATS, simulators, poller, live events)
-    python3 dev.py test   set up .venv, then lint, type-check and run the test suite
+    python3 dev.py test   set up .venv, then lint, type-check and run the test suite (3 workers)
 
 Extra arguments after the command go to ``poller demo`` or to pytest.
 """
@@ -56,7 +56,9 @@ def main() -> None:
         ensure_venv("dev")
         _run(str(BIN / "ruff"), "check", "poller", "schemas", "tests", "dev.py")
         _run(str(BIN / "mypy"), "--strict", "poller", "schemas")
-        _run(str(BIN / "python"), "-m", "pytest", *rest)
+        # most tests wait on real processes and clocks, not on the CPU: three workers, one file each
+        # at a time (a file's tests share their timing assumptions), keep the suite within minutes
+        _run(str(BIN / "python"), "-m", "pytest", "-n", "3", "--dist", "loadfile", *rest)
     except subprocess.CalledProcessError as exc:
         sys.exit(exc.returncode)
 

@@ -251,6 +251,10 @@ class Ownership:
                     await self._until_peers_took_their_share(new, announced=time.time())
                 except Exception as exc:
                     log.warning("could not announce a fleet budget", extra={"error": type(exc).__name__})
+                # the others' requests from before they took their smaller share still count in
+                # the vendor's window: ours start one window later
+                start_at = max(start_at, time.time() + HANDOVER_WINDOW)
+                self._held[account_key].start_at = start_at
             return start_at
 
     def lost(self, account_key: str) -> anyio.Event:
