@@ -71,9 +71,15 @@ async def test_two_replicas_split_the_accounts_and_hand_them_over_on_stop(nats_s
     credentials = {f"AKID{a}": f"key-{a}" for a in ACCOUNTS}
     async with TencentCccSimulator(credentials=credentials, seed=11) as sim:
         tasks = {a: sim.add_task(APP + i, state=0) for i, a in enumerate(ACCOUNTS)}
-        config = make_config(nats_server.url, _sources(sim), coordination={"lease_ttl": 5.0})
+        # fixed ids: rendezvous hashing then splits these six accounts 4/2 (random ids could give 6/0)
+        config = make_config(
+            nats_server.url, _sources(sim), coordination={"lease_ttl": 5.0, "replica_id": "r-1"}
+        )
+        other = make_config(
+            nats_server.url, _sources(sim), coordination={"lease_ttl": 5.0, "replica_id": "r-2"}
+        )
         async with running(config) as first:
-            async with running(config) as second:
+            async with running(other) as second:
                 # the second joins: the first hands over the accounts rendezvous hashing gives it
                 await wait_until(
                     lambda: bool(_owned(second)) and _owned(first) | _owned(second) == set(ACCOUNTS),
@@ -138,7 +144,10 @@ async def test_a_killed_replicas_accounts_resume_elsewhere_within_the_ttl(
         path.write_text("\n".join(lines) + "\n")
         poller = _start_poller(path)
         try:
-            config = make_config(nats_server.url, _sources(sim), coordination={"lease_ttl": 5.0})
+            # "doomed" and "r-1" split the six accounts 1/5: the killed one surely owned something
+            config = make_config(
+                nats_server.url, _sources(sim), coordination={"lease_ttl": 5.0, "replica_id": "r-1"}
+            )
             async with running(config) as survivor:
                 # a subprocess on a loaded machine may take a while to import and join
                 await wait_until(lambda: len(_owned(survivor)) >= 1, timeout=45)

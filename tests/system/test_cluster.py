@@ -7,9 +7,11 @@ import time
 from collections.abc import AsyncIterator
 
 import anyio
+import msgspec
 import nats
 import pytest
 
+from poller.config import Config
 from poller.simulators.base import max_in_window
 from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tools.natsserver import NatsCluster
@@ -131,12 +133,18 @@ async def test_scaling_two_three_two_replicas_keeps_every_limit_and_every_change
                 change()
                 await anyio.sleep(0.8)
 
-        async with running(config) as a, running(config) as b:
+        # fixed ids: rendezvous hashing splits the six accounts 2/4 between two and 2/2/2 between three
+        def replica(name: str) -> Config:
+            return msgspec.structs.replace(
+                config, coordination=msgspec.structs.replace(config.coordination, replica_id=name)
+            )
+
+        async with running(replica("replica-a")) as a, running(replica("replica-b")) as b:
             await wait_until(
                 lambda: owned(a, b) == set(accounts) and bool(owned(b)) and bool(owned(a)), timeout=30
             )
             await churn(3)
-            async with running(config) as c:
+            async with running(replica("replica-c")) as c:
                 await wait_until(lambda: bool(owned(c)) and owned(a, b, c) == set(accounts), timeout=30)
                 await churn(3)
             # c stopped: a and b take its accounts back

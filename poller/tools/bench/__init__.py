@@ -1,4 +1,4 @@
-"""``poller bench``: the performance bars of DESIGN.md, measured beside a plain baseline in one run.
+"""``poller bench``: the product's performance bars, measured beside a plain baseline in one run.
 
 Starts its own nats-server and vendor simulators, runs the real :class:`poller.runtime.service.Service`
 against them, and prints one table (ours, baseline, ours ÷ baseline, target) plus a JSON file.
@@ -82,7 +82,7 @@ PRIVACY = Privacy()
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 T = TypeVar("T")
 
-# the bars of DESIGN.md
+# the product's performance bars (README, Performance)
 LIMIT_USE_TARGET = 0.97
 LATENCY_FACTOR = 1.2
 DECODE_DIFF_TARGET = 200_000.0
@@ -145,7 +145,7 @@ QUICK = Sizes(
 
 # -- results (the JSON file) -------------------------------------------------------------------------
 class Figure(msgspec.Struct, frozen=True, kw_only=True):
-    """One line of the table: our figure, the baseline's, their ratio and the DESIGN.md target."""
+    """One line of the table: our figure, the baseline's, their ratio and the target."""
 
     key: str
     group: str
@@ -189,7 +189,7 @@ class LatencyRow(msgspec.Struct, frozen=True, kw_only=True):
     page_size: int
     pages: int
     limit: int
-    #: pages ÷ rate: the time one full sweep takes at the limit (DESIGN.md's floor)
+    #: pages ÷ rate: the time one full sweep takes at the limit (the latency floor)
     floor_seconds: float
     bar_seconds: float
     #: the best any poller can do at this rate: a change waits U(0, floor) for its page's next read
@@ -797,7 +797,7 @@ def subscribed(url: str, subject: str, tracker: ChangeTracker) -> Iterator[None]
 
 
 class Scenario(ABC):
-    """One vendor API at the size DESIGN.md names.
+    """One vendor API at the size its bar names.
 
     Half of it runs in the simulator's process (``build``, ``apply_change``), half in the poller's
     (``source``, ``plain_poller``); both halves are built from the same (entities, page size).
@@ -1695,8 +1695,8 @@ async def run_bench(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="poller bench",
-        description="Measure the DESIGN.md performance bars against simulators and a local nats-server, "
-        "beside a plain baseline; print a table and write JSON.",
+        description="Measure the performance bars (README, Performance) against simulators and a "
+        "local nats-server, beside a plain baseline; print a table and write JSON.",
         epilog="Exit codes: 0 finished, 130 interrupted (Ctrl-C or SIGTERM); 2 bad usage.",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds (smoke test)")
