@@ -11,78 +11,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: layer -> the layers it may import (besides itself); a layer is a top-level name under poller/
+#: layer -> the layers it may import (besides itself); a layer is a top-level name under poller/.
+#: Each step down the data path may import what the steps below it may, and those steps themselves.
+_LEAVES = {"schemas", "poller.errors", "poller.secrets"}
+_ENGINE = _LEAVES | {"poller.pipeline", "poller.transport", "poller.vendors"}
+_WIRING = _ENGINE | {"poller.config", "poller.ops", "poller.push"}
 ALLOWED: dict[str, set[str]] = {
     "schemas": set(),
     "poller.errors": {"schemas"},
     "poller.secrets": set(),
-    "poller.pipeline": {"schemas", "poller.errors", "poller.secrets"},
+    "poller.pipeline": _LEAVES,
     "poller.transport": {"poller.errors"},
-    "poller.vendors": {"schemas", "poller.errors", "poller.secrets", "poller.pipeline", "poller.transport"},
-    "poller.config": {
-        "schemas",
-        "poller.errors",
-        "poller.secrets",
-        "poller.pipeline",
-        "poller.transport",
-        "poller.vendors",
-    },
-    "poller.ops": {"schemas", "poller.errors", "poller.secrets", "poller.pipeline", "poller.config"},
-    "poller.simulators": {
-        "schemas",
-        "poller.errors",
-        "poller.pipeline",
-        "poller.transport",
-        "poller.vendors",
-    },
-    "poller.push": {
-        "schemas",
-        "poller.errors",
-        "poller.secrets",
-        "poller.pipeline",
-        "poller.transport",
-        "poller.vendors",
-        "poller.config",
-        "poller.ops",
-    },
-    "poller.runtime": {
-        "schemas",
-        "poller.errors",
-        "poller.secrets",
-        "poller.pipeline",
-        "poller.transport",
-        "poller.vendors",
-        "poller.config",
-        "poller.ops",
-        "poller.push",
-    },
-    "poller.tools": {
-        "schemas",
-        "poller.errors",
-        "poller.secrets",
-        "poller.pipeline",
-        "poller.transport",
-        "poller.vendors",
-        "poller.config",
-        "poller.ops",
-        "poller.push",
-        "poller.runtime",
-        "poller.simulators",
-    },
-    "poller.cli": {
-        "schemas",
-        "poller.errors",
-        "poller.secrets",
-        "poller.pipeline",
-        "poller.transport",
-        "poller.vendors",
-        "poller.config",
-        "poller.ops",
-        "poller.push",
-        "poller.runtime",
-        "poller.simulators",
-        "poller.tools",
-    },
+    "poller.vendors": _LEAVES | {"poller.pipeline", "poller.transport"},
+    "poller.config": _ENGINE,
+    "poller.ops": _LEAVES | {"poller.pipeline", "poller.config"},
+    "poller.simulators": _ENGINE - {"poller.secrets"},
+    "poller.push": _ENGINE | {"poller.config", "poller.ops"},
+    "poller.runtime": _WIRING,
+    "poller.tools": _WIRING | {"poller.runtime", "poller.simulators"},
+    "poller.cli": _WIRING | {"poller.runtime", "poller.simulators", "poller.tools"},
     "poller": set(),
 }
 
