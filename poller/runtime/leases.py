@@ -109,6 +109,9 @@ class Ownership:
         self._apply_shares = apply_shares
         #: fleet-wide limits every other live member spends, from its member record
         self._others_budgets: dict[str, set[Budget]] = {}
+        #: the share of each fleet limit in force here, and since when a larger one is due
+        self._shares: dict[Budget, float] = {}
+        self._raising_since: dict[Budget, float] = {}
         self._members_kv = members_kv
         self._leases_kv = leases_kv
         self.replica_id = replica_id
@@ -194,9 +197,21 @@ class Ownership:
                 await anyio.sleep(0.1)
 
     def _share_budgets(self) -> None:
+        """A smaller share is taken at once; a larger one only after one window, so the requests of
+        a replica that just stopped spending the limit have left the vendor's window first."""
         mine = self.my_budgets()
         spent_by_others = [b for budgets in self._others_budgets.values() for b in budgets]
-        self._apply_shares({budget: 1.0 / (1 + spent_by_others.count(budget)) for budget in mine})
+        now = time.monotonic()
+        shares: dict[Budget, float] = {}
+        for budget in mine:
+            target = 1.0 / (1 + spent_by_others.count(budget))
+            current = self._shares.get(budget, target)
+            if target > current and now - self._raising_since.setdefault(budget, now) < HANDOVER_WINDOW:
+                target = current  # not yet: the one that stopped spending it may still count
+            else:
+                self._raising_since.pop(budget, None)
+            shares[budget] = self._shares[budget] = target
+        self._apply_shares(shares)
 
     def _update_members(self, members: set[str]) -> None:
         if members != self.members:

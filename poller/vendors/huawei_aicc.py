@@ -196,13 +196,14 @@ def classify_detail(resp: Response, not_found_codes: frozenset[str]) -> TaskDeta
         raise BadResponse(f"undecodable answer: {exc}", api=DETAIL_API) from exc
     code = answer.code
     detail = f"HTTP {resp.status}: {code}: {answer.message}"
-    if code in not_found_codes:  # a vendor code, never a bare 404 (a wrong path must not vanish tasks)
-        return answer
     if resp.status == 401:
         # expired or otherwise invalid: a new token is the only thing that can help
         raise TokenExpired(detail, api=DETAIL_API)
     if resp.status == 403:
         raise AuthFailed(detail, api=DETAIL_API)
+    if code in not_found_codes:  # a vendor code, never a bare 404 (a wrong path must not vanish tasks)
+        # "no such task" carries nothing to trust, whatever else the body holds
+        return msgspec.structs.replace(answer, result=None, taskInfo=None)
     if code == "APIG.0308":
         raise Throttled(detail, api=DETAIL_API)
     if resp.status != 200 or (code is not None and code != "0"):
