@@ -232,7 +232,7 @@ def raw_code(value: int | str | None) -> str:
 
 def error_for(code: int | None, message: str, http_status: int, api: str) -> SourceError:
     """The classified error of a non-success answer: envelope code first, HTTP status second."""
-    detail = f"HTTP {http_status}, code {code}: {message}"
+    detail = _scrub(f"HTTP {http_status}, code {code}: {message}")  # a hostile code can look like a number
     if code in AUTH_CODES or http_status in AUTH_CODES:
         return AuthFailed(detail, api=api)
     if code in THROTTLE_CODES:  # HTTP 429 is read by the transport, for every vendor

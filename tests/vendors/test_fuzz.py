@@ -250,6 +250,7 @@ def byrobot_phone_log() -> st.SearchStrategy[Any]:
     body=_bodies(byrobot_envelope(byrobot_page(byrobot_task()))),
 )
 @example(status=200, body=b'{"code":"\\u00b9"}')  # found by this test: "¹".isdigit() but int() refuses it
+@example(status=200, body=b'{"code":13000000000}')  # found by this test: a code shaped like a phone number
 def test_byrobot_task_pages_are_classified_or_trusted_never_a_crash(status: int, body: bytes) -> None:
     from poller.vendors.byrobot import TASKS_API, _decode_tasks, read_answer, task_entity
 
