@@ -79,9 +79,11 @@ async def _status_json_facts(service: Service, setups: dict[str, DemoSetup]) -> 
     await wait_until(lambda: any(s.consecutive_failures >= 1 for s in service.statuses.values()), timeout=15)
     doc = await _document(port)
     failed = [row for row in doc.sources if row.last_outcome == "failed"]
-    assert [row.vendor for row in failed] == ["tencent-ccc"]
-    assert failed[0].health == "degraded" and failed[0].degraded_since is not None
-    assert failed[0].last_error is not None and "auth_failed" in failed[0].last_error
+    # the demo runs more than one Tencent source on the one simulator: any of them may be the first to fail
+    assert failed and {row.vendor for row in failed} == {"tencent-ccc"}
+    for row in failed:
+        assert row.health == "degraded" and row.degraded_since is not None
+        assert row.last_error is not None and "auth_failed" in row.last_error
     assert any(event.type == "source-degraded" for event in doc.recent_events)
     _, _, body = await _get(port, "/status.json")
     secrets = secret_values(service.config)

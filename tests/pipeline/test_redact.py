@@ -7,7 +7,7 @@ import urllib.parse
 from datetime import UTC, datetime
 
 import msgspec
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from poller.pipeline.privacy import PersonalDataPolicy, Privacy
@@ -92,6 +92,8 @@ def test_a_value_under_a_credential_key_is_masked_in_every_syntax(
         f'\\"{key}\\":\\"{value}\\"',
         f"'{key}'='{value}'",
     ][style]
+    # the property is about the value under the key: the same characters elsewhere are not a secret
+    assume(value not in before and value not in after and value not in pair.replace(value, ""))
     out = Redactor()(before + " " + pair + " " + after)
     assert value not in out and MASK in out
 
