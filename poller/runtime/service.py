@@ -205,7 +205,10 @@ class Service:
                 timeout=timeout, connector=connector, trace_configs=[limiter_trace()]
             ) as http:
                 ctx = AdapterContext(
-                    http=http, limiters=self.limiters, observe_request=self.metrics.observe_request
+                    http=http,
+                    limiters=self.limiters,
+                    observe_request=self.metrics.observe_request,
+                    observe_reads=self.metrics.observe_reads,
                 )
                 sources = self.build_sources(ctx)
                 for source in sources:

@@ -74,6 +74,12 @@ class SlidingWindowLimiter:
         self._reduced_at = -1e18
         self.started = 0
         self.throttle_answers = 0
+        #: how many sources draw on this limit (each plans its reads for its fair share of it)
+        self.sharers = 0
+
+    def share(self) -> float:
+        """One sharer's fair part of the effective limit, per window."""
+        return self.effective_limit() / max(1, self.sharers)
 
     def effective_limit(self, now: float | None = None) -> int:
         """The limit in force: full, or climbing back by 10% of it per window after a throttle."""
@@ -144,6 +150,7 @@ class LimiterRegistry:
         if limiter is None:
             limiter = SlidingWindowLimiter(limit, margin=margin, name=f"{vendor}/{api}")
             self._limiters[key] = limiter
+        limiter.sharers += 1
         return limiter
 
     def items(self) -> list[tuple[tuple[str, str, str], SlidingWindowLimiter]]:

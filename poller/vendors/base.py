@@ -12,7 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import aiohttp
 import msgspec
@@ -29,6 +29,7 @@ from poller.transport import (
     SlidingWindowLimiter,
     Transport,
 )
+from poller.vendors.informer import ReadObserver
 
 __all__ = [
     "AccountConfig",
@@ -60,6 +61,9 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: first delay after a failed cycle; doubles per failure up to 60 s, with jitter
     failure_backoff: float = 1.0
     enabled: bool = True
+    #: seconds within which every entity, finished ones too, is read again (sources that read only
+    #: what can still change spread a full relist over this; the others relist every cycle anyway)
+    max_staleness: Annotated[float, msgspec.Meta(ge=1.0, le=86_400.0)] = 300.0
 
 
 @dataclass
@@ -67,6 +71,7 @@ class AdapterContext:
     http: aiohttp.ClientSession
     limiters: LimiterRegistry
     observe_request: RequestObserver | None = None
+    observe_reads: ReadObserver | None = None
     backoff_base: float = 0.2
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -1,0 +1,139 @@
+"""Reads that follow what can change: targeted reads every cycle, a full relist spread over cycles.
+
+Most entities of a big listing are finished and will not change, yet a plain sweep re-reads all of
+them before it comes back to the few that can. An informer-style source re-reads only the live ones
+each cycle (by status filter or by id) and spreads one full relist over the cycles, so finished
+entities are still read (vendors restart them) and vanishes are still found.
+
+:class:`RelistPass` is that relist: which page comes next, what the pass has read, whether it is
+complete. :meth:`RelistPass.plan` is the scheduler's split of one source's share of an (API,
+credential) budget: the relist gets just what keeps it on time for its staleness deadline, targeted
+reads get the rest (their cycles come round as fast as the share allows); never more than one
+window's share per cycle, so catching up after an outage is spread over cycles instead of starving
+targeted reads.
+
+Only a complete pass may vanish anything: every page reported the same total and the pages held
+that many distinct entities. Each pass must end within half the maximum staleness, so an entity
+that keeps its place in the listing is read at least once per maximum staleness.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from poller.pipeline.snapshot import EntitySnapshot
+
+__all__ = ["ReadKind", "ReadObserver", "RelistPass"]
+
+
+class ReadKind:
+    """The labels of the reads a source reports (a metric label: a small fixed set)."""
+
+    TARGETED = "targeted"
+    BY_ID = "by_id"
+    RELIST = "relist"
+    FULL = "full"
+
+
+class ReadObserver(Protocol):
+    """Where a source reports its scheduling choices (the service passes the metrics)."""
+
+    def __call__(
+        self, vendor: str, account: str, scope: str, *, requests: dict[str, int], staleness: float
+    ) -> None: ...
+
+
+class RelistPass:
+    """One full listing read a few pages per cycle; ``read`` keeps every later read of an entity too."""
+
+    def __init__(
+        self, first_number: int, max_staleness: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.first_number = first_number
+        self.max_staleness = max_staleness
+        self.clock = clock
+        #: when the last complete pass (or full sweep) started: nothing read is older than that
+        self.last_complete_started: float | None = None
+        self._restart()
+
+    def _restart(self) -> None:
+        self.started_at = self.clock()
+        self.next_number = self.first_number
+        self.totals: set[int] = set()
+        #: every entity this pass or a later targeted read saw, the latest read winning
+        self.by_id: dict[str, EntitySnapshot] = {}
+        #: the ids the pass's own pages held (its completeness is counted on these only)
+        self.listed: set[str] = set()
+
+    @property
+    def total(self) -> int | None:
+        return max(self.totals) if self.totals else None
+
+    def pages(self, page_size: int) -> int | None:
+        total = self.total
+        return None if total is None else max(1, -(-total // page_size))
+
+    def remaining(self, page_size: int) -> int | None:
+        pages = self.pages(page_size)
+        return None if pages is None else max(0, self.first_number + pages - self.next_number)
+
+    def staleness(self) -> float:
+        """Seconds since the start of the last complete pass: the oldest a read can be (inf if none)."""
+        started = self.last_complete_started
+        return math.inf if started is None else self.clock() - started
+
+    def plan(self, page_size: int, share: float, cycle_seconds: float) -> int:
+        """How many relist pages this cycle reads, given a per-window ``share`` of the limit.
+
+        Just enough to end the pass by its deadline at the current cycle length: the rest of the
+        budget goes to targeted reads, whose cycles then come round as often as the limit allows
+        (that is what bounds a live change's latency). Never more than one window's share in one
+        cycle: a pass that fell behind (an outage) catches up over several cycles.
+        """
+        remaining = self.remaining(page_size)
+        if remaining is None:
+            return 1  # the first page tells the total
+        per_cycle = max(1, math.floor(share))
+        deadline = self.started_at + self.max_staleness / 2
+        cycles_left = max(1.0, (deadline - self.clock()) / max(0.01, cycle_seconds))
+        needed = math.ceil(remaining / cycles_left)
+        return min(remaining, needed, per_cycle)
+
+    def numbers(self, count: int) -> range:
+        """The next ``count`` page numbers of the pass."""
+        start = self.next_number
+        self.next_number += count
+        return range(start, start + count)
+
+    def listed_page(self, snapshots: Iterable[EntitySnapshot], total: int) -> None:
+        self.totals.add(total)
+        for snap in snapshots:
+            self.listed.add(snap.id)
+            self.by_id[snap.id] = snap
+
+    def read(self, snapshots: Iterable[EntitySnapshot]) -> None:
+        """A targeted read: fresher than what the pass listed earlier, but no proof of completeness."""
+        by_id = self.by_id
+        for snap in snapshots:
+            by_id[snap.id] = snap
+
+    def done(self, page_size: int) -> bool:
+        remaining = self.remaining(page_size)
+        return remaining is not None and remaining == 0
+
+    def finish(self) -> tuple[list[EntitySnapshot], bool]:
+        """Every entity the pass knows and whether the pass was complete; the next pass starts."""
+        complete = len(self.totals) == 1 and len(self.listed) == next(iter(self.totals))
+        entities = list(self.by_id.values())
+        if complete:
+            self.last_complete_started = self.started_at
+        self._restart()
+        return entities, complete
+
+    def full_sweep(self, started_at: float) -> None:
+        """A complete listing read in one cycle also satisfies the staleness bound: start afresh."""
+        self.last_complete_started = started_at
+        self._restart()
