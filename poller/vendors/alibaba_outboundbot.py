@@ -381,28 +381,21 @@ class OutboundBotJobGroupSource(Source):
         count = relist.plan(size, self._limiter.share(), self._cycle_seconds)
         counts = {ReadKind.RELIST: 0, ReadKind.TARGETED: 0, ReadKind.BY_ID: 0}
 
-        # 1. the relist's pages first: the targeted reads after them are fresher and win
-        numbers = iter(relist.numbers(count))
-        pages: dict[int, JobPage] = {}
+        # 1. a slice of the relist and every live status's filtered listing, side by side; each
+        # page is applied as it arrives, so of two reads of one job the later one wins
+        slice_numbers = relist.numbers(count)
+        numbers = iter(slice_numbers)
+        seen: set[str] = set()
 
         async def relist_worker() -> None:
             for number in numbers:
-                pages[number] = await self._page(number)
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(count, self._limiter.limit)):
-                tg.start_soon(relist_worker)
-        counts[ReadKind.RELIST] = len(pages)
-        for number in sorted(pages):
-            page = pages[number]
-            snaps = [job_entity(job, self.job_group_id) for job in page.List]
-            relist.listed_page(snaps, page.TotalCount)
-            self._last_total = page.TotalCount
-            self._note(snaps)
-            await listing.add(snaps)
-
-        # 2. every live status's filtered listing
-        seen: set[str] = set()
+                page = await self._page(number)
+                counts[ReadKind.RELIST] += 1
+                snaps = [job_entity(job, self.job_group_id) for job in page.List]
+                relist.listed_page(snaps, page.TotalCount)
+                self._last_total = page.TotalCount
+                self._note(snaps)
+                await listing.add(snaps)
 
         async def status_list(status: str) -> None:
             async def page(number: int) -> int:
@@ -420,9 +413,16 @@ class OutboundBotJobGroupSource(Source):
             )
             self._status_totals[status] = sweep.total
 
-        async with anyio.create_task_group() as tg:
-            for status in LIVE_STATUSES:
-                tg.start_soon(status_list, status)
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(count, self._limiter.limit)):
+                    tg.start_soon(relist_worker)
+                for status in LIVE_STATUSES:
+                    tg.start_soon(status_list, status)
+        except BaseException:
+            # the slice is read again next cycle: a failed cycle leaves no page of the pass unread
+            relist.next_number = min(relist.next_number, slice_numbers.start)
+            raise
 
         # 3. live jobs none of those lists returned: they left a live status (or moved while paging)
         assert self._live is not None
