@@ -378,7 +378,7 @@ class OutboundBotJobGroupSource(Source):
     async def _follow(self, listing: Listing, targeted: int) -> Observation:
         """One cycle of reads that follow what can change: a relist slice, live lists, leavers by id."""
         relist, size = self._relist, self.cfg.page_size
-        count = relist.plan(size, self._limiter.share(), self._cycle_seconds)
+        count = relist.plan(size, targeted, self._limiter.share(), self._cycle_seconds)
         counts = {ReadKind.RELIST: 0, ReadKind.TARGETED: 0, ReadKind.BY_ID: 0}
 
         # 1. a slice of the relist and every live status's filtered listing, side by side; each

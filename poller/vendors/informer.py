@@ -7,10 +7,10 @@ entities are still read (vendors restart them) and vanishes are still found.
 
 :class:`RelistPass` is that relist: which page comes next, what the pass has read, whether it is
 complete. :meth:`RelistPass.plan` is the scheduler's split of one source's share of an (API,
-credential) budget: the relist gets just what keeps it on time for its staleness deadline, targeted
-reads get the rest (their cycles come round as fast as the share allows); never more than one
-window's share per cycle, so catching up after an outage is spread over cycles instead of starving
-targeted reads.
+credential) budget: a cycle spends about one window's share, targeted reads first and the relist
+the rest; the relist takes more only when it would miss its staleness deadline, and never more than
+one window's share per cycle, so catching up after an outage is spread over cycles instead of
+starving targeted reads.
 
 Only a complete pass may vanish anything: every page reported the same total and the pages held
 that many distinct entities. Each pass must end within half the maximum staleness, so an entity
@@ -85,22 +85,25 @@ class RelistPass:
         started = self.last_complete_started
         return math.inf if started is None else self.clock() - started
 
-    def plan(self, page_size: int, share: float, cycle_seconds: float) -> int:
-        """How many relist pages this cycle reads, given a per-window ``share`` of the limit.
+    def plan(self, page_size: int, targeted: int, share: float, cycle_seconds: float) -> int:
+        """How many relist pages this cycle reads, beside ``targeted`` requests, of a per-window ``share``.
 
-        Just enough to end the pass by its deadline at the current cycle length: the rest of the
-        budget goes to targeted reads, whose cycles then come round as often as the limit allows
-        (that is what bounds a live change's latency). Never more than one window's share in one
-        cycle: a pass that fell behind (an outage) catches up over several cycles.
+        A cycle spends about one window's share: what the targeted reads leave of it goes to the
+        relist (a cycle of a window keeps the per-cycle work on the whole state, diff and commit,
+        small beside the reads, while a live change still waits at most about two windows). If that
+        would not end the pass by its deadline at the current cycle length, the relist takes what
+        it needs, but never more than one share in one cycle: a pass that fell behind (an outage)
+        catches up over several cycles instead of starving the targeted reads.
         """
+        per_cycle = max(1, math.floor(share))
+        fill = max(1, per_cycle - targeted)
         remaining = self.remaining(page_size)
         if remaining is None:
-            return 1  # the first page tells the total
-        per_cycle = max(1, math.floor(share))
+            return fill  # the first page tells the total
         deadline = self.started_at + self.max_staleness / 2
         cycles_left = max(1.0, (deadline - self.clock()) / max(0.01, cycle_seconds))
         needed = math.ceil(remaining / cycles_left)
-        return min(remaining, needed, per_cycle)
+        return min(remaining, max(fill, min(needed, per_cycle)))
 
     def numbers(self, count: int) -> range:
         """The next ``count`` page numbers of the pass."""

@@ -211,18 +211,19 @@ async def test_live_changes_without_a_full_sweep_and_finished_ones_within_max_st
 def test_relist_catch_up_after_an_outage_is_spread_over_cycles() -> None:
     now = [0.0]
     relist = RelistPass(1, max_staleness=60.0, clock=lambda: now[0])
-    assert relist.plan(page_size=100, share=100, cycle_seconds=1.0) == 1  # the total is not known yet
+    plan = relist.plan
+    # a cycle spends one window's share: what 10 targeted requests leave of 100 goes to the relist
+    assert plan(page_size=100, targeted=10, share=100, cycle_seconds=1.0) == 90  # total not known yet
     relist.listed_page([], total=100 * 1000)  # 1,000 pages
     relist.numbers(1)
-    # on time: 999 pages over the 30 one-second cycles left before the deadline (half the staleness)
-    assert relist.plan(page_size=100, share=100, cycle_seconds=1.0) == 34
-    # shorter cycles: fewer pages each, the same pace
-    assert relist.plan(page_size=100, share=100, cycle_seconds=0.1) == 4
-    # late: it takes what it needs, but at most one share per cycle
+    assert plan(page_size=100, targeted=10, share=100, cycle_seconds=1.0) == 90
+    # more targeted reads leave less, but the relist always moves
+    assert plan(page_size=100, targeted=100, share=100, cycle_seconds=1.0) == 34  # 999 pages, 30 cycles left
+    # late for the deadline (half the staleness): it takes what it needs, at most one share a cycle
     now[0] = 25.0
-    assert relist.plan(page_size=100, share=100, cycle_seconds=1.0) == 100
+    assert plan(page_size=100, targeted=10, share=100, cycle_seconds=1.0) == 100
     # long past the deadline (an outage): still one share per cycle, not the whole backlog at once
     now[0] = 600.0
-    assert relist.plan(page_size=100, share=100, cycle_seconds=1.0) == 100
+    assert plan(page_size=100, targeted=10, share=100, cycle_seconds=1.0) == 100
     # a smaller share (more sources on one credential) caps it lower
-    assert relist.plan(page_size=100, share=25, cycle_seconds=1.0) == 25
+    assert plan(page_size=100, targeted=10, share=25, cycle_seconds=1.0) == 25
