@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import anyio
+import msgspec
 
 from poller.pipeline.snapshot import EntitySnapshot, PageSink
 
-__all__ = ["Listing", "Sweep", "sweep_pages"]
+__all__ = ["Listing", "SeenItems", "Sweep", "sweep_pages"]
 
 
 class Listing:
@@ -38,6 +39,47 @@ class Listing:
 
     def snapshots(self) -> list[EntitySnapshot]:
         return list(self.by_id.values())
+
+
+class SeenItems:
+    """The snapshot built from each listed item last sweep, keyed by the item's raw JSON bytes.
+
+    On a steady sweep almost every item is byte for byte what it was: its snapshot is reused without
+    decoding or normalizing it again, and the differ finds it unchanged at once. The key is the
+    item's length and the hash of its bytes (not the bytes: they would cost more memory than the
+    entity's state); a collision between two different items would need two equal 64-bit keyed
+    hashes of equal length within one listing.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[int, int], EntitySnapshot] = {}
+        self._current: dict[tuple[int, int], EntitySnapshot] = {}
+
+    def snapshots(
+        self, items: Iterable[msgspec.Raw], build: Callable[[msgspec.Raw], EntitySnapshot]
+    ) -> list[EntitySnapshot]:
+        last, current = self._last, self._current
+        out: list[EntitySnapshot] = []
+        for raw in items:
+            body = bytes(raw)
+            key = (len(body), hash(body))
+            snap = current.get(key) or last.get(key)
+            if snap is None:
+                snap = build(raw)
+            current[key] = snap
+            out.append(snap)
+        return out
+
+    def end_sweep(self, complete: bool) -> None:
+        """What this sweep saw is what the next one compares with; a partial sweep keeps the rest."""
+        if not complete:
+            self._current = {**self._last, **self._current}
+        self._last, self._current = self._current, {}
+
+    def copy(self) -> SeenItems:
+        other = SeenItems()
+        other._last, other._current = dict(self._last), dict(self._current)
+        return other
 
 
 P = TypeVar("P")

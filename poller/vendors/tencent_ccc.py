@@ -18,11 +18,13 @@ from poller.pipeline.state import SourceState
 from poller.secrets import Secret
 from poller.transport import Response
 from poller.vendors.base import AccountConfig, AdapterContext, Source, Vendor, decode_or_bad, server_status
-from poller.vendors.listing import Listing, sweep_pages
+from poller.vendors.listing import Listing, SeenItems, sweep_pages
 from poller.vendors.normalize import state_map
 from schemas import EntityKind, TaskState
 from schemas.vendors.tencent_ccc import (
+    ApiError,
     AutoCalloutTaskInfo,
+    DescribeAutoCalloutTasksRawResponse,
     DescribeAutoCalloutTasksRequest,
     DescribeAutoCalloutTasksResponse,
 )
@@ -128,6 +130,8 @@ def host_of(endpoint: str) -> str:
 
 # -- error classification ------------------------------------------------------------------------
 _decode_list = msgspec.json.Decoder(DescribeAutoCalloutTasksResponse)
+_decode_raw_list = msgspec.json.Decoder(DescribeAutoCalloutTasksRawResponse)
+_decode_task = msgspec.json.Decoder(AutoCalloutTaskInfo)
 
 
 def classify(resp: Response) -> DescribeAutoCalloutTasksResponse:
@@ -136,9 +140,28 @@ def classify(resp: Response) -> DescribeAutoCalloutTasksResponse:
     if resp.status != 200:
         raise BadResponse(f"HTTP {resp.status}", api=LIST_API)
     envelope: DescribeAutoCalloutTasksResponse = decode_or_bad(_decode_list, resp.body, LIST_API)
-    error = envelope.Response.Error
+    _raise_error(envelope.Response.Error)
+    return envelope
+
+
+def classify_raw(resp: Response) -> DescribeAutoCalloutTasksRawResponse:
+    """``classify``, leaving each task as raw JSON (see :class:`SeenItems`)."""
+    server_status(resp, LIST_API)
+    if resp.status != 200:
+        raise BadResponse(f"HTTP {resp.status}", api=LIST_API)
+    envelope: DescribeAutoCalloutTasksRawResponse = decode_or_bad(_decode_raw_list, resp.body, LIST_API)
+    _raise_error(envelope.Response.Error)
+    return envelope
+
+
+def decode_task(raw: msgspec.Raw) -> AutoCalloutTaskInfo:
+    task: AutoCalloutTaskInfo = decode_or_bad(_decode_task, raw, LIST_API)
+    return task
+
+
+def _raise_error(error: ApiError | None) -> None:
     if error is None:
-        return envelope
+        return
     code = error.Code
     detail = f"{code}: {error.Message}"
     if code.startswith("RequestLimitExceeded"):
@@ -177,12 +200,13 @@ class TencentCccSource(Source):
         self._limiter = self.limiter(LIST_API, config.secret_id, APIS[LIST_API])
         #: the last sweep's total: the next sweep requests every page at once
         self._last_total: int | None = None
+        self._seen = SeenItems()
 
     @property
     def apis(self) -> tuple[str, ...]:
         return (LIST_API,)
 
-    async def _page(self, number: int) -> tuple[int, list[AutoCalloutTaskInfo]]:
+    async def _page(self, number: int) -> tuple[int, list[msgspec.Raw]]:
         payload = msgspec.json.encode(
             DescribeAutoCalloutTasksRequest(
                 SdkAppId=self.sdk_app_id, PageSize=self.cfg.page_size, PageNumber=number
@@ -201,7 +225,9 @@ class TencentCccSource(Source):
             )
             return headers, payload
 
-        answer = await self.send(LIST_API, self._limiter, "POST", self.url, parse=classify, prepare=prepare)
+        answer = await self.send(
+            LIST_API, self._limiter, "POST", self.url, parse=classify_raw, prepare=prepare
+        )
         result = answer.Response
         if result.TotalCount is None or result.Tasks is None:
             raise BadResponse("answer without TotalCount or Tasks", api=LIST_API)
@@ -211,16 +237,24 @@ class TencentCccSource(Source):
         listing = Listing(early)
         parent = str(self.sdk_app_id)
 
+        def build(raw: msgspec.Raw) -> EntitySnapshot:
+            return normalize(decode_task(raw), parent)
+
         async def page(number: int) -> int:
             total, tasks = await self._page(number)
-            await listing.add(normalize(task, parent) for task in tasks)
+            await listing.add(self._seen.snapshots(tasks, build))
             return total
 
-        sweep = await sweep_pages(
-            0, self.cfg.page_size, page, lambda total: total, self._limiter.limit, self._last_total
-        )
+        try:
+            sweep = await sweep_pages(
+                0, self.cfg.page_size, page, lambda total: total, self._limiter.limit, self._last_total
+            )
+        except BaseException:
+            self._seen.end_sweep(complete=False)
+            raise
         self._last_total = sweep.total
         complete = sweep.totals_agree and len(listing) == sweep.total
+        self._seen.end_sweep(complete)
         return Observation(entities=listing.snapshots(), complete=complete)
 
 

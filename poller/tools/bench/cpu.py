@@ -20,6 +20,7 @@ from poller.tools.bench.pages import our_sweep, tencent_pages
 from poller.tools.bench.progress import Progress
 from poller.tools.bench.results import DecodeDiffResult, Throughput
 from poller.tools.bench.sizes import ACCOUNT, Sizes
+from poller.vendors.listing import SeenItems
 
 __all__ = ["CHANGED_FRACTION", "CpuChild", "bench_decode_diff", "child_cpu", "cpu_pages"]
 
@@ -62,14 +63,16 @@ def child_cpu(who: str, n: int, page_size: int, repeats: int, seed: int) -> CpuC
     first, second = cpu_pages(n, page_size, seed)
     steady: list[float] = []
     cold: list[float] = []
-    committed = our_sweep(first, SourceState()).state if who == "ours" else SourceState()
+    seen = SeenItems()
+    committed = our_sweep(first, SourceState(), seen).state if who == "ours" else SourceState()
     plain_known: dict[int, dict[str, Any]] = {}
     if who != "ours":
         _plain_sweep(first, plain_known)
     for repeat in range(repeats):
         if who == "ours":
-            steady.append(_cpu_rate(n, functools.partial(our_sweep, second, committed)))
-            cold.append(_cpu_rate(n, functools.partial(our_sweep, first, SourceState())))
+            # each repeat starts from what the first sweep left: the committed state and its seen items
+            steady.append(_cpu_rate(n, functools.partial(our_sweep, second, committed, seen.copy())))
+            cold.append(_cpu_rate(n, functools.partial(our_sweep, first, SourceState(), SeenItems())))
         else:
             # the baseline updates its map in place: each repeat starts from a copy of the committed one
             steady.append(_cpu_rate(n, functools.partial(_plain_sweep, second, dict(plain_known))))

@@ -13,7 +13,8 @@ from poller.pipeline.snapshot import EntitySnapshot, Observation
 from poller.pipeline.state import SourceState
 from poller.tools.bench.sizes import APP, FIRST_TASK_ID, PRIVACY, SOURCE
 from poller.transport import Response
-from poller.vendors.tencent_ccc import classify, normalize
+from poller.vendors.listing import SeenItems
+from poller.vendors.tencent_ccc import classify_raw, decode_task, normalize
 from schemas.vendors.tencent_ccc import AutoCalloutTaskInfo, DescribeAutoCalloutTasksResponse
 
 __all__ = ["decode_tencent", "our_sweep", "tencent_page", "tencent_pages"]
@@ -48,25 +49,32 @@ def tencent_pages(states: Sequence[int], page_size: int) -> Iterator[bytes]:
         yield tencent_page(FIRST_TASK_ID + start, states[start : start + page_size], total)
 
 
-def our_sweep(bodies: Sequence[bytes], committed: SourceState) -> Diff:
+def our_sweep(bodies: Sequence[bytes], committed: SourceState, seen: SeenItems) -> Diff:
     """What one Tencent poll cycle does with its pages: classify, decode, normalize, diff.
 
     Mirrors ``TencentCccSource.observe`` with the service's page sink after the HTTP exchanges:
-    each page is decoded once (classification hands it back), normalized, kept in the listing and
-    diffed at once; the end of the sweep diffs nothing twice and looks for vanished tasks.
+    each page's envelope is decoded once (classification hands it back) with its tasks left raw;
+    a task whose bytes match the last sweep's (``seen``) reuses its snapshot, the others are
+    decoded and normalized; each page is kept in the listing and diffed at once; the end of the
+    sweep diffs nothing twice and looks for vanished tasks.
     """
     sweep = SweepDiff(SOURCE, committed, PRIVACY)
     by_id: dict[str, EntitySnapshot] = {}
     totals: set[int | None] = set()
     parent = str(APP)
     now = datetime.now(UTC)
+
+    def build(raw: msgspec.Raw) -> EntitySnapshot:
+        return normalize(decode_task(raw), parent)
+
     for body in bodies:
-        result = classify(Response(200, {"Content-Type": "application/json"}, body)).Response
+        result = classify_raw(Response(200, {"Content-Type": "application/json"}, body)).Response
         assert result.Tasks is not None
         totals.add(result.TotalCount)
-        page = [normalize(task, parent) for task in result.Tasks]
+        page = seen.snapshots(result.Tasks, build)
         for snap in page:
             by_id[snap.id] = snap
         sweep.apply(page, now)
     complete = len(totals) == 1 and len(by_id) == next(iter(totals))
+    seen.end_sweep(complete)
     return sweep.finish(Observation(entities=list(by_id.values()), complete=complete), now)

@@ -81,7 +81,7 @@ def figures(
             group += f" at {row.limit} req/s (floor {row.floor_seconds:.2f} s)"
             o, b = row.ours, row.baseline
             add(
-                f"{row.vendor}.limit_use",
+                f"{row.name}.limit_use",
                 group,
                 f"limit use (req/s ÷ {row.limit})",
                 "%",
@@ -91,7 +91,7 @@ def figures(
                 o.limit_use >= LIMIT_USE_TARGET,
             )
             add(
-                f"{row.vendor}.throttled",
+                f"{row.name}.throttled",
                 group,
                 "throttling answers",
                 "n",
@@ -102,7 +102,7 @@ def figures(
             )
             bar = f"≤ {row.bar_seconds:.2f} s"
             add(
-                f"{row.vendor}.latency_p50",
+                f"{row.name}.latency_p50",
                 group,
                 "detection latency p50",
                 "s",
@@ -112,7 +112,7 @@ def figures(
                 o.p50 is not None and o.p50 <= row.bar_seconds,
             )
             add(
-                f"{row.vendor}.latency_p99",
+                f"{row.name}.latency_p99",
                 group,
                 "detection latency p99",
                 "s",
@@ -122,7 +122,17 @@ def figures(
                 o.p99 is not None and o.p99 <= row.bar_seconds,
             )
             add(
-                f"{row.vendor}.first_sweep",
+                f"{row.name}.missed",
+                group,
+                "changes never seen (missed)",
+                "n",
+                o.missed,
+                b.missed,
+                "0",
+                o.missed == 0,
+            )
+            add(
+                f"{row.name}.first_sweep",
                 group,
                 "first sweep, every entity published",
                 "s",
@@ -137,9 +147,10 @@ def figures(
                 ("throttled", "throttling answers"),
                 ("latency_p50", "detection latency p50"),
                 ("latency_p99", "detection latency p99"),
+                ("missed", "changes never seen (missed)"),
                 ("first_sweep", "first sweep, every entity published"),
             ):
-                add(f"{row.vendor}.{key}", group, label, "", None, None, "", None, row.note)
+                add(f"{row.name}.{key}", group, label, "", None, None, "", None, row.note)
     if decode is not None:
         group = f"CPU, one core ({decode.entities:,} Tencent tasks, pages of {decode.page_size})"
         add(

@@ -61,6 +61,8 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
 
 class LatencyRow(msgspec.Struct, frozen=True, kw_only=True):
     vendor: str
+    #: the scenario: its figures' key prefix (the vendor for the full-sweep rows)
+    name: str
     api: str
     label: str
     entities: int

@@ -15,12 +15,22 @@ from poller.tools.bench.baseline import (
     PlainPoller,
     PlainTencentPoller,
 )
-from poller.tools.bench.sizes import ACCOUNT, APP, PLAIN_PREFIX, SECRET_ID, SECRET_KEY, Sizes
+from poller.tools.bench.sizes import (
+    ACCOUNT,
+    APP,
+    LATENCY_FACTOR,
+    PLAIN_PREFIX,
+    SECRET_ID,
+    SECRET_KEY,
+    TARGETED_LATENCY_FACTOR,
+    Sizes,
+)
 from poller.vendors.tencent_ccc import APIS, LIST_API
 
 __all__ = [
     "OUTBOUNDBOT_MODULES",
     "SCENARIOS",
+    "OutboundBotActiveScenario",
     "OutboundBotScenario",
     "Scenario",
     "TencentScenario",
@@ -36,9 +46,15 @@ class Scenario(ABC):
     """
 
     vendor: str
+    #: the scenario's name: the prefix of its figures' keys (the vendor, unless a vendor has several)
+    name: str
     api: str
+    #: other APIs the poller reads in this scenario (their request logs are checked as well)
+    extra_apis: tuple[str, ...] = ()
     label: str
     unit: str
+    #: the latency bar as a multiple of the full-sweep floor
+    bar_factor: float = LATENCY_FACTOR
 
     def __init__(self, entities: int, page_size: int) -> None:
         self.entities = entities
@@ -73,7 +89,7 @@ class Scenario(ABC):
 
 
 class TencentScenario(Scenario):
-    vendor = "tencent-ccc"
+    vendor = name = "tencent-ccc"
     api = LIST_API
     label = "Tencent CCC DescribeAutoCalloutTasks"
     unit = "tasks"
@@ -124,7 +140,7 @@ class TencentScenario(Scenario):
 class OutboundBotScenario(Scenario):
     """One job group of ``entities`` jobs, every one executing; a change pauses or resumes one."""
 
-    vendor = "alibaba-outboundbot"
+    vendor = name = "alibaba-outboundbot"
     api = "ListJobsByGroup"
     label = "Alibaba OutboundBot ListJobsByGroup"
     unit = "jobs"
@@ -171,6 +187,7 @@ class OutboundBotScenario(Scenario):
             "endpoint": url,
             "poll_interval": 0.0,
             "page_size": self.page_size,
+            "targeted_reads": False,
         }
 
     def plain_poller(self, url: str, http: aiohttp.ClientSession, js: Any) -> PlainPoller:
@@ -198,16 +215,56 @@ class OutboundBotScenario(Scenario):
         )
 
 
+class OutboundBotActiveScenario(OutboundBotScenario):
+    """The same group, but only ``LIVE_FRACTION`` of its jobs still execute (the rest succeeded).
+
+    Every change toggles a live job (executing ⇄ paused), so only reads of live jobs can see it in
+    time: the poller follows them with targeted reads and spreads a relist over ``MAX_STALENESS``.
+    """
+
+    name = "alibaba-outboundbot.active"
+    label = "Alibaba OutboundBot ListJobsByGroup, 5% of jobs live (targeted reads + relist)"
+    extra_apis = ("ListJobs",)
+    bar_factor = TARGETED_LATENCY_FACTOR
+    LIVE_FRACTION = 0.05
+    MAX_STALENESS = 120.0
+
+    def build(self, seed: int) -> tuple[Simulator, list[str]]:
+        import random
+
+        from poller.simulators.alibaba_outboundbot import OutboundBotSimulator
+
+        sim = OutboundBotSimulator(
+            credentials={self.access_key_id: self.access_key_secret},
+            seed=seed,
+            rate_limit=self.limit,
+            max_page_size=max(100, self.page_size),
+        )
+        sim.add_group(self.instance, self.group)
+        rng = random.Random(seed)
+        live = set(rng.sample(range(self.entities), max(1, round(self.entities * self.LIVE_FRACTION))))
+        ids = [
+            sim.add_job(self.instance, self.group, status="Executing" if n in live else "Succeeded")
+            for n in range(self.entities)
+        ]
+        return sim, [ids[n] for n in sorted(live)]
+
+    def source(self, url: str) -> dict[str, Any]:
+        return {**super().source(url), "targeted_reads": True, "max_staleness": self.MAX_STALENESS}
+
+
 OUTBOUNDBOT_MODULES = ("poller.vendors.alibaba_outboundbot", "poller.simulators.alibaba_outboundbot")
 
 
-def outboundbot_scenario(sizes: Sizes) -> Scenario | str:
-    """The 100k-jobs row, or why it is not measured."""
+def outboundbot_scenario(
+    sizes: Sizes, kind: type[OutboundBotScenario] = OutboundBotScenario
+) -> Scenario | str:
+    """A 100k-jobs row, or why it is not measured."""
     missing = [name for name in OUTBOUNDBOT_MODULES if importlib.util.find_spec(name) is None]
     if missing:
         return f"not measured: {', '.join(m.replace('.', '/') + '.py' for m in missing)} not present yet"
     try:
-        scn = OutboundBotScenario(sizes.outboundbot_jobs, sizes.outboundbot_page_size)
+        scn = kind(sizes.outboundbot_jobs, sizes.outboundbot_page_size)
         scn.limit  # noqa: B018  (imports the vendor module: fails here, not mid-run, if it is broken)
     except Exception as exc:
         return f"not measured: the OutboundBot modules do not load ({type(exc).__name__}: {exc})"
@@ -215,6 +272,7 @@ def outboundbot_scenario(sizes: Sizes) -> Scenario | str:
 
 
 SCENARIOS: dict[str, type[Scenario]] = {
-    TencentScenario.vendor: TencentScenario,
-    OutboundBotScenario.vendor: OutboundBotScenario,
+    TencentScenario.name: TencentScenario,
+    OutboundBotScenario.name: OutboundBotScenario,
+    OutboundBotActiveScenario.name: OutboundBotActiveScenario,
 }

@@ -23,8 +23,8 @@ __all__ = ["SimulatorProcess", "child_simulator"]
 # The simulator runs in a process of its own: it is the vendor, so neither its CPU nor its garbage
 # collector may share the poller's event loop (an in-process simulator stamps arrivals late whenever
 # the poller's loop is busy, and takes CPU from the poller). It speaks JSON lines on stdin/stdout.
-async def child_simulator(vendor: str, entities: int, page_size: int, seed: int) -> None:
-    scn = SCENARIOS[vendor](entities, page_size)
+async def child_simulator(name: str, entities: int, page_size: int, seed: int) -> None:
+    scn = SCENARIOS[name](entities, page_size)
     sim, ids = scn.build(seed)
     gc.collect()
     gc.freeze()  # the world is built once: keep it out of every later collection
@@ -70,7 +70,7 @@ class SimulatorProcess:
 
     async def __aenter__(self) -> SimulatorProcess:
         scn = self.scn
-        args = ["simulator", scn.vendor, str(scn.entities), str(scn.page_size), str(self.seed)]
+        args = ["simulator", scn.name, str(scn.entities), str(scn.page_size), str(self.seed)]
         self._process = await anyio.open_process(child_command(args), stderr=None, env=child_env())
         assert self._process.stdout is not None
         self._reader = BufferedByteReceiveStream(self._process.stdout)
