@@ -26,6 +26,7 @@ MEASURED_ALWAYS = (
     "decode_diff",
     "decode_diff_first_sweep",
     "publish",
+    "publish_vs_core",
     "memory_per_entity",
     "memory_per_entity_built",
     "memory_per_entity_loaded",

@@ -140,7 +140,7 @@ async def test_targeted_cycles_are_partial_and_only_a_complete_relist_vanishes()
 
 @pytest.mark.slow
 async def test_live_changes_without_a_full_sweep_and_finished_ones_within_max_staleness() -> None:
-    max_staleness = 8.0
+    max_staleness = 10.0
     with NatsServer() as server:
         async with OutboundBotSimulator(credentials={AK: SECRET}, rate_limit=LIMIT) as sim:
             finished, live = world(sim)
@@ -159,20 +159,22 @@ async def test_live_changes_without_a_full_sweep_and_finished_ones_within_max_st
                 full_before = full_sweeps()
                 sim.set_status(live[1], "Failed", "Busy")
                 sim.set_status(live[2], "Paused")
-                await polls_done(service, 2)
-                seen_live = await stream_events(server.url)
-                full_after = full_sweeps()
+                # a finished job the vendor restarts: it is live again, the targeted reads see it
+                sim.set_status(finished[-2], "Executing")
                 # a finished job the vendor re-ran to another end: only the relist reads it
                 sim.set_status(finished[-1], "Failed", "NoAnswer")
                 restarted_at = time.monotonic()
+                await polls_done(service, 2)
+                seen_live = seen_restart = await stream_events(server.url)
+                full_after = full_sweeps()
 
-                async def restart_seen() -> bool:
+                async def rerun_seen() -> bool:
                     return any(
                         isinstance(e, JobStatusChanged) and e.entity_id == finished[-1]
                         for e in await stream_events(server.url)
                     )
 
-                await wait_until(restart_seen, timeout=2 * max_staleness, step=0.2)
+                await wait_until(rerun_seen, timeout=2 * max_staleness, step=0.2)
                 restart_seconds = time.monotonic() - restarted_at
                 reads = {
                     kind: registry.get_sample_value("aicc_read_requests_total", {**labels, "kind": kind})
@@ -195,6 +197,7 @@ async def test_live_changes_without_a_full_sweep_and_finished_ones_within_max_st
     assert calls.count(live[1]) == 1 and len(calls) == JOBS - LIVE + 1  # the finished ones, and this one
     # seen within two cycles of targeted reads, no full sweep in between
     assert full_before is not None and full_after == full_before
+    assert changed(seen_restart, finished[-2]) == [("Succeeded", "Executing")]
     assert changed(events, finished[-1]) == [("Succeeded", "Failed")]
     assert restart_seconds <= max_staleness
     # the scheduler's split is visible: full first sweep, then targeted reads and relist pages
@@ -205,7 +208,7 @@ async def test_live_changes_without_a_full_sweep_and_finished_ones_within_max_st
     assert log.count("throttled") == 0
     # one event per change: nothing doubled by the overlap of targeted reads and the relist
     assert len({e.event_id for e in events}) == len(events)
-    assert sum(1 for e in events if isinstance(e, JobStatusChanged)) == 3
+    assert sum(1 for e in events if isinstance(e, JobStatusChanged)) == 4
 
 
 def test_relist_catch_up_after_an_outage_is_spread_over_cycles() -> None:
@@ -227,3 +230,42 @@ def test_relist_catch_up_after_an_outage_is_spread_over_cycles() -> None:
     assert plan(page_size=100, targeted=10, share=100, cycle_seconds=1.0) == 100
     # a smaller share (more sources on one credential) caps it lower
     assert plan(page_size=100, targeted=10, share=25, cycle_seconds=1.0) == 25
+
+
+@pytest.mark.slow
+async def test_two_groups_on_one_credential_share_its_limit_fairly() -> None:
+    groups = ["group-a", "group-b"]
+    with NatsServer() as server:
+        async with OutboundBotSimulator(credentials={AK: SECRET}, rate_limit=LIMIT) as sim:
+            live: dict[str, list[str]] = {}
+            for group in groups:
+                sim.add_group(INSTANCE, group)
+                for _ in range(JOBS // 2 - LIVE):
+                    sim.add_job(INSTANCE, group, status="Succeeded")
+                live[group] = [sim.add_job(INSTANCE, group, status="Executing") for _ in range(LIVE)]
+            entry = {**source_entry(sim), "job_group_ids": groups}
+            async with running(make_config(server.url, [entry])) as service:
+                await polls_done(service, 1)
+                registry = service.metrics.registry
+
+                def reads(group: str) -> float:
+                    labels = {"vendor": "alibaba-outboundbot", "account": "ob-main", "scope": group}
+                    return sum(
+                        registry.get_sample_value("aicc_read_requests_total", {**labels, "kind": kind}) or 0.0
+                        for kind in (ReadKind.TARGETED, ReadKind.RELIST)
+                    )
+
+                before = {group: reads(group) for group in groups}
+                for group in groups:
+                    sim.set_status(live[group][0], "Paused")
+                await polls_done(service, 3)
+                spent = {group: reads(group) - before[group] for group in groups}
+            events = await stream_events(server.url)
+        log = sim.log
+    # both groups saw their change, and neither took the other's part of the one limit
+    paused = {e.entity_id for e in events if isinstance(e, JobStatusChanged) and e.current.raw == "Paused"}
+    assert paused == {live[group][0] for group in groups}
+    low, high = sorted(spent.values())
+    assert low > 0 and high <= 2 * low, spent
+    assert max_in_window(log.times(LIST_API)) <= LIMIT
+    assert log.count("throttled") == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -49,6 +50,9 @@ def tencent_pages(states: Sequence[int], page_size: int) -> Iterator[bytes]:
         yield tencent_page(FIRST_TASK_ID + start, states[start : start + page_size], total)
 
 
+_id_of = operator.attrgetter("id")
+
+
 def our_sweep(bodies: Sequence[bytes], committed: SourceState, seen: SeenItems) -> Diff:
     """What one Tencent poll cycle does with its pages: classify, decode, normalize, diff.
 
@@ -72,8 +76,7 @@ def our_sweep(bodies: Sequence[bytes], committed: SourceState, seen: SeenItems) 
         assert result.Tasks is not None
         totals.add(result.TotalCount)
         page = seen.snapshots(result.Tasks, build)
-        for snap in page:
-            by_id[snap.id] = snap
+        by_id.update(zip(map(_id_of, page), page, strict=True))  # what Listing.add does
         sweep.apply(page, now)
     complete = len(totals) == 1 and len(by_id) == next(iter(totals))
     seen.end_sweep(complete)

@@ -1,10 +1,12 @@
-"""Publishing into a local JetStream: our Publisher beside awaited one-by-one publishes."""
+"""Publishing into a local JetStream: our Publisher beside awaited one-by-one publishes and core NATS."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import nats
@@ -15,6 +17,7 @@ from poller.pipeline.differ import diff
 from poller.pipeline.publisher import Publisher
 from poller.pipeline.snapshot import EntitySnapshot, Observation
 from poller.pipeline.state import SourceState
+from poller.pipeline.subjects import SOURCE_HEADER, subject_for
 from poller.tools.bench.baseline import (
     plain_publish,
 )
@@ -22,9 +25,12 @@ from poller.tools.bench.progress import Progress
 from poller.tools.bench.results import PublishResult, Throughput
 from poller.tools.bench.sizes import APP, FIRST_TASK_ID, OURS_PREFIX, PLAIN_PREFIX, PRIVACY, SOURCE, Sizes
 from poller.tools.natsserver import NatsServer
-from schemas import EntityKind, TaskState, TaskStatusChanged
+from schemas import EntityKind, EventBase, TaskState, TaskStatusChanged
 
-__all__ = ["bench_publish", "status_events", "stream_config"]
+__all__ = ["bench_publish", "core_publish_rate", "status_events", "stream_config"]
+
+#: the core-publish subjects: captured by no stream
+CORE_PREFIX = "core"
 
 
 # -- publish -------------------------------------------------------------------------------------
@@ -100,10 +106,31 @@ async def bench_publish(sizes: Sizes, progress: Progress) -> PublishResult:
             await plain_publish(js, PLAIN_PREFIX, plain)
             baseline = len(plain) / (time.perf_counter() - started)
             progress(f"publish: baseline {baseline:,.0f} events/s")
+            core = await core_publish_rate(nc, events)
+            progress(f"publish: core NATS publish of the same messages {core:,.0f}/s (the client's ceiling)")
         finally:
             await nc.close()
     return PublishResult(
         ours=Throughput(items=len(events), rates=[round(ours)], per_second=ours),
         baseline=Throughput(items=len(plain), rates=[round(baseline)], per_second=baseline),
         event_bytes=round(event_bytes, 1),
+        core=Throughput(items=len(events), rates=[round(core)], per_second=core),
     )
+
+
+async def core_publish_rate(nc: Any, events: Sequence[EventBase]) -> float:
+    """Messages/s of a core NATS publish (no ack) of the same subjects, payloads and headers.
+
+    The subjects get a prefix no stream captures, so the server only routes them: what this client
+    library can push through one connection, the ceiling any acked publish is measured against.
+    """
+    encode = msgspec.json.Encoder().encode
+    messages = [
+        (subject_for(CORE_PREFIX, e), encode(e), {"Nats-Msg-Id": e.event_id, SOURCE_HEADER: "bench"})
+        for e in events
+    ]
+    started = time.perf_counter()
+    for subject, payload, headers in messages:
+        await nc.publish(subject, payload, headers=headers)
+    await nc.flush(timeout=60)
+    return len(messages) / (time.perf_counter() - started)

@@ -15,6 +15,7 @@ from poller.tools.bench.sizes import (
     DECODE_DIFF_TARGET,
     LIMIT_USE_TARGET,
     PUBLISH_TARGET,
+    PUBLISH_VS_CORE_TARGET,
 )
 
 __all__ = ["figures", "fmt", "render_table"]
@@ -184,6 +185,18 @@ def figures(
             f"≥ {PUBLISH_TARGET:,.0f}/s",
             publish.ours.per_second >= PUBLISH_TARGET,
         )
+        if publish.core is not None:
+            core = publish.core.per_second
+            add(
+                "publish_vs_core",
+                "JetStream, local nats-server, file storage",
+                "ours ÷ core NATS publish (its ceiling)",
+                "/s",
+                publish.ours.per_second,
+                core,
+                f"≥ {PUBLISH_VS_CORE_TARGET:.1f}×",
+                core > 0 and publish.ours.per_second / core >= PUBLISH_VS_CORE_TARGET,
+            )
     if memory is not None:
         group = f"Memory, {memory.entities:,} tracked entities (RSS delta, fresh subprocess)"
         base = memory.baseline.bytes_per_entity

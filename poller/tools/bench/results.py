@@ -102,6 +102,8 @@ class PublishResult(msgspec.Struct, frozen=True, kw_only=True):
     ours: Throughput
     baseline: Throughput
     event_bytes: float
+    #: core NATS publish (no ack) of the same messages: the client's ceiling
+    core: Throughput | None = None
 
 
 class ChildMemory(msgspec.Struct, frozen=True, kw_only=True):

@@ -52,7 +52,9 @@ LATENCY_FACTOR = 1.2
 #: with reads that follow what can change: p99 within this share of the full-sweep floor
 TARGETED_LATENCY_FACTOR = 0.3
 DECODE_DIFF_TARGET = 200_000.0
-PUBLISH_TARGET = 20_000.0
+PUBLISH_TARGET = 40_000.0
+#: acked publishing over core NATS publishing of the same messages (the client's ceiling)
+PUBLISH_VS_CORE_TARGET = 0.5
 BYTES_PER_ENTITY_TARGET = 300.0
 
 
