@@ -8,6 +8,7 @@ proved from the simulator's own log of request arrivals.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import io
 from pathlib import Path
@@ -98,3 +99,17 @@ def test_quick_bench_produces_every_figure_within_the_rate_limits(tmp_path: Path
         assert active.ours.changes > 0 and active.ours.missed == 0
         assert "alibaba-outboundbot.active ours" in ours
         assert active.floor_seconds == active.pages / active.limit
+
+
+def test_the_help_names_nothing_a_user_does_not_have() -> None:
+    """The bench's help and its modules' docs cite only what ships in the repository."""
+    import pkgutil
+
+    texts = [bench.build_parser().format_help()]
+    for info in pkgutil.iter_modules(bench.__path__, "poller.tools.bench."):
+        if info.name.endswith("__main__"):
+            continue  # running it is the command itself
+        module = importlib.import_module(info.name)
+        texts.append(module.__doc__ or "")
+    for text in texts:
+        assert "DESIGN" not in text and "shared/" not in text and "vendor-notes" not in text, text[:200]
