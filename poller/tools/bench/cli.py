@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--vendor",
         action="append",
         choices=sorted(SCENARIOS),
-        help="latency part: only this vendor's or scenario's rows (repeatable)",
+        help="latency part: only this row (a vendor's name is its full-sweep row; repeatable)",
     )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     return parser

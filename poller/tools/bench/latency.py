@@ -282,7 +282,7 @@ async def bench_latency(
         ),
     ]
     for vendor, name, api, entities, page_size, scn in candidates:
-        if vendors and vendor not in vendors and name not in vendors:
+        if vendors and name not in vendors:
             continue
         if isinstance(scn, str):
             progress(f"{vendor} {api}: {scn}")
