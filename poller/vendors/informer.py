@@ -67,6 +67,8 @@ class RelistPass:
         self.by_id: dict[str, EntitySnapshot] = {}
         #: the ids the pass's own pages held (its completeness is counted on these only)
         self.listed: set[str] = set()
+        #: a page inside the announced total came back empty: the total was wrong, the pass ends
+        self.ended_short = False
 
     @property
     def total(self) -> int | None:
@@ -78,7 +80,9 @@ class RelistPass:
 
     def remaining(self, page_size: int) -> int | None:
         pages = self.pages(page_size)
-        return None if pages is None else max(0, self.first_number + pages - self.next_number)
+        if pages is None:
+            return None
+        return 0 if self.ended_short else max(0, self.first_number + pages - self.next_number)
 
     def staleness(self) -> float:
         """Seconds since the start of the last complete pass: the oldest a read can be (inf if none)."""
@@ -112,10 +116,15 @@ class RelistPass:
         return range(start, start + count)
 
     def listed_page(self, snapshots: Iterable[EntitySnapshot], total: int) -> None:
+        """One page of the pass; an empty page where the total promised more ends it, incomplete."""
         self.totals.add(total)
+        empty = True
         for snap in snapshots:
+            empty = False
             self.listed.add(snap.id)
             self.by_id[snap.id] = snap
+        if empty and total > 0:
+            self.ended_short = True
 
     def read(self, snapshots: Iterable[EntitySnapshot]) -> None:
         """A targeted read: fresher than what the pass listed earlier, but no proof of completeness."""
@@ -129,7 +138,9 @@ class RelistPass:
 
     def finish(self) -> tuple[list[EntitySnapshot], bool]:
         """Every entity the pass knows and whether the pass was complete; the next pass starts."""
-        complete = len(self.totals) == 1 and len(self.listed) == next(iter(self.totals))
+        complete = (
+            not self.ended_short and len(self.totals) == 1 and len(self.listed) == next(iter(self.totals))
+        )
         entities = list(self.by_id.values())
         if complete:
             self.last_complete_started = self.started_at

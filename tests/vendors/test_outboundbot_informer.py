@@ -18,13 +18,14 @@ from poller.config import ConfigError
 from poller.pipeline.differ import diff
 from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
+from poller.pipeline.snapshot import EntitySnapshot
 from poller.pipeline.state import SourceState
 from poller.simulators.alibaba_outboundbot import OutboundBotSimulator
 from poller.simulators.base import max_in_window
 from poller.tools.natsserver import NatsServer
 from poller.vendors.alibaba_outboundbot import LIST_API, LIST_JOBS_API, OutboundBotAccount
 from poller.vendors.informer import ReadKind, RelistPass
-from schemas import CallFinished, JobStatusChanged, TaskVanished
+from schemas import CallFinished, EntityKind, JobStatusChanged, TaskState, TaskVanished
 from tests.helpers import make_config, polls_done, running, stream_events, wait_until
 from tests.vendors.test_alibaba_vendors import AK, GROUP, INSTANCE, SECRET, adapters, outboundbot_source
 
@@ -217,7 +218,8 @@ def test_relist_catch_up_after_an_outage_is_spread_over_cycles() -> None:
     plan = relist.plan
     # a cycle spends one window's share: what 10 targeted requests leave of 100 goes to the relist
     assert plan(page_size=100, targeted=10, share=100, cycle_seconds=1.0) == 90  # total not known yet
-    relist.listed_page([], total=100 * 1000)  # 1,000 pages
+    job = EntitySnapshot(kind=EntityKind.JOB, id="j1", state=TaskState.RUNNING, raw_state="Executing")
+    relist.listed_page([job], total=100 * 1000)  # 1,000 pages
     relist.numbers(1)
     assert plan(page_size=100, targeted=10, share=100, cycle_seconds=1.0) == 90
     # more targeted reads leave less, but the relist always moves
@@ -269,3 +271,17 @@ async def test_two_groups_on_one_credential_share_its_limit_fairly() -> None:
     assert low > 0 and high <= 2 * low, spent
     assert max_in_window(log.times(LIST_API)) <= LIMIT
     assert log.count("throttled") == 0
+
+
+def test_a_relist_pass_whose_total_was_a_lie_ends_incomplete() -> None:
+    """An absurd total does not keep a pass reading empty pages forever, nor let it vanish anything."""
+    relist = RelistPass(1, max_staleness=60.0, clock=lambda: 0.0)
+    snap = EntitySnapshot(kind=EntityKind.JOB, id="j1", state=TaskState.RUNNING, raw_state="Executing")
+    relist.listed_page([snap], total=10**9)
+    relist.numbers(1)
+    assert not relist.done(page_size=100)
+    relist.listed_page([], total=10**9)  # page 2 of ten million is empty
+    relist.numbers(1)
+    assert relist.done(page_size=100)
+    entities, complete = relist.finish()
+    assert [e.id for e in entities] == ["j1"] and not complete
