@@ -424,7 +424,7 @@ class OutboundBotJobGroupSource(Source):
             relist.next_number = min(relist.next_number, slice_numbers.start)
             raise
 
-        # 3. live jobs none of those lists returned: they left a live status (or moved while paging)
+        # 2. live jobs none of those lists returned: they left a live status (or moved while paging)
         assert self._live is not None
         leavers = sorted(self._live - seen)
         batches = iter(
