@@ -56,6 +56,10 @@ LIST_JOBS_API = "ListJobs"
 LIST_JOBS_MAX_IDS = 99
 #: the statuses from which a job can still move on its own (the others change only when restarted)
 LIVE_STATUSES = ("Scheduling", "Executing", "Paused", "Drafted")
+#: rounds of targeted reads in one cycle: each page is published as it is read, so a live change
+#: waits for its round (about one window), while the work a cycle does on the whole state (the
+#: differ's map copy, the commit) is paid once per this many rounds
+ROUNDS_PER_CYCLE = 6
 #: the QPS of ListJobsByGroup is not published; 100/s is a conservative default, override per account
 DEFAULT_LIMIT = 100
 
@@ -258,7 +262,8 @@ class OutboundBotJobGroupSource(Source):
         self._relist = RelistPass(1, config.max_staleness)
         #: jobs last read in a live status: what the targeted reads must account for
         self._live: set[str] | None = None
-        self._cycle_seconds = 1.0
+        #: how long the last round of targeted reads took: the relist paces its pass by it
+        self._round_seconds = 1.0
 
     @property
     def apis(self) -> tuple[str, ...]:
@@ -324,7 +329,6 @@ class OutboundBotJobGroupSource(Source):
         return len(LIVE_STATUSES) + math.ceil(live / size)
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
-        started = time.monotonic()
         listing = Listing(early)
         if self._live is None:
             job = EntityKind.JOB.value
@@ -346,7 +350,6 @@ class OutboundBotJobGroupSource(Source):
             self._report({ReadKind.FULL: full_pages or 1})
         else:
             observation = await self._follow(listing, targeted)
-        self._cycle_seconds = time.monotonic() - started
         return observation
 
     async def _full_sweep(self, listing: Listing) -> Observation:
@@ -376,10 +379,28 @@ class OutboundBotJobGroupSource(Source):
         return Observation(entities=entities, complete=complete)
 
     async def _follow(self, listing: Listing, targeted: int) -> Observation:
-        """One cycle of reads that follow what can change: a relist slice, live lists, leavers by id."""
-        relist, size = self._relist, self.cfg.page_size
-        count = relist.plan(size, targeted, self._limiter.share(), self._cycle_seconds)
+        """Rounds of reads that follow what can change, until the relist pass ends or the cycle does."""
         counts = {ReadKind.RELIST: 0, ReadKind.TARGETED: 0, ReadKind.BY_ID: 0}
+        relist, size = self._relist, self.cfg.page_size
+        for _ in range(ROUNDS_PER_CYCLE):
+            round_started = time.monotonic()
+            await self._round(listing, targeted, counts)
+            self._round_seconds = time.monotonic() - round_started
+            if relist.done(size):
+                break
+            targeted = self._targeted_estimate(0)
+        self._report(counts)
+        observation = (
+            self._observation(*relist.finish())
+            if relist.done(size)
+            else Observation(entities=listing.snapshots(), complete=False)
+        )
+        return observation
+
+    async def _round(self, listing: Listing, targeted: int, counts: dict[str, int]) -> None:
+        """One round: a relist slice and the live lists side by side, then the leavers by id."""
+        relist, size = self._relist, self.cfg.page_size
+        count = relist.plan(size, targeted, self._limiter.share(), self._round_seconds)
 
         # 1. a slice of the relist and every live status's filtered listing, side by side; each
         # page is applied as it arrives, so of two reads of one job the later one wins
@@ -445,13 +466,8 @@ class OutboundBotJobGroupSource(Source):
             for _ in range(min(-(-len(leavers) // LIST_JOBS_MAX_IDS), self._by_id_limiter.limit)):
                 tg.start_soon(by_id_worker)
         # a job no read returned is no longer followed here; only the relist may find it gone
-        self._live.difference_update(set(leavers) - set(listing.by_id))
-
-        self._report(counts)
-        if relist.done(size):
-            entities, complete = relist.finish()
-            return self._observation(entities, complete)
-        return Observation(entities=listing.snapshots(), complete=False)
+        found = listing.by_id
+        self._live.difference_update(job_id for job_id in leavers if job_id not in found)
 
 
 def build_sources(config: OutboundBotAccount, ctx: AdapterContext) -> list[Source]:
