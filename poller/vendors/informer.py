@@ -1,4 +1,4 @@
-"""Reads that follow what can change: targeted reads every cycle, a full relist spread over cycles.
+"""Reads that follow what can change: targeted reads every round, a full relist spread over rounds.
 
 Most entities of a big listing are finished and will not change, yet a plain sweep re-reads all of
 them before it comes back to the few that can. An informer-style source re-reads only the live ones
@@ -7,10 +7,10 @@ entities are still read (vendors restart them) and vanishes are still found.
 
 :class:`RelistPass` is that relist: which page comes next, what the pass has read, whether it is
 complete. :meth:`RelistPass.plan` is the scheduler's split of one source's share of an (API,
-credential) budget: a cycle spends about one window's share, targeted reads first and the relist
-the rest; the relist takes more only when it would miss its staleness deadline, and never more than
-one window's share per cycle, so catching up after an outage is spread over cycles instead of
-starving targeted reads.
+credential) budget: a round (a source's poll cycle holds a few) spends about one window's share,
+targeted reads first and the relist the rest; the relist takes more only when it would miss its
+staleness deadline, and never more than one window's share per round, so catching up after an
+outage is spread over rounds instead of starving targeted reads.
 
 Only a complete pass may vanish anything: every page reported the same total and the pages held
 that many distinct entities. Each pass must end within half the maximum staleness, so an entity
@@ -90,14 +90,14 @@ class RelistPass:
         return math.inf if started is None else self.clock() - started
 
     def plan(self, page_size: int, targeted: int, share: float, cycle_seconds: float) -> int:
-        """How many relist pages this cycle reads, beside ``targeted`` requests, of a per-window ``share``.
+        """How many relist pages this round reads, beside ``targeted`` requests, of a per-window ``share``.
 
-        A cycle spends about one window's share: what the targeted reads leave of it goes to the
-        relist (a cycle of a window keeps the per-cycle work on the whole state, diff and commit,
-        small beside the reads, while a live change still waits at most about two windows). If that
-        would not end the pass by its deadline at the current cycle length, the relist takes what
-        it needs, but never more than one share in one cycle: a pass that fell behind (an outage)
-        catches up over several cycles instead of starving the targeted reads.
+        A round spends about one window's share: what the targeted reads leave of it goes to the
+        relist (a round of a window keeps its fixed costs small beside the reads, while a live
+        change still waits about one window). If that would not end the pass by its deadline at the
+        current round length (``cycle_seconds``), the relist takes what it needs, but never more
+        than one share in one round: a pass that fell behind (an outage) catches up over several
+        rounds instead of starving the targeted reads.
         """
         per_cycle = max(1, math.floor(share))
         fill = max(1, per_cycle - targeted)
