@@ -71,6 +71,7 @@ class TooLarge(SourceError):
     reason = DegradeReason.TOO_LARGE
     retryable = False
 
+
 class PublishRejected(SourceError):
     """NATS refused an event for good (larger than the server accepts, no permission on its subject).
 

@@ -132,6 +132,18 @@ class Metrics:
             ["operation", "code"],
             registry=r,
         )
+        self.read_requests = Counter(
+            "aicc_read_requests",
+            "Requests per kind of read (targeted, by_id, relist, full): the read scheduler's split",
+            ["vendor", "account", "scope", "kind"],
+            registry=r,
+        )
+        self.read_staleness = Gauge(
+            "aicc_read_staleness_seconds",
+            "Seconds since the start of the last complete relist: no entity's last read is older",
+            ["vendor", "account", "scope"],
+            registry=r,
+        )
         self.degradations = Counter(
             "aicc_degradations", "Failed poll cycles by reason", ["vendor", "reason"], registry=r
         )
@@ -154,6 +166,15 @@ class Metrics:
             self.task_transitions.labels(vendor, account, state).inc(0)
         for outcome in ALERTED_CALL_OUTCOMES:
             self.calls.labels(vendor, account, outcome).inc(0)
+
+    def observe_reads(
+        self, vendor: str, account: str, scope: str, *, requests: dict[str, int], staleness: float
+    ) -> None:
+        """One cycle's scheduling choice: requests per kind of read, and how stale the oldest read is."""
+        for kind, n in requests.items():
+            self.read_requests.labels(vendor, account, scope, kind).inc(n)
+        if staleness != float("inf"):
+            self.read_staleness.labels(vendor, account, scope).set(staleness)
 
     def observe_request(self, vendor: str, api: str, outcome: str, seconds: float) -> None:
         self.requests.labels(vendor, api, outcome).inc()

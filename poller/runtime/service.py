@@ -326,7 +326,10 @@ class Service:
                 timeout=timeout, connector=connector, trace_configs=[limiter_trace()], trust_env=True
             ) as http:
                 self._ctx = ctx = AdapterContext(
-                    http=http, limiters=self.limiters, observe_request=self.metrics.observe_request
+                    http=http,
+                    limiters=self.limiters,
+                    observe_request=self.metrics.observe_request,
+                    observe_reads=self.metrics.observe_reads,
                 )
                 sources = self.build_sources(ctx)
                 async with anyio.create_task_group() as helpers:

@@ -1,7 +1,9 @@
-"""Alibaba Cloud OutboundBot simulator: ``ListJobsByGroup`` over instances, job groups and jobs.
+"""Alibaba Cloud OutboundBot simulator: ``ListJobsByGroup`` and ``ListJobs`` over instances, groups, jobs.
 
-Pages from 1 (``PageNumber``/``PageSize``); the per-credential limit is configurable (the vendor's
-is not published; default 100/s). Jobs evolve from a seeded script the way real ones do: drafted →
+Pages from 1 (``PageNumber``/``PageSize``); ``ListJobsByGroup`` filters on one ``JobStatus`` and/or one
+``JobFailureReason`` as documented; ``ListJobs`` answers the jobs named by ``JobId.1`` … ``JobId.N``
+(at most 99, as the SDK documents). The per-credential limits are configurable (the vendor's are not
+published; default 100/s per API). Jobs evolve from a seeded script the way real ones do: drafted →
 scheduling → executing → succeeded, failed (with a FailureReason), paused or cancelled.
 """
 
@@ -17,13 +19,14 @@ from aiohttp import web
 
 from poller.simulators.alibaba_common import AlibabaSimulator, Params, int_param
 from poller.simulators.base import DemoSetup
-from poller.vendors.alibaba_outboundbot import LIST_API, VERSION
+from poller.vendors.alibaba_outboundbot import LIST_API, LIST_JOBS_API, LIST_JOBS_MAX_IDS, VERSION
 from schemas.vendors.alibaba import (
     Contact,
     Job,
     JobPage,
     KeyValuePair,
     ListJobsByGroupResponse,
+    ListJobsResponse,
     NumberList,
 )
 
@@ -82,6 +85,8 @@ class SimJob:
 class SimInstance:
     #: job group id → job id → job, in creation order
     groups: dict[str, dict[str, SimJob]] = field(default_factory=dict)
+    #: job group id → status → job id → job (a status filter reads only its own jobs)
+    by_status: dict[str, dict[str, dict[str, SimJob]]] = field(default_factory=dict)
 
 
 class OutboundBotSimulator(AlibabaSimulator):
@@ -102,7 +107,10 @@ class OutboundBotSimulator(AlibabaSimulator):
         stringly: bool = False,
     ) -> None:
         super().__init__(
-            credentials=credentials, seed=seed, rate_limits={LIST_API: rate_limit}, stringly=stringly
+            credentials=credentials,
+            seed=seed,
+            rate_limits={LIST_API: rate_limit, LIST_JOBS_API: rate_limit},
+            stringly=stringly,
         )
         self.instances: dict[str, SimInstance] = {}
         self.max_page_size = max_page_size
@@ -111,6 +119,9 @@ class OutboundBotSimulator(AlibabaSimulator):
         #: change the world between the pages of one sweep
         self.before_page: Callable[[int], None] | None = None
         self.actions[LIST_API] = self._list_jobs_by_group
+        self.actions[LIST_JOBS_API] = self._list_jobs
+        #: job id → (instance id, job): ``ListJobs`` and ``job()`` find a job without a scan
+        self._jobs: dict[str, tuple[str, SimJob]] = {}
 
     # -- the world ---------------------------------------------------------------------------------
     def _new_id(self) -> str:
@@ -118,7 +129,9 @@ class OutboundBotSimulator(AlibabaSimulator):
 
     def add_group(self, instance_id: str, group_id: str | None = None) -> str:
         group = group_id or self._new_id()
-        self.instances.setdefault(instance_id, SimInstance()).groups.setdefault(group, {})
+        instance = self.instances.setdefault(instance_id, SimInstance())
+        instance.groups.setdefault(group, {})
+        instance.by_status.setdefault(group, {})
         return group
 
     def add_job(
@@ -134,7 +147,7 @@ class OutboundBotSimulator(AlibabaSimulator):
         self._serial += 1
         job_id = self._new_id()
         self.add_group(instance_id, group_id)
-        self.instances[instance_id].groups[group_id][job_id] = SimJob(
+        job = SimJob(
             job_id=job_id,
             group_id=group_id,
             status=status,
@@ -144,31 +157,39 @@ class OutboundBotSimulator(AlibabaSimulator):
             calling_numbers=[f"0571000{self._serial % 10:04d}"],
             reference_id=f"ref-{self._serial}",
         )
+        instance = self.instances[instance_id]
+        instance.groups[group_id][job_id] = job
+        instance.by_status[group_id].setdefault(status, {})[job_id] = job
+        self._jobs[job_id] = (instance_id, job)
         return job_id
 
     def job(self, job_id: str) -> SimJob:
-        for instance in self.instances.values():
-            for jobs in instance.groups.values():
-                if job_id in jobs:
-                    return jobs[job_id]
-        raise KeyError(job_id)
+        return self._jobs[job_id][1]
 
     def set_status(self, job_id: str, status: str, failure_reason: str | None = None) -> None:
-        job = self.job(job_id)
-        job.status = status
+        instance_id, job = self._jobs[job_id]
+        self._move(self.instances[instance_id], job, status)
         job.failure_reason = failure_reason
 
+    def _move(self, instance: SimInstance, job: SimJob, status: str) -> None:
+        """Change a job's status and its place in the status index together."""
+        index = instance.by_status[job.group_id]
+        index.get(job.status, {}).pop(job.job_id, None)
+        job.status = status
+        index.setdefault(status, {})[job.job_id] = job
+
     def remove_job(self, job_id: str) -> None:
-        job = self.job(job_id)
-        for instance in self.instances.values():
-            instance.groups.get(job.group_id, {}).pop(job_id, None)
+        instance_id, job = self._jobs.pop(job_id)
+        instance = self.instances[instance_id]
+        instance.groups.get(job.group_id, {}).pop(job_id, None)
+        instance.by_status.get(job.group_id, {}).get(job.status, {}).pop(job_id, None)
 
     def evolve(self) -> list[tuple[str, str, str]]:
         """One seeded step for each non-terminal job: (job, old, new) of each change."""
         changes = []
         for instance in self.instances.values():
             for jobs in instance.groups.values():
-                for job in jobs.values():
+                for job in list(jobs.values()):
                     options = NEXT_STATUSES.get(job.status, ())
                     if not options or self.rng.random() >= 0.3:
                         continue
@@ -177,7 +198,7 @@ class OutboundBotSimulator(AlibabaSimulator):
                         continue
                     changes.append((job.job_id, job.status, new))
                     job.failure_reason = self.rng.choice(FAILURE_REASONS) if new == "Failed" else None
-                    job.status = new
+                    self._move(instance, job, new)
         return changes
 
     # -- ListJobsByGroup ---------------------------------------------------------------------------
@@ -212,11 +233,13 @@ class OutboundBotSimulator(AlibabaSimulator):
         status, reason = params.get("JobStatus"), params.get("JobFailureReason")
         start = (number - 1) * size
         if status or reason:
-            matching = [
-                j
-                for j in group.values()
-                if (not status or j.status == status) and (not reason or j.failure_reason == reason)
-            ]
+            # one status is one exact value (as documented); the index holds each status's jobs
+            pool = (
+                group.values()
+                if not status
+                else instance.by_status[params["JobGroupId"]].get(status, {}).values()
+            )
+            matching = [j for j in pool if not reason or j.failure_reason == reason]
             total, selected = len(matching), matching[start : start + size]
         else:
             # unfiltered, a page is a slice: no pass over every job of a 100k-job group per request
@@ -230,6 +253,40 @@ class OutboundBotSimulator(AlibabaSimulator):
                 HttpStatusCode=200,
                 Success=True,
                 Jobs=page,
+            )
+        )
+
+    # -- ListJobs ----------------------------------------------------------------------------------
+    async def _list_jobs(self, credential: str, params: Params) -> web.StreamResponse:
+        instance_id = params.get("InstanceId")
+        if not instance_id:
+            return self.error(
+                "MissingParameter",
+                'The input parameter "InstanceId" that is mandatory for processing this request '
+                "is not supplied.",
+            )
+        if instance_id not in self.instances:
+            return self.error("NotExist.Instance")
+        numbered = sorted(
+            (int(key.removeprefix("JobId.")), value)
+            for key, value in params.items()
+            if key.startswith("JobId.") and key.removeprefix("JobId.").isdigit()
+        )
+        if not numbered or len(numbered) > LIST_JOBS_MAX_IDS:
+            return self.error("InvalidParameter", "The specified parameter JobId is invalid.")
+        jobs = []
+        for _, job_id in numbered:
+            found = self._jobs.get(job_id)
+            if found is not None and found[0] == instance_id:
+                jobs.append(found[1].wire())
+        return self.ok(
+            ListJobsResponse(
+                RequestId=str(uuid.uuid4()).upper(),
+                Code="OK",
+                Message="Success",
+                HttpStatusCode=200,
+                Success=True,
+                Jobs=jobs,
             )
         )
 

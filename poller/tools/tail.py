@@ -133,13 +133,13 @@ class _CatchUp:
         self._seen = 0
 
     async def start(self, sub: Any) -> None:
-        """Nothing pending on the server and nothing queued here: there was no backlog to show.
+        """Nothing pending on the server and nothing ever delivered: there was no backlog to show.
 
-        (When messages are queued, the last of them was delivered with nothing pending behind it,
-        and :meth:`seen` recognises it.)
+        (Once anything was delivered, the last message was sent with nothing pending behind it and
+        :meth:`seen` recognises it; it may still be on its way, not yet queued here.)
         """
         info = await sub.consumer_info()
-        if info.num_pending == 0 and sub.pending_msgs == 0:
+        if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
             self._announce()
 
     def seen(self, msg: Any) -> None:

@@ -79,6 +79,12 @@ class SlidingWindowLimiter:
         self.throttle_answers = 0
         #: this process's part of a limit that a fleet of replicas shares (1: all of it)
         self.share = 1.0
+        #: how many sources draw on this limit (each plans its reads for its fair share of it)
+        self.sharers = 0
+
+    def per_sharer(self) -> float:
+        """One source's fair part of the effective limit, per window."""
+        return self.effective_limit() / max(1, self.sharers)
 
     def effective_limit(self, now: float | None = None) -> int:
         """The limit in force: full (or this replica's share of a fleet-wide one), or climbing back
@@ -151,6 +157,7 @@ class LimiterRegistry:
         if limiter is None:
             limiter = SlidingWindowLimiter(limit, margin=margin, name=f"{vendor}/{api}")
             self._limiters[key] = limiter
+        limiter.sharers += 1
         return limiter
 
     def items(self) -> list[tuple[tuple[str, str, str], SlidingWindowLimiter]]:

@@ -30,6 +30,7 @@ from poller.transport import (
     SlidingWindowLimiter,
     Transport,
 )
+from poller.vendors.informer import ReadObserver
 
 __all__ = [
     "ENDPOINT_PATTERN",
@@ -88,6 +89,7 @@ class AdapterContext:
     http: aiohttp.ClientSession
     limiters: LimiterRegistry
     observe_request: RequestObserver | None = None
+    observe_reads: ReadObserver | None = None
     backoff_base: float = 0.2
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -30,7 +30,7 @@ from poller.vendors.base import (
     server_status,
 )
 from poller.vendors.emitted import EmittedCalls
-from poller.vendors.listing import Listing, sweep_pages
+from poller.vendors.listing import Listing, SeenItems, sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
 from schemas.events import CallLearnedBy
@@ -40,6 +40,7 @@ from schemas.vendors.tencent_ccc import (
     DescribeAutoCalloutTaskRequest,
     DescribeAutoCalloutTaskResponse,
     DescribeAutoCalloutTaskResult,
+    DescribeAutoCalloutTasksRawResponse,
     DescribeAutoCalloutTasksRequest,
     DescribeAutoCalloutTasksResponse,
     DescribeTelCdrRequest,
@@ -211,6 +212,8 @@ def host_of(endpoint: str) -> str:
 _decode_list = msgspec.json.Decoder(DescribeAutoCalloutTasksResponse)
 _decode_task = msgspec.json.Decoder(DescribeAutoCalloutTaskResponse)
 _decode_cdrs = msgspec.json.Decoder(DescribeTelCdrResponse)
+_decode_raw_list = msgspec.json.Decoder(DescribeAutoCalloutTasksRawResponse)
+_decode_task_info = msgspec.json.Decoder(AutoCalloutTaskInfo)
 
 
 def raise_for(error: ApiError | None, api: str) -> None:
@@ -242,6 +245,23 @@ def classify(resp: Response) -> DescribeAutoCalloutTasksResponse:
     if envelope.Response.TotalCount is None or envelope.Response.Tasks is None:
         raise BadResponse("answer without TotalCount or Tasks", api=LIST_API)  # retried like garbage
     return envelope
+
+
+def classify_raw(resp: Response) -> DescribeAutoCalloutTasksRawResponse:
+    """``classify``, leaving each task as raw JSON (see :class:`~poller.vendors.listing.SeenItems`)."""
+    envelope: DescribeAutoCalloutTasksRawResponse = decode_or_bad(
+        _decode_raw_list, _body(resp, LIST_API), LIST_API
+    )
+    raise_for(envelope.Response.Error, LIST_API)
+    if envelope.Response.TotalCount is None or envelope.Response.Tasks is None:
+        raise BadResponse("answer without TotalCount or Tasks", api=LIST_API)  # retried like garbage
+    return envelope
+
+
+def decode_task(raw: msgspec.Raw) -> AutoCalloutTaskInfo:
+    """One task of a raw listing, decoded when its bytes changed."""
+    task: AutoCalloutTaskInfo = decode_or_bad(_decode_task_info, raw, LIST_API)
+    return task
 
 
 def classify_task(resp: Response) -> DescribeAutoCalloutTaskResult:
@@ -369,6 +389,7 @@ class TencentCccSource(Source):
         self._emitted = EmittedCalls(CYCLE_CURSOR)
         #: when the last full look-back read was (monotonic); None: the next read is full
         self._last_full: float | None = None
+        self._seen = SeenItems()
 
     @property
     def apis(self) -> tuple[str, ...]:
@@ -391,11 +412,11 @@ class TencentCccSource(Source):
 
         return await self.send(api, self._limiters[api], "POST", self.url, parse=parse, prepare=prepare)
 
-    async def _page(self, number: int) -> tuple[int, list[AutoCalloutTaskInfo]]:
+    async def _page(self, number: int) -> tuple[int, list[msgspec.Raw]]:
         request = DescribeAutoCalloutTasksRequest(
             SdkAppId=self.sdk_app_id, PageSize=self.cfg.page_size, PageNumber=number
         )
-        answer = await self._post(LIST_API, request, classify)
+        answer = await self._post(LIST_API, request, classify_raw)
         result = answer.Response
         assert result.TotalCount is not None and result.Tasks is not None  # checked by classify
         return result.TotalCount, result.Tasks
@@ -404,23 +425,31 @@ class TencentCccSource(Source):
         listing = Listing(early)
         parent = str(self.sdk_app_id)
 
+        def build(raw: msgspec.Raw) -> EntitySnapshot:
+            return normalize(decode_task(raw), parent)
+
         async def page(number: int) -> int:
             total, tasks = await self._page(number)
-            await listing.add(normalize(task, parent) for task in tasks)
+            await listing.add(self._seen.snapshots(tasks, build))
             return total
 
-        sweep = await sweep_pages(
-            0,
-            self.cfg.page_size,
-            page,
-            lambda total: total,
-            self._limiter.limit,
-            self._last_total,
-            max_total=self.config.max_entities,
-            api=LIST_API,
-        )
+        try:
+            sweep = await sweep_pages(
+                0,
+                self.cfg.page_size,
+                page,
+                lambda total: total,
+                self._limiter.limit,
+                self._last_total,
+                max_total=self.config.max_entities,
+                api=LIST_API,
+            )
+        except BaseException:
+            self._seen.end_sweep(complete=False)
+            raise
         self._last_total = sweep.total
         complete = sweep.totals_agree and len(listing) == sweep.total
+        self._seen.end_sweep(complete)
         entities = listing.snapshots()
         if not self.cfg.calls:
             return Observation(entities=entities, complete=complete)

@@ -158,6 +158,17 @@ class ListJobsByGroupRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False
     JobFailureReason: str | None = None
 
 
+class ListJobsResponse(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """``ListJobs``: the jobs asked for by id (``JobId.N``), unpaged; unknown ids are left out."""
+
+    RequestId: str = ""
+    Code: str | None = None
+    Message: str | None = None
+    HttpStatusCode: int | None = None
+    Success: bool | None = None
+    Jobs: list[Job] | None = None
+
+
 # -- AICCS ListTask -------------------------------------------------------------------------------------
 class TaskRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     Id: int

@@ -34,6 +34,19 @@ class DescribeAutoCalloutTasksResponse(msgspec.Struct, frozen=True, kw_only=True
     Response: DescribeAutoCalloutTasksResult
 
 
+class DescribeAutoCalloutTasksRawResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The same answer with each task left as its raw JSON: an unchanged task is not decoded again."""
+
+    RequestId: str = ""
+    TotalCount: int | None = None
+    Tasks: list[msgspec.Raw] | None = None
+    Error: ApiError | None = None
+
+
+class DescribeAutoCalloutTasksRawResponse(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    Response: DescribeAutoCalloutTasksRawResult
+
+
 class DescribeAutoCalloutTasksRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     SdkAppId: int
     PageSize: int

@@ -20,28 +20,15 @@ from poller.config import parse_config
 from poller.runtime.service import Service
 from poller.simulators.push import PushPlan
 from poller.simulators.tencent_ccc import TencentCccSimulator
+from poller.tools.bench.results import PushResult
 from poller.tools.natsserver import NatsServer
 from schemas import CallFinished, Event
 
-__all__ = ["PushResult", "bench_push"]
+__all__ = ["bench_push"]
 
 APP = 1400000777
 SECRET_ID, SECRET_KEY = "AKIDbenchpush", "bench-push-key"
 USER, PASSWORD = "bench-push", "bench-push-password"
-
-
-class PushResult(msgspec.Struct, frozen=True, kw_only=True):
-    calls: int
-    drop_fraction: float
-    pushed: int
-    dropped: int
-    #: seconds from a push being sent to its event reaching a subscriber
-    push_p50: float | None
-    push_p99: float | None
-    #: dropped pushes whose call still reached the subscriber (by polling), and how long it took
-    reconciled: int
-    reconciled_p99: float | None
-    poll_interval: float
 
 
 def _quantile(values: list[float], q: float) -> float | None:

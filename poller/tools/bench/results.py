@@ -1,0 +1,174 @@
+"""The shapes of ``bench-results.json``: one Struct per section's result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+__all__ = [
+    "ChildMemory",
+    "DecodeDiffResult",
+    "Figure",
+    "LatencyRow",
+    "Machine",
+    "MemoryResult",
+    "Outcome",
+    "PublishResult",
+    "PushResult",
+    "Results",
+    "RunResult",
+    "Throughput",
+]
+
+
+# -- results (the JSON file) -------------------------------------------------------------------------
+class Figure(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of the table: our figure, the baseline's, their ratio and the target."""
+
+    key: str
+    group: str
+    label: str
+    unit: str
+    ours: float | None
+    baseline: float | None
+    ratio: float | None
+    target: str
+    meets: bool | None
+    note: str = ""
+
+
+class RunResult(msgspec.Struct, frozen=True, kw_only=True):
+    """One latency run (ours or the baseline) against a fresh simulator and nats-server."""
+
+    who: str
+    window_seconds: float
+    requests_in_window: int
+    per_second: float
+    limit_use: float
+    throttled: int
+    max_in_window: int
+    changes: int
+    samples: int
+    missed: int
+    p50: float | None
+    p99: float | None
+    mean: float | None
+    max: float | None
+    sweep_seconds: float | None
+    #: poller start → every entity's first event received (the initial sync)
+    first_sweep_seconds: float
+
+
+class LatencyRow(msgspec.Struct, frozen=True, kw_only=True):
+    vendor: str
+    #: the scenario: its figures' key prefix (the vendor for the full-sweep rows)
+    name: str
+    api: str
+    label: str
+    entities: int
+    page_size: int
+    pages: int
+    limit: int
+    #: pages ÷ rate: the time one full sweep takes at the limit (the full-sweep floor)
+    floor_seconds: float
+    bar_seconds: float
+    #: the best any poller can do at this rate: a change waits U(0, floor) for its page's next read
+    ideal_p50: float
+    ideal_p99: float
+    measured: bool
+    note: str = ""
+    ours: RunResult | None = None
+    baseline: RunResult | None = None
+
+
+class Throughput(msgspec.Struct, frozen=True, kw_only=True):
+    items: int
+    #: per repeat: items per CPU-second of this thread (decode+diff) or per wall second (publish)
+    rates: list[float]
+    per_second: float
+
+
+class DecodeDiffResult(msgspec.Struct, frozen=True, kw_only=True):
+    entities: int
+    page_size: int
+    changed_fraction: float
+    ours_steady: Throughput
+    baseline_steady: Throughput
+    ours_first_sweep: Throughput
+    baseline_first_sweep: Throughput
+
+
+class PublishResult(msgspec.Struct, frozen=True, kw_only=True):
+    ours: Throughput
+    baseline: Throughput
+    event_bytes: float
+    #: core NATS publish (no ack) of the same messages: the client's ceiling
+    core: Throughput | None = None
+
+
+class PushResult(msgspec.Struct, frozen=True, kw_only=True):
+    calls: int
+    drop_fraction: float
+    pushed: int
+    dropped: int
+    #: seconds from a push being sent to its event reaching a subscriber
+    push_p50: float | None
+    push_p99: float | None
+    #: dropped pushes whose call still reached the subscriber (by polling), and how long it took
+    reconciled: int
+    reconciled_p99: float | None
+    poll_interval: float
+
+
+class ChildMemory(msgspec.Struct, frozen=True, kw_only=True):
+    """What one memory subprocess reports."""
+
+    kind: str
+    entities: int
+    rss_before: int
+    rss_after: int
+    bytes_per_entity: float
+    encoded_bytes: int = 0
+    chunks: int = 0
+    largest_chunk: int = 0
+    commit_seconds: float = 0.0
+    load_seconds: float = 0.0
+
+
+class MemoryResult(msgspec.Struct, frozen=True, kw_only=True):
+    entities: int
+    built: ChildMemory
+    loaded: ChildMemory
+    baseline: ChildMemory
+
+
+class Machine(msgspec.Struct, frozen=True, kw_only=True):
+    cpus: int
+    python: str
+    platform: str
+    load_before: list[float]
+    load_after: list[float]
+
+
+class Results(msgspec.Struct, frozen=True, kw_only=True):
+    command: str
+    quick: bool
+    started_at: str
+    seconds: float
+    machine: Machine
+    figures: list[Figure]
+    latency: list[LatencyRow]
+    decode_diff: DecodeDiffResult | None
+    publish: PublishResult | None
+    memory: MemoryResult | None
+    push: PushResult | None = None
+
+
+@dataclass
+class Outcome:
+    """The results plus what is kept out of the JSON: each run's request arrival times."""
+
+    results: Results
+    #: run label → (limit, arrival times of every request the simulator saw)
+    arrivals: dict[str, tuple[int, list[float]]] = field(default_factory=dict)

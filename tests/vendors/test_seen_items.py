@@ -1,0 +1,64 @@
+"""SeenItems: an item whose raw bytes are unchanged reuses its snapshot; any change is built anew."""
+
+from __future__ import annotations
+
+import msgspec
+
+from poller.pipeline.snapshot import EntitySnapshot
+from poller.vendors.listing import SeenItems
+from poller.vendors.tencent_ccc import decode_task, normalize
+
+
+def raws(states: list[int]) -> list[msgspec.Raw]:
+    tasks = [{"TaskId": 1000 + i, "State": state, "Name": f"t{i}"} for i, state in enumerate(states)]
+    return msgspec.json.decode(msgspec.json.encode(tasks), type=list[msgspec.Raw])
+
+
+def test_unchanged_items_reuse_their_snapshot_and_changed_ones_are_built() -> None:
+    built: list[str] = []
+
+    def build(raw: msgspec.Raw) -> EntitySnapshot:
+        snap = normalize(decode_task(raw), "app")
+        built.append(snap.id)
+        return snap
+
+    seen = SeenItems()
+    first = seen.snapshots(raws([1, 1, 1]), build)
+    seen.end_sweep(complete=True)
+    assert built == ["1000", "1001", "1002"]
+    built.clear()
+
+    second = seen.snapshots(raws([1, 5, 1]), build)
+    seen.end_sweep(complete=True)
+    assert built == ["1001"]  # only the changed task is decoded and normalized again
+    assert second[0] is first[0] and second[2] is first[2]
+    assert (second[1].id, second[1].raw_state) == ("1001", "5")
+
+    # a change back to an earlier value is a change too: the last sweep's bytes are what counts
+    built.clear()
+    third = seen.snapshots(raws([1, 1, 1]), build)
+    assert built == ["1001"] and third[1].raw_state == "1"
+
+
+def test_a_partial_sweep_keeps_what_it_did_not_read_and_a_complete_one_forgets_the_gone() -> None:
+    calls: list[str] = []
+
+    def build(raw: msgspec.Raw) -> EntitySnapshot:
+        snap = normalize(decode_task(raw), "app")
+        calls.append(snap.id)
+        return snap
+
+    seen = SeenItems()
+    seen.snapshots(raws([1, 1, 1]), build)
+    seen.end_sweep(complete=True)
+    seen.snapshots(raws([1])[:1], build)  # a failed sweep read only the first task
+    seen.end_sweep(complete=False)
+    calls.clear()
+    seen.snapshots(raws([1, 1, 1]), build)
+    seen.end_sweep(complete=True)
+    assert calls == []  # nothing rebuilt: the partial sweep forgot nothing
+    seen.snapshots(raws([1]), build)  # tasks 1001 and 1002 are gone
+    seen.end_sweep(complete=True)
+    calls.clear()
+    seen.snapshots(raws([1, 1, 1]), build)
+    assert calls == ["1001", "1002"]  # forgotten after a complete sweep without them
