@@ -50,8 +50,8 @@ class SeenItems:
     On a steady sweep almost every item is byte for byte what it was: its snapshot is reused without
     decoding or normalizing it again, and the differ finds it unchanged at once. The key is the
     hash of the item's bytes (not the bytes: they would cost more memory than the entity's state);
-    Python hashes bytes with a keyed 64-bit SipHash seeded per process, so a vendor cannot aim at
-    a collision, and a chance one among 100,000 items is about one in 10^9 sweeps.
+    Python's hash of bytes is keyed per process, so a vendor cannot aim at a collision, and the odds
+    of a chance one are in docs/performance.md.
     """
 
     def __init__(self) -> None:
