@@ -141,7 +141,7 @@ async def test_simulate_fault_is_seen_by_a_real_poller_then_cleared(tmp_path: Pa
             "--after",
             "0.5",
             "--for",
-            "4",
+            "12",
         ),
         env=dict(os.environ),
     )
@@ -149,11 +149,11 @@ async def test_simulate_fault_is_seen_by_a_real_poller_then_cleared(tmp_path: Pa
         assert process.stdout is not None
         stream = TextReceiveStream(process.stdout)
         buffer: list[str] = []
-        with anyio.fail_after(20):
+        with anyio.fail_after(40):
             printed = await _read_until(stream, buffer, "# Ctrl-C stops the simulators")
             config = tmp_path / "poller.toml"
             config.write_text(f'[nats]\nurl = "nats://127.0.0.1:{free_port()}"\n\n{printed}')
-            await _read_until(stream, buffer, "fault on: tencent-ccc answers auth (for 4s)")
+            await _read_until(stream, buffer, "fault on: tencent-ccc answers auth (for 12s)")
             code, err = await _once(config)
             assert code == 1 and "auth_failed" in err, err
             await _read_until(stream, buffer, "fault off: tencent-ccc answers normally again")

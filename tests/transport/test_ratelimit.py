@@ -34,8 +34,9 @@ async def test_limiter_never_starts_more_than_the_limit_in_any_window() -> None:
             tg.start_soon(worker)
     assert len(starts) == 32
     assert max_in_window(starts) <= 10
-    # and it did not dawdle: 32 starts at 10 per window need just over three windows
-    assert max(starts) - min(starts) < 3.3
+    # and it did not dawdle: 32 starts at 10 per window need just over three windows (a limiter that
+    # idled a window between batches would need four; the margin is the event loop's lag under load)
+    assert max(starts) - min(starts) < 3.8
 
 
 async def test_a_request_not_yet_sent_holds_its_place_in_the_window() -> None:
