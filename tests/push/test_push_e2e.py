@@ -214,7 +214,9 @@ async def test_oauth_client_credentials_get_a_token_that_pushes_and_nothing_else
                 issued = await resp.json()
             push = f"{base}/push/tencent-ccc/tc-main?action=cdr"
             statuses = []
-            for token in (issued["access_token"], issued["access_token"][:-1] + "0", "9999999999.forged"):
+            good = issued["access_token"]
+            altered = good[:-1] + ("1" if good[-1] == "0" else "0")  # never the token itself
+            for token in (good, altered, "9999999999.forged"):
                 headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
                 async with http.post(push, data=record, headers=headers) as resp:
                     statuses.append(resp.status)
