@@ -2,7 +2,8 @@
 
 Leader elections and lease expiry take the same seconds at any size, so this part is left out of
 the quick default and runs here on its own (``poller bench --quick --only cluster``). Asserted: the
-stream read back after a leader kill holds every acked event once, poller processes split the
+stream read back after a leader kill holds every acked event once (and the new leader acks a re-sent
+one as a duplicate), poller processes split the
 accounts as rendezvous hashing says and never spend one credential twice (proved from the
 simulator's own arrival log), a killed replica's accounts are polled again, and every task change
 made meanwhile is in the stream once.
@@ -27,6 +28,7 @@ KEYS = (
     "failover_max",
     "lost",
     "doubled",
+    "dedup_after_failover",
     "requests_per_replica",
     "requests_fleet",
     "max_in_window",
@@ -62,6 +64,8 @@ def test_quick_cluster_part_loses_nothing_doubles_nothing_and_keeps_every_limit(
         assert kill.seconds is not None and kill.new_leader != kill.leader
     assert failover.published > 0 and failover.stored == failover.published
     assert failover.lost == failover.doubled == failover.unexpected == 0
+    # events the old leader had acked, sent again as a retry would be: the new leader knows their ids
+    assert failover.resent > 0 and failover.resent_duplicates == failover.resent
 
     # the replicas: the hashed split, no account polled by two, every limit held in every second
     replicas = cluster.replicas

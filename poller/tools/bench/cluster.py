@@ -50,6 +50,8 @@ T = TypeVar("T")
 R3_STREAM, R3_PREFIX = "BENCH_R3", "r3"
 SINGLE_STREAM, SINGLE_PREFIX = "BENCH_R1", "r1"
 FAILOVER_STREAM, FAILOVER_PREFIX = "FAILOVER", "failover"
+#: events acked just before each kill that are sent again once the new leader answers
+RESENT = 100
 #: seconds between probe publishes, which time the cluster's own recovery beside the Publisher's
 PROBE_EVERY = 0.05
 
@@ -212,6 +214,11 @@ def _recovered(acks: list[tuple[float, float]], killed_at: float) -> float | Non
     return min(after) - killed_at if after else None
 
 
+def _failover_event(template: Sequence[EventBase], n: int) -> EventBase:
+    """The ``n``-th event :func:`_publish_steadily` published (its batches are the template renamed)."""
+    return msgspec.structs.replace(template[n % len(template)], event_id=f"failover-{n:08d}")
+
+
 async def _publish_steadily(
     publisher: Publisher, template: list[EventBase], rate: float, stop: anyio.Event, published: list[str]
 ) -> None:
@@ -272,6 +279,7 @@ async def _failover(cluster: NatsCluster, sizes: Sizes, progress: Progress) -> F
     poller_nc = await _connect(cluster.urls)
     kills: list[FailoverKill] = []
     published: list[str] = []
+    resent = resent_duplicates = 0
     probe_acks: list[tuple[float, float]] = []
     try:
         js = admin.jetstream(timeout=5)
@@ -302,6 +310,7 @@ async def _failover(cluster: NatsCluster, sizes: Sizes, progress: Progress) -> F
                     server = cluster.by_name(name)
                     url = poller_nc.connected_url
                     on_leader = url is not None and url.port == server.port
+                    acked_before = len(published)
                     killed_at = time.monotonic()
                     server.kill()
                     with anyio.move_on_after(90):
@@ -309,6 +318,20 @@ async def _failover(cluster: NatsCluster, sizes: Sizes, progress: Progress) -> F
                             await anyio.sleep(0.05)
                     seconds = _recovered(stamped.acks, killed_at)
                     new_leader = await _leader(js, FAILOVER_STREAM)
+                    # what a publish whose ack the kill swallowed does: sent again, same ids, to the
+                    # new leader, which must know them from the old one
+                    again = [
+                        _failover_event(template, j)
+                        for j in range(max(0, acked_before - RESENT), acked_before)
+                    ]
+                    resender = Publisher(
+                        poller_nc.jetstream(timeout=defaults.ack_timeout),
+                        subject_prefix=FAILOVER_PREFIX,
+                        ack_timeout=defaults.ack_timeout,
+                    )
+                    await resender.publish(again, "bench")
+                    resent += len(again)
+                    resent_duplicates += resender.stats.duplicates
                     kills.append(
                         FailoverKill(
                             leader=name,
@@ -349,11 +372,14 @@ async def _failover(cluster: NatsCluster, sizes: Sizes, progress: Progress) -> F
         retries=publisher.stats.retries,
         duplicate_acks=publisher.stats.duplicates,
         failures=dict(failures),
+        resent=resent,
+        resent_duplicates=resent_duplicates,
     )
     progress(
         f"cluster: {result.published:,} events published, {result.stored:,} in the stream; "
         f"{result.lost} lost, {result.doubled} doubled; {result.retries} retried, "
-        f"{result.duplicate_acks} acked as duplicates"
+        f"{result.duplicate_acks} acked as duplicates; of {resent} events the old leaders had acked, "
+        f"sent again, {resent_duplicates} acked as duplicates"
     )
     return result
 

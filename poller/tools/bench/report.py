@@ -429,6 +429,16 @@ def cluster_figures(cluster: ClusterResult | None) -> list[Figure]:
         "(no bar)",
         None,
     )
+    share = 100 * fo.resent_duplicates / fo.resent if fo.resent else None
+    add(
+        "dedup_after_failover",
+        group,
+        f"{fo.resent} acked before a kill, re-sent: duplicates",
+        "%",
+        share,
+        "100 %",
+        share is not None and fo.resent_duplicates == fo.resent,
+    )
 
     rep = cluster.replicas
     group = (

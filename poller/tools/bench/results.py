@@ -169,6 +169,10 @@ class FailoverResult(msgspec.Struct, frozen=True, kw_only=True):
     duplicate_acks: int
     #: the Publisher's failed publishes by kind (an ack timeout, or the error's class)
     failures: dict[str, int] = {}
+    #: events the old leader had acked, sent again after each kill (a retry whose ack was lost),
+    #: and how many the new leader acked as duplicates (all of them, if de-duplication held)
+    resent: int = 0
+    resent_duplicates: int = 0
 
 
 class ReplicaShare(msgspec.Struct, frozen=True, kw_only=True):
