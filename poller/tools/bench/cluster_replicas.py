@@ -13,6 +13,7 @@ and the stream must hold every change exactly once.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import tempfile
@@ -138,6 +139,23 @@ async def _until_settled(
         await anyio.sleep(0.2)
 
 
+def _cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """User and system CPU time of a process so far, from ``/proc`` (None where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # after the command name: state is field 3 of stat(5), utime and stime are fields 14 and 15
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _spent(start: tuple[float, float] | None, end: tuple[float, float] | None) -> tuple[float, float] | None:
+    if start is None or end is None:
+        return None
+    return round(end[0] - start[0], 3), round(end[1] - start[1], 3)
+
+
 def _alive(processes: list[tuple[str, Process, Path]]) -> None:
     for replica, process, log_path in processes:
         if process.returncode is not None:
@@ -209,12 +227,14 @@ async def bench_replicas(
                 )
                 expected_ports = {_credential(a): ports[hashed[a]] for a in accounts}
                 window_start = await _until_settled(sim, expected_ports, running)
+                cpu_start = {replica: _cpu_seconds(process.pid) for replica, process, _ in running}
                 stop = anyio.Event()
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(change_steadily, stop)
                     await anyio.sleep(sizes.cluster_steady_seconds)
                     _alive(running)
                     window_end = time.monotonic()
+                    cpu_end = {replica: _cpu_seconds(process.pid) for replica, process, _ in running}
                     counts = Counter(hashed.values())
                     victim = max(replica_ids, key=lambda r: (counts[r], r))
                     _, process, _ = next(entry for entry in running if entry[0] == victim)
@@ -257,6 +277,7 @@ async def bench_replicas(
                 accounts=sorted(a for a in accounts if any(r.credential == _credential(a) for r in mine)),
                 requests=len(mine),
                 per_second=round(len(mine) / seconds, 1),
+                cpu=_spent(cpu_start[replica], cpu_end[replica]),
             )
         )
     through: dict[str, set[str]] = defaultdict(set)

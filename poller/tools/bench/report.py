@@ -36,6 +36,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.1f} %"
     if unit == "s":
         return f"{value:.2f} s"
+    if unit == "ms":
+        return f"{value:.2f} ms"
     if unit == "B":
         return f"{value:,.0f} B"
     if unit == "/s":
@@ -448,6 +450,29 @@ def cluster_figures(cluster: ClusterResult | None) -> list[Figure]:
     per_replica = statistics.fmean(s.per_second for s in rep.replicas) if rep.replicas else None
     add("requests_per_replica", group, "requests/s per replica (mean)", "/s", per_replica, "(no bar)", None)
     add("requests_fleet", group, "requests/s, the fleet", "/s", rep.fleet_per_second, "(no bar)", None)
+    cpu = [(sh.cpu_seconds, sh.requests) for sh in rep.replicas if sh.cpu_seconds is not None]
+    if cpu and rep.window_seconds > 0:
+        busiest = max(c for c, _ in cpu)
+        add(
+            "cpu_per_replica",
+            group,
+            "CPU of one core, the busiest replica",
+            "%",
+            100 * busiest / rep.window_seconds,
+            "(no bar)",
+            None,
+        )
+        spent, requests = sum(c for c, _ in cpu), sum(n for _, n in cpu)
+        add(
+            "cpu_per_request",
+            group,
+            "CPU per request, everything included",
+            "ms",
+            1000 * spent / requests if requests else None,
+            "(no bar)",
+            None,
+            note="no requests",
+        )
     add(
         "shared_accounts",
         group,

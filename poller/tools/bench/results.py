@@ -181,6 +181,12 @@ class ReplicaShare(msgspec.Struct, frozen=True, kw_only=True):
     accounts: list[str]
     requests: int
     per_second: float
+    #: the process's user and system CPU seconds over the window, where ``/proc`` tells them
+    cpu: tuple[float, float] | None = None
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        return None if self.cpu is None else self.cpu[0] + self.cpu[1]
 
 
 class ReplicasResult(msgspec.Struct, frozen=True, kw_only=True):
