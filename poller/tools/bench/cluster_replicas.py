@@ -145,7 +145,7 @@ def _cpu_seconds(pid: int) -> tuple[float, float] | None:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    # after the command name: state is field 3 of stat(5), utime and stime are fields 14 and 15
+    # proc(5): utime and stime, in clock ticks, counted from the state (the field after the name)
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
 
