@@ -56,6 +56,8 @@ class RequestRecord:
     credential: str
     status: int
     outcome: str
+    #: the simulator's port the request came in on (clients given one port each are told apart)
+    via: int = 0
 
 
 @dataclass
@@ -159,6 +161,16 @@ class Simulator:
         sockets = server.sockets if server is not None else []
         self.port = int(sockets[0].getsockname()[1]) if sockets else port
 
+    async def listen_also(self, port: int = 0) -> int:
+        """One more port for the same simulator; the log's ``via`` says which port each request used."""
+        if self._runner is None:
+            raise RuntimeError("start the simulator first")
+        site = web.TCPSite(self._runner, self.host, port, reuse_address=True)
+        await site.start()
+        server: Any = site._server
+        sockets = server.sockets if server is not None else []
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
     async def stop(self) -> None:
         for future in self._hung:
             if not future.done():
@@ -257,10 +269,12 @@ class Simulator:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         now = time.monotonic()
         api = self.api_of(request)
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        via = int(sockname[1]) if sockname else 0
         body = await request.read()
         auth = await self.authenticate(request, body)
         if not isinstance(auth, str):
-            self.log.add(RequestRecord(now, api, "?", auth.status, "auth_failed"))
+            self.log.add(RequestRecord(now, api, "?", auth.status, "auth_failed", via))
             return auth
         credential = auth
         plan = self._take_fault(api)
@@ -274,9 +288,9 @@ class Simulator:
                 answer = web.Response(body=answer.body, status=429, headers=answer.headers)
             if plan is not None and plan.retry_after is not None:
                 answer.headers["Retry-After"] = plan.retry_after
-            self.log.add(RequestRecord(now, api, credential, answer.status, "throttled"))
+            self.log.add(RequestRecord(now, api, credential, answer.status, "throttled", via))
             return answer
-        self.log.add(RequestRecord(now, api, credential, 0, fault.value if fault else "ok"))
+        self.log.add(RequestRecord(now, api, credential, 0, fault.value if fault else "ok", via))
         if fault is Fault.HANG:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._hung.append(future)

@@ -68,6 +68,19 @@ async def test_official_sdk_lists_tasks_from_the_simulator() -> None:
     assert got == [(task_id, i % 6, f"任务 {i}") for i, task_id in enumerate(ids)]
 
 
+async def test_a_second_port_serves_the_same_simulator_and_the_log_says_which_port() -> None:
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+        sim.add_task(1400000777)
+        other = await sim.listen_also()
+        profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=f"{sim.host}:{other}"))
+        client = ccc_client.CccClient(credential.Credential(SECRET_ID, SECRET_KEY), "", profile)
+        via_other = await asyncio.to_thread(_list, client, 1400000777, 0, 10)
+        via_first = await asyncio.to_thread(_list, _client(sim, SECRET_KEY), 1400000777, 0, 10)
+    assert via_other.TotalCount == via_first.TotalCount == 1
+    assert other != sim.port
+    assert [(r.via, r.outcome) for r in sim.log.records] == [(other, "ok"), (sim.port, "ok")]
+
+
 async def test_official_sdk_gets_the_vendors_signature_error_for_a_wrong_secret() -> None:
     async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
         sim.add_task(1400000777)

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from poller.tools.bench.cluster import bench_cluster
 from poller.tools.bench.cpu import bench_decode_diff, child_cpu
 from poller.tools.bench.latency import bench_latency
 from poller.tools.bench.memory import (
@@ -28,13 +29,13 @@ from poller.tools.bench.memory import (
 from poller.tools.bench.progress import Progress, load_average
 from poller.tools.bench.publish import bench_publish
 from poller.tools.bench.push import bench_push
-from poller.tools.bench.report import figures, push_figures, render_table
+from poller.tools.bench.report import cluster_figures, figures, push_figures, render_table
 from poller.tools.bench.results import Machine, Outcome, Results
 from poller.tools.bench.scenarios import SCENARIOS
 from poller.tools.bench.simprocess import child_simulator
 from poller.tools.bench.sizes import FULL, QUICK
 
-__all__ = ["PARTS", "build_parser", "child_main", "main", "run_bench", "run_cli"]
+__all__ = ["PARTS", "QUICK_PARTS", "build_parser", "child_main", "main", "run_bench", "run_cli"]
 
 
 def child_main(args: list[str]) -> int:
@@ -61,19 +62,23 @@ def child_main(args: list[str]) -> int:
 
 
 # -- the command ----------------------------------------------------------------------------------
-PARTS = ("cpu", "memory", "publish", "latency", "push")
+PARTS = ("cpu", "memory", "publish", "latency", "push", "cluster")
+#: what ``--quick`` runs unless told: the cluster part waits for leader elections and lease expiry,
+#: which no small size shortens, so it runs only when named (``--quick --only cluster``)
+QUICK_PARTS = tuple(part for part in PARTS if part != "cluster")
 
 
 async def run_bench(
     *,
     quick: bool,
     seed: int = 1,
-    parts: Sequence[str] = PARTS,
+    parts: Sequence[str] | None = None,
     vendors: Sequence[str] = (),
     progress: Progress | None = None,
     command: str = "poller bench",
 ) -> Outcome:
     progress = progress or Progress()
+    parts = parts or (QUICK_PARTS if quick else PARTS)
     sizes = QUICK if quick else FULL
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
@@ -91,6 +96,7 @@ async def run_bench(
         if "push" in parts
         else None
     )
+    cluster = await bench_cluster(sizes, seed, progress, arrivals) if "cluster" in parts else None
     results = Results(
         command=command,
         quick=quick,
@@ -103,12 +109,13 @@ async def run_bench(
             load_before=load_before,
             load_after=load_average(),
         ),
-        figures=figures(latency, decode, publish, memory) + push_figures(push),
+        figures=figures(latency, decode, publish, memory) + push_figures(push) + cluster_figures(cluster),
         latency=latency,
         decode_diff=decode,
         publish=publish,
         memory=memory,
         push=push,
+        cluster=cluster,
     )
     return Outcome(results=results, arrivals=arrivals)
 
@@ -129,7 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the results (default: bench-results.json)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated changes")
-    parser.add_argument("--only", action="append", choices=PARTS, help="run only these parts (repeatable)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        help="run only these parts (repeatable; default: all, and with --quick all but cluster)",
+    )
     parser.add_argument(
         "--vendor",
         action="append",
@@ -149,7 +161,7 @@ def run_cli(argv: Sequence[str] | None = None, out: Any = None) -> Outcome:
             run_bench,
             quick=args.quick,
             seed=args.seed,
-            parts=args.only or PARTS,
+            parts=args.only,
             vendors=args.vendor or (),
             command=command,
         )

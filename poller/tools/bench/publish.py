@@ -34,8 +34,8 @@ CORE_PREFIX = "core"
 
 
 # -- publish -------------------------------------------------------------------------------------
-def stream_config(name: str, prefix: str) -> StreamConfig:
-    """The stream the Service creates, for another name and subject prefix."""
+def stream_config(name: str, prefix: str, replicas: int = 1) -> StreamConfig:
+    """The stream the Service creates, for another name, subject prefix and replica count."""
     defaults = NatsConfig()
     return StreamConfig(
         name=name,
@@ -43,7 +43,7 @@ def stream_config(name: str, prefix: str) -> StreamConfig:
         storage=StorageType.FILE,
         duplicate_window=defaults.duplicate_window,
         max_age=defaults.max_age_days * 86400,
-        num_replicas=1,
+        num_replicas=replicas,
     )
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import statistics
+
+from poller.config import CoordinationConfig
+from poller.tools.bench.cluster import PROBE_EVERY
 from poller.tools.bench.results import (
+    ClusterResult,
     DecodeDiffResult,
     Figure,
     LatencyRow,
@@ -17,9 +22,10 @@ from poller.tools.bench.sizes import (
     LIMIT_USE_TARGET,
     PUBLISH_TARGET,
     PUBLISH_VS_CORE_TARGET,
+    R3_PUBLISH_TARGET,
 )
 
-__all__ = ["figures", "fmt", "push_figures", "render_table"]
+__all__ = ["cluster_figures", "figures", "fmt", "push_figures", "render_table"]
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -30,6 +36,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.1f} %"
     if unit == "s":
         return f"{value:.2f} s"
+    if unit == "ms":
+        return f"{value:.2f} ms"
     if unit == "B":
         return f"{value:,.0f} B"
     if unit == "/s":
@@ -294,6 +302,226 @@ def push_figures(push: PushResult | None) -> list[Figure]:
             note=none,
         ),
     ]
+
+
+def cluster_figures(cluster: ClusterResult | None) -> list[Figure]:
+    """The cluster row: R3 against one server, failover, and replicas seen from the vendor's side."""
+    if cluster is None:
+        return []
+    out: list[Figure] = []
+
+    def add(
+        key: str,
+        group: str,
+        label: str,
+        unit: str,
+        ours: float | None,
+        target: str,
+        meets: bool | None,
+        baseline: float | None = None,
+        note: str = "",
+    ) -> None:
+        out.append(
+            Figure(
+                key=f"cluster.{key}",
+                group=group,
+                label=label,
+                unit=unit,
+                ours=ours,
+                baseline=baseline,
+                ratio=_ratio(ours, baseline),
+                target=target,
+                meets=meets,
+                note=note,
+            )
+        )
+
+    pub = cluster.publish
+    group = (
+        f"JetStream cluster, {cluster.servers} servers, R3 file stream, {pub.events:,} events "
+        "(baseline: one server, R1)"
+    )
+    single = pub.single.per_second
+    bar = f"≥ {R3_PUBLISH_TARGET:,.0f}/s"
+    add(
+        "r3_publish",
+        group,
+        "events acked, client on a follower",
+        "/s",
+        pub.r3_follower.per_second,
+        bar,
+        pub.r3_follower.per_second >= R3_PUBLISH_TARGET,
+        single,
+    )
+    add(
+        "r3_publish_leader",
+        group,
+        "events acked, client on the leader",
+        "/s",
+        pub.r3_leader.per_second,
+        bar,
+        pub.r3_leader.per_second >= R3_PUBLISH_TARGET,
+        single,
+    )
+    ratio = 100 * pub.r3_follower.per_second / single if single else None
+    add("r3_vs_single", group, "R3 (follower) ÷ one server", "%", ratio, "(no bar)", None)
+
+    fo = cluster.failover
+    ttl = CoordinationConfig().lease_ttl
+    group = (
+        f"stream leader SIGKILLed {len(fo.kills)}×, Publisher at {fo.rate:g} events/s "
+        f"(ack timeout {fo.ack_timeout:g} s; baseline: a probe publish every {PROBE_EVERY * 1000:.0f} ms)"
+    )
+    took = [k.seconds for k in fo.kills if k.seconds is not None]
+    probes = [k.probe_seconds for k in fo.kills if k.probe_seconds is not None]
+    recovered = len(took) == len(fo.kills)
+    ttl_bar = f"≤ {ttl:g} s (lease TTL)"
+    p50 = statistics.median(took) if recovered and took else None
+    worst = max(took) if recovered and took else None
+    best = min(took) if recovered and took else None
+    add(
+        "failover_p50",
+        group,
+        "kill → a new publish acked, p50",
+        "s",
+        p50,
+        ttl_bar,
+        p50 is not None and p50 <= ttl,
+        statistics.median(probes) if probes else None,
+        note="not acked again",
+    )
+    add(
+        "failover_max",
+        group,
+        "kill → a new publish acked, max",
+        "s",
+        worst,
+        ttl_bar,
+        worst is not None and worst <= ttl,
+        max(probes) if probes else None,
+        note="not acked again",
+    )
+    add(
+        "failover_min",
+        group,
+        "kill → a new publish acked, min",
+        "s",
+        best,
+        "(no bar)",
+        None,
+        min(probes) if probes else None,
+        note="not acked again",
+    )
+    add("lost", group, f"events lost (of {fo.published:,} acked)", "n", fo.lost, "0", fo.lost == 0)
+    add(
+        "doubled",
+        group,
+        "events stored twice (Nats-Msg-Id)",
+        "n",
+        fo.doubled + fo.unexpected,
+        "0",
+        fo.doubled + fo.unexpected == 0,
+    )
+    add(
+        "duplicate_acks",
+        group,
+        "retried publishes acked as duplicates",
+        "n",
+        fo.duplicate_acks,
+        "(no bar)",
+        None,
+    )
+    share = 100 * fo.resent_duplicates / fo.resent if fo.resent else None
+    add(
+        "dedup_after_failover",
+        group,
+        f"{fo.resent} acked before a kill, re-sent: duplicates",
+        "%",
+        share,
+        "100 %",
+        share is not None and fo.resent_duplicates == fo.resent,
+    )
+
+    rep = cluster.replicas
+    group = (
+        f"{len(rep.replicas)} poller processes, {sum(len(s.accounts) for s in rep.replicas)} accounts back "
+        f"to back at {rep.limit} req/s per credential, lease TTL {rep.lease_ttl:g} s"
+    )
+    per_replica = statistics.fmean(s.per_second for s in rep.replicas) if rep.replicas else None
+    add("requests_per_replica", group, "requests/s per replica (mean)", "/s", per_replica, "(no bar)", None)
+    add("requests_fleet", group, "requests/s, the fleet", "/s", rep.fleet_per_second, "(no bar)", None)
+    cpu = [(sh.cpu_seconds, sh.requests) for sh in rep.replicas if sh.cpu_seconds is not None]
+    if cpu and rep.window_seconds > 0:
+        busiest = max(c for c, _ in cpu)
+        add(
+            "cpu_per_replica",
+            group,
+            "CPU of one core, the busiest replica",
+            "%",
+            100 * busiest / rep.window_seconds,
+            "(no bar)",
+            None,
+        )
+        spent, requests = sum(c for c, _ in cpu), sum(n for _, n in cpu)
+        add(
+            "cpu_per_request",
+            group,
+            "CPU per request, everything included",
+            "ms",
+            1000 * spent / requests if requests else None,
+            "(no bar)",
+            None,
+            note="no requests",
+        )
+    add(
+        "shared_accounts",
+        group,
+        "accounts polled by two replicas at once",
+        "n",
+        rep.shared_accounts,
+        "0",
+        rep.shared_accounts == 0,
+    )
+    add(
+        "off_split",
+        group,
+        "accounts not where rendezvous hashing puts them",
+        "n",
+        rep.off_split,
+        "0",
+        rep.off_split == 0,
+    )
+    add(
+        "max_in_window",
+        group,
+        "most requests of one credential in a second",
+        "n",
+        rep.max_in_window,
+        f"≤ {rep.limit}",
+        rep.max_in_window <= rep.limit,
+    )
+    add("throttled", group, "throttling answers", "n", rep.throttled, "0", rep.throttled == 0)
+    add(
+        "takeover_seconds",
+        group,
+        "replica SIGKILLed → all its accounts polled again",
+        "s",
+        rep.takeover_seconds,
+        f"≤ {rep.takeover_bound:.1f} s (TTL + refresh + hand-over)",
+        rep.takeover_seconds is not None and rep.takeover_seconds <= rep.takeover_bound,
+        note="not taken over",
+    )
+    add("takeover_lost", group, f"task changes lost (of {rep.changes})", "n", rep.lost, "0", rep.lost == 0)
+    add(
+        "takeover_doubled",
+        group,
+        "task changes or appearances doubled",
+        "n",
+        rep.doubled,
+        "0",
+        rep.doubled == 0,
+    )
+    return out
 
 
 def render_table(results: Results) -> str:

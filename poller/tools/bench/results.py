@@ -8,7 +8,11 @@ import msgspec
 
 __all__ = [
     "ChildMemory",
+    "ClusterPublish",
+    "ClusterResult",
     "DecodeDiffResult",
+    "FailoverKill",
+    "FailoverResult",
     "Figure",
     "LatencyRow",
     "Machine",
@@ -16,6 +20,8 @@ __all__ = [
     "Outcome",
     "PublishResult",
     "PushResult",
+    "ReplicaShare",
+    "ReplicasResult",
     "Results",
     "RunResult",
     "Throughput",
@@ -121,6 +127,103 @@ class PushResult(msgspec.Struct, frozen=True, kw_only=True):
     poll_interval: float
 
 
+class ClusterPublish(msgspec.Struct, frozen=True, kw_only=True):
+    """Our Publisher into an R3 stream beside the same into a single server's R1 stream."""
+
+    events: int
+    single: Throughput
+    #: the client connected to a server that is not the stream's leader (acks cross a route)
+    r3_follower: Throughput
+    r3_leader: Throughput
+
+
+class FailoverKill(msgspec.Struct, frozen=True, kw_only=True):
+    """One SIGKILL of the stream leader while the Publisher publishes at a steady rate."""
+
+    leader: str
+    #: was the Publisher's connection on the killed server (it had to reconnect as well)
+    client_on_leader: bool
+    #: kill → the first ack of a publish our Publisher sent after the kill
+    seconds: float | None
+    #: kill → the first ack of a probe publish sent after the kill (the cluster's own recovery)
+    probe_seconds: float | None
+    new_leader: str
+
+
+class FailoverResult(msgspec.Struct, frozen=True, kw_only=True):
+    kills: list[FailoverKill]
+    #: events/s offered, in publishes of ``batch`` events
+    rate: float
+    batch: int
+    ack_timeout: float
+    #: events whose publish returned (every one acked)
+    published: int
+    #: distinct message ids of those events read back from the stream
+    stored: int
+    lost: int
+    doubled: int
+    #: ids in the stream that were never published (none can be)
+    unexpected: int
+    #: publishes retried after a timeout or an error, and retries acked as duplicates
+    retries: int
+    duplicate_acks: int
+    #: the Publisher's failed publishes by kind (an ack timeout, or the error's class)
+    failures: dict[str, int] = {}
+    #: events the old leader had acked, sent again after each kill (a retry whose ack was lost),
+    #: and how many the new leader acked as duplicates (all of them, if de-duplication held)
+    resent: int = 0
+    resent_duplicates: int = 0
+
+
+class ReplicaShare(msgspec.Struct, frozen=True, kw_only=True):
+    replica: str
+    #: the accounts whose requests came through this replica's port in the steady window
+    accounts: list[str]
+    requests: int
+    per_second: float
+    #: the process's user and system CPU seconds over the window, where ``/proc`` tells them
+    cpu: tuple[float, float] | None = None
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        return None if self.cpu is None else self.cpu[0] + self.cpu[1]
+
+
+class ReplicasResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Poller processes sharing accounts by leases, read from the simulator's request log."""
+
+    replicas: list[ReplicaShare]
+    window_seconds: float
+    fleet_per_second: float
+    #: accounts requested through two replicas within the steady window
+    shared_accounts: int
+    #: accounts not polled by exactly the replica rendezvous hashing names (in the steady window)
+    off_split: int
+    #: the most requests of one (API, credential) in any one-second window, over the whole run
+    max_in_window: int
+    limit: int
+    throttled: int
+    killed: str
+    killed_accounts: list[str]
+    #: per killed account: SIGKILL → its first request through another replica
+    takeover_each: list[float]
+    takeover_seconds: float | None
+    #: lease TTL + one membership refresh + the hand-over window (docs/scaling.md)
+    takeover_bound: float
+    lease_ttl: float
+    #: task changes made in the simulator during the run, and how the stream holds them
+    changes: int
+    lost: int
+    doubled: int
+
+
+class ClusterResult(msgspec.Struct, frozen=True, kw_only=True):
+    servers: int
+    publish: ClusterPublish
+    failover: FailoverResult
+    replicas: ReplicasResult
+
+
 class ChildMemory(msgspec.Struct, frozen=True, kw_only=True):
     """What one memory subprocess reports."""
 
@@ -163,6 +266,7 @@ class Results(msgspec.Struct, frozen=True, kw_only=True):
     publish: PublishResult | None
     memory: MemoryResult | None
     push: PushResult | None = None
+    cluster: ClusterResult | None = None
 
 
 @dataclass

@@ -26,6 +26,7 @@ __all__ = [
     "PRIVACY",
     "PUBLISH_TARGET",
     "QUICK",
+    "R3_PUBLISH_TARGET",
     "SECRET_ID",
     "SECRET_KEY",
     "SOURCE",
@@ -56,6 +57,8 @@ PUBLISH_TARGET = 40_000.0
 #: acked publishing over core NATS publishing of the same messages (the client's ceiling)
 PUBLISH_VS_CORE_TARGET = 0.5
 BYTES_PER_ENTITY_TARGET = 300.0
+#: events/s into an R3 stream: the worked example's business-hours peak (docs/scaling.md)
+R3_PUBLISH_TARGET = 1_200.0
 
 
 class Sizes(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +79,20 @@ class Sizes(msgspec.Struct, frozen=True, kw_only=True):
     push_calls: int = 600
     push_per_second: float = 20.0
     push_poll_interval: float = 2.0
+    #: the cluster row: events per publish run (each repeated), through R3 and a single server
+    cluster_publish_events: int = 20_000
+    cluster_publish_repeats: int = 3
+    #: stream-leader kills while the Publisher publishes at this rate, in publishes of a batch
+    cluster_kills: int = 3
+    cluster_failover_rate: float = 500.0
+    cluster_failover_batch: int = 25
+    #: poller processes, the accounts they share (tasks each) and their lease TTL (the default)
+    cluster_replicas: int = 3
+    cluster_accounts: int = 6
+    cluster_tasks: int = 4
+    cluster_lease_ttl: float = 15.0
+    #: how long the split is measured before a replica is killed
+    cluster_steady_seconds: float = 10.0
 
 
 FULL = Sizes(
@@ -108,4 +125,14 @@ QUICK = Sizes(
     push_calls=40,
     push_per_second=40.0,
     push_poll_interval=1.0,
+    cluster_publish_events=1_000,
+    cluster_publish_repeats=1,
+    cluster_kills=1,
+    cluster_failover_rate=200.0,
+    cluster_failover_batch=10,
+    cluster_replicas=2,
+    cluster_accounts=3,
+    cluster_tasks=2,
+    cluster_lease_ttl=3.0,
+    cluster_steady_seconds=2.0,
 )
