@@ -157,6 +157,33 @@ async def test_a_call_not_stored_holds_back_the_status_that_ends_its_task_or_job
     assert sorted(final) == sorted(e.event_id for e in events)
 
 
+async def test_many_entities_keep_their_order_while_some_events_are_not_stored(
+    nats_server: NatsServer,
+) -> None:
+    # every third entity's second event is not stored until the stream covers it; rounds of 30
+    events: list[EventBase] = []
+    for seq in (1, 2, 3):
+        for i in range(60):
+            if seq == 1:
+                events.append(appeared(f"e{i}"))
+            else:
+                event = status(f"e{i}", seq)
+                events.append(elsewhere(event) if seq == 2 and i % 3 == 0 else event)
+    async with jetstream(nats_server, subjects=["t.v.a.>"]) as stream:
+        pub = publisher(stream, window=30)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pub.publish, events, "src")
+            await wait_until(lambda: pub.stats.retries > 0)
+            await anyio.sleep(0.5)
+            while_rejected = await stored_ids(stream.js)
+            await stream.js.update_stream(StreamConfig(name=STREAM, subjects=["t.>"], duplicate_window=60))
+        final = await stored_ids(stream.js)
+    held = {f"status-e{i}-{seq}" for i in range(0, 60, 3) for seq in (2, 3)}
+    assert not held & set(while_rejected)
+    assert sorted(final) == sorted(e.event_id for e in events)
+    assert_entity_order(final, *([f"appeared-e{i}", f"status-e{i}-2", f"status-e{i}-3"] for i in range(60)))
+
+
 async def test_a_publish_cut_short_reports_the_acked_prefix(nats_server: NatsServer) -> None:
     # A2 waits for A1 and B2 for B1; C1 goes with the first round; the stream then holds 3 and is full
     events = [appeared("A"), appeared("B"), status("A", 2), status("B", 2), appeared("C")]
@@ -209,3 +236,66 @@ async def test_a_publish_across_a_server_crash_stores_everything_once_in_entity_
     position = {event_id: i for i, event_id in enumerate(final)}
     for i in range(300):
         assert position[f"appeared-e{i}"] < position[f"status-e{i}-2"] < position[f"status-e{i}-3"]
+
+
+async def test_the_same_id_twice_is_stored_once_and_counted_as_a_duplicate(nats_server: NatsServer) -> None:
+    events = [appeared("A"), status("A", 2), appeared("A")]  # the third is the first again
+    async with jetstream(nats_server) as stream:
+        pub = publisher(stream)
+        highest = await pub.publish(events, "src")
+        final = await stored_ids(stream.js)
+    assert final == ["appeared-A", "status-A-2"]
+    assert (pub.stats.published, pub.stats.duplicates, highest) == (2, 1, 2)
+
+
+async def test_acks_arriving_after_their_timeout_are_ignored_and_the_retry_dedupes(
+    nats_server: NatsServer,
+) -> None:
+    events = [appeared(f"e{i}") for i in range(200)] + [status(f"e{i}", 2) for i in range(200)]
+    async with jetstream(nats_server) as stream:
+        pub = publisher(stream)
+        assert nats_server.process is not None
+        async with anyio.create_task_group() as tg:
+            os.kill(nats_server.process.pid, signal.SIGSTOP)  # the first round is sent, never acked
+            try:
+                tg.start_soon(pub.publish, events, "src")
+                await wait_until(lambda: pub.stats.failures >= 200)  # it timed out
+            finally:
+                os.kill(nats_server.process.pid, signal.SIGCONT)  # its acks come now, too late
+        final = await stored_ids(stream.js)
+    assert final[:200] == [f"appeared-e{i}" for i in range(200)]
+    assert sorted(final) == sorted(e.event_id for e in events)
+    # the late fresh acks were dropped: the first round's events were counted by their retry
+    assert pub.stats.duplicates >= 200
+    assert pub.stats.published + pub.stats.duplicates == len(events)
+    assert not pub._pending
+
+
+async def test_concurrent_publishes_share_one_reply_subscription(nats_server: NatsServer) -> None:
+    batches = [
+        [appeared(f"{n}-{i}") for i in range(300)] + [status(f"{n}-{i}", 2) for i in range(300)]
+        for n in "abc"
+    ]
+    async with jetstream(nats_server) as stream:
+        pub = publisher(stream, window=100)
+        before = len(stream.nc._subs)  # the connection's own request inbox
+        async with anyio.create_task_group() as tg:
+            for batch in batches:
+                tg.start_soon(pub.publish, batch, "src")
+        subscriptions = len(stream.nc._subs) - before
+        final = await stored_ids(stream.js)
+    assert pub.stats.published == len(final) == 1800
+    assert subscriptions == 1
+    for n in "abc":
+        assert_entity_order(final, *([f"appeared-{n}-{i}", f"status-{n}-{i}-2"] for i in range(300)))
+
+
+async def test_a_reply_subscription_that_is_gone_is_made_again(nats_server: NatsServer) -> None:
+    async with jetstream(nats_server) as stream:
+        pub = publisher(stream)
+        await pub.publish([appeared("A")], "src")
+        await pub._replies.unsubscribe()  # e.g. drained by someone else
+        await pub.publish([status("A", 2)], "src")
+        final = await stored_ids(stream.js)
+    assert final == ["appeared-A", "status-A-2"]
+    assert pub.stats.failures == 0
