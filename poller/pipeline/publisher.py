@@ -141,7 +141,7 @@ class Publisher:
         *,
         subject_prefix: str = "aicc",
         ack_timeout: float = 5.0,
-        window: int = 2000,
+        window: int = 10000,
         yield_every: int = 256,
         on_published: Callable[[EventBase, float], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
