@@ -160,7 +160,7 @@ async def test_a_call_not_stored_holds_back_the_status_that_ends_its_task_or_job
 async def test_many_entities_keep_their_order_while_some_events_are_not_stored(
     nats_server: NatsServer,
 ) -> None:
-    # every third entity's second event is not stored until the stream covers it; rounds of 30
+    # every third entity's second event is not stored until the stream covers it; small rounds
     events: list[EventBase] = []
     for seq in (1, 2, 3):
         for i in range(60):
