@@ -10,14 +10,19 @@ a ``call-finished`` derived from that entity or its task (the status that says "
 record from being read again, so the call must be stored first). So a partial failure never leaves
 the stream holding an entity's later event without its earlier one. :class:`PublishProgress` says
 how long a prefix of the events is acked, which is what a caller cut short may commit.
-A failure no retry can fix (an event larger than NATS accepts, no permission on its subject; see
-:mod:`poller.pipeline.nats_faults`) raises :class:`~poller.errors.PublishRejected` instead of being
-retried forever.
+A failure no retry can fix (an event larger than NATS or the stream accepts, no permission on its
+subject; see :mod:`poller.pipeline.nats_faults`) raises :class:`~poller.errors.PublishRejected`
+instead of being retried forever.
+
+Each event goes out as a core publish whose reply subject is a token under one wildcard inbox the
+publisher subscribes to once; JetStream answers there and the token says which event the ack is
+for. ``js.publish_async`` would do the same but keeps a future and a pending-ack entry per message,
+which is most of its cost here (docs/performance.md, Publish path); it also loses error acks (its
+callback raises instead of failing the future), so a stream's refusal only surfaced as a timeout.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -25,7 +30,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
+import nats.errors
+import nats.js.errors
 
 from poller.errors import PublishRejected
 from poller.pipeline.nats_faults import PermanentFault, permanent_fault
@@ -38,6 +46,8 @@ log = logging.getLogger("poller.publisher")
 
 #: the ordering key of events that belong to the source itself (health episodes)
 _SOURCE_KEY = ""
+#: the status header a no-responders answer carries (no stream covers the subject)
+_NO_RESPONDERS = "503"
 
 
 class PublishStats(msgspec.Struct, kw_only=True):
@@ -54,6 +64,34 @@ class PublishProgress(msgspec.Struct, kw_only=True):
     acked: int = 0
     #: the highest stream sequence among the acked prefix
     stream_seq: int = 0
+
+
+class _AckError(msgspec.Struct):
+    code: int = 0
+    err_code: int | None = None
+    description: str | None = None
+
+
+class _Ack(msgspec.Struct):
+    """JetStream's answer to one publish: where it was stored, or why not."""
+
+    stream: str = ""
+    seq: int = 0
+    #: set only when the id was already in the duplicate window (absent on a fresh store)
+    duplicate: bool | None = None
+    error: _AckError | None = None
+
+
+def _ack_error(error: _AckError) -> Exception:
+    """The exception nats-py raises for the same answer, so the fault classification applies as is."""
+    try:
+        # nats-py raises the subclass for the code (BadRequestError, ServiceUnavailableError, ...)
+        nats.js.errors.APIError.from_error(
+            {"code": error.code, "err_code": error.err_code, "description": error.description}
+        )
+    except nats.js.errors.APIError as exc:
+        return exc
+    return nats.js.errors.APIError(code=error.code, err_code=error.err_code, description=error.description)
 
 
 class _Round:
@@ -77,28 +115,61 @@ class _Round:
         return blocked
 
 
+class _Answers:
+    """What came back for one round's sent events; wakes the round once every one is answered."""
+
+    __slots__ = ("acks", "all_in", "errors", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.acks: list[tuple[int, _Ack]] = []
+        self.errors: list[tuple[int, Exception]] = []
+        self.all_in: anyio.Event | None = None
+
+    def answered(self) -> int:
+        return len(self.acks) + len(self.errors)
+
+    def check(self) -> None:
+        if self.all_in is not None and self.answered() >= self.sent:
+            self.all_in.set()
+
+
 class Publisher:
     def __init__(
         self,
-        js: Any,
+        nc: Any,
         *,
         subject_prefix: str = "aicc",
         ack_timeout: float = 5.0,
-        window: int = 2000,
+        window: int = 10000,
+        yield_every: int = 256,
         on_published: Callable[[EventBase, float], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
         scrub: Callable[[EventBase], EventBase] | None = None,
     ) -> None:
-        self._js = js
+        """``nc`` is the connected ``nats.aio.client.Client``; ``window`` bounds a round's events in
+        flight, ``yield_every`` how many are buffered before the socket gets them (so the server
+        works while later ones are encoded)."""
+        self._nc = nc
         self.prefix = subject_prefix
         self.ack_timeout = ack_timeout
         self.window = window
+        self.yield_every = max(1, yield_every)
         self.stats = PublishStats()
         self._encode = msgspec.json.Encoder().encode
+        self._decode_ack = msgspec.json.Decoder(_Ack).decode
         self._on_published = on_published
         self._on_failure = on_failure
         #: the last step before the wire: free text redacted (:meth:`poller.pipeline.redact.Redactor.event`)
         self._scrub = scrub
+        #: the subscription every ack comes to, made on first use (and again if it is gone)
+        self._replies: Any = None
+        self._reply_prefix = ""
+        self._subscribing = anyio.Lock()
+        #: reply subject -> the round waiting for it and the event's index; a reply not in it is
+        #: late (its round gave up) and ignored, as its event is retried with the same id
+        self._pending: dict[str, tuple[_Answers, int]] = {}
+        self._tokens = 0
 
     async def publish(
         self, events: Sequence[EventBase], source_key: str = "", progress: PublishProgress | None = None
@@ -153,63 +224,129 @@ class Publisher:
                     break
         return batch.indexes
 
+    async def _reply_subjects(self) -> str:
+        """The prefix of the reply subjects, subscribed once for all acks of this publisher.
+
+        nats-py subscribes again by itself after a reconnect, so the subscription normally lives as
+        long as the connection; it is made anew only if it is gone (unsubscribed, drained, closed).
+        """
+        if self._replies is not None and self._subscribed(self._replies):
+            return self._reply_prefix
+        async with self._subscribing:
+            if self._replies is None or not self._subscribed(self._replies):
+                prefix = f"{self._nc.new_inbox()}."
+                # no pending limits: a round's acks are bounded by the window, and a dropped ack
+                # would only cost a timeout and a retry
+                self._replies = await self._nc.subscribe(
+                    f"{prefix}*", cb=self._on_reply, pending_msgs_limit=0, pending_bytes_limit=0
+                )
+                self._reply_prefix = prefix
+        return self._reply_prefix
+
+    def _subscribed(self, sub: Any) -> bool:
+        """Is ``sub`` still registered on the connection? nats-py has no public way to ask."""
+        subs = getattr(self._nc, "_subs", None)
+        return subs is None or subs.get(getattr(sub, "_id", None)) is sub
+
+    async def _on_reply(self, msg: Any) -> None:
+        """One ack (or refusal) from JetStream, matched to its event by the reply subject."""
+        entry = self._pending.pop(msg.subject, None)
+        if entry is None:
+            return  # late: its round timed out, the event is retried with the same id
+        answers, index = entry
+        headers = msg.headers
+        if headers and headers.get("Status"):
+            status = headers["Status"]
+            if status == _NO_RESPONDERS:
+                answers.errors.append((index, nats.js.errors.NoStreamResponseError()))
+            else:
+                answers.errors.append((index, nats.errors.Error(f"nats: status {status} as the ack")))
+        else:
+            try:
+                ack = self._decode_ack(msg.data)
+            except msgspec.DecodeError as exc:
+                answers.errors.append((index, nats.errors.Error(f"nats: undecodable ack: {exc}")))
+            else:
+                if ack.error is not None:
+                    answers.errors.append((index, _ack_error(ack.error)))
+                elif ack.seq <= 0:
+                    answers.errors.append((index, nats.errors.Error("nats: ack without a sequence")))
+                else:
+                    answers.acks.append((index, ack))
+        answers.check()
+
     async def _publish_round(
         self, events: Sequence[EventBase], batch: list[int], acked_seq: list[int], source_key: str
     ) -> tuple[int, PermanentFault | None]:
         """Send ``batch`` pipelined and await the acks: how many were not acked, and the first
         failure no retry can fix."""
         started = time.monotonic()
-        futures: list[tuple[int, asyncio.Future[Any]]] = []
+        answers = _Answers()
+        replies: list[str] = []
         failed = 0
         rejected: PermanentFault | None = None
         try:
+            try:
+                reply_prefix = await self._reply_subjects()
+            except Exception as exc:
+                self._failed(f"{type(exc).__name__}: {exc}")
+                return len(batch), permanent_fault(exc)
+            nc, pending, encode, prefix = self._nc, self._pending, self._encode, self.prefix
+            yield_every = self.yield_every
             for index in batch:
                 event = events[index]
-                payload = self._encode(event)
+                payload = encode(event)
+                self._tokens += 1
+                reply = f"{reply_prefix}{self._tokens}"
+                # registered first: a flush inside publish may let the ack in before it returns
+                pending[reply] = (answers, index)
+                replies.append(reply)
                 try:
-                    future = await self._js.publish_async(
-                        subject_for(self.prefix, event),
+                    await nc.publish(
+                        subject_for(prefix, event),
                         payload,
+                        reply=reply,
                         headers={"Nats-Msg-Id": event.event_id, SOURCE_HEADER: source_key},
                     )
                 except Exception as exc:
                     # the connection refuses more: the rest of the round waits for the retry
+                    pending.pop(reply, None)
                     self._failed(f"{type(exc).__name__}: {exc}")
                     fault = permanent_fault(exc)
                     if fault is not None:
                         what = f"{fault.detail} ({event_type(event)} of {len(payload)} bytes)"
                         rejected = PermanentFault(code=fault.code, detail=what)
-                    failed += len(batch) - len(futures)
+                    failed += len(batch) - answers.sent
                     break
-                futures.append((index, future))
-            if futures:
-                _, not_done = await asyncio.wait([f for _, f in futures], timeout=self.ack_timeout)
-                for future in not_done:
-                    future.cancel()
+                answers.sent += 1
+                if answers.sent % yield_every == 0:
+                    # the flusher writes what is buffered and the acks so far are taken in
+                    await anyio.lowlevel.checkpoint()
+            if answers.answered() < answers.sent:
+                answers.all_in = anyio.Event()
+                with anyio.move_on_after(self.ack_timeout):
+                    await answers.all_in.wait()
         finally:
-            for _, future in futures:
-                if not future.done():
-                    future.cancel()
-        for index, future in futures:
-            if future.cancelled():
-                self._failed("ack timeout")
-                failed += 1
-                continue
-            error = future.exception()
-            if error is not None:
-                self._failed(f"{type(error).__name__}: {error}")
-                if rejected is None:
-                    rejected = permanent_fault(error)
-                failed += 1
-                continue
-            ack = future.result()
+            for reply in replies:
+                self._pending.pop(reply, None)
+        for _, error in answers.errors:
+            self._failed(f"{type(error).__name__}: {error}")
+            if rejected is None:
+                rejected = permanent_fault(error)
+        failed += len(answers.errors)
+        timed_out = answers.sent - answers.answered()
+        for _ in range(timed_out):
+            self._failed("ack timeout")
+        failed += timed_out
+        on_published = self._on_published
+        for index, ack in answers.acks:
             acked_seq[index] = ack.seq
             if ack.duplicate:
                 self.stats.duplicates += 1
             else:
                 self.stats.published += 1
-            if self._on_published is not None:
-                self._on_published(events[index], time.monotonic() - started)
+            if on_published is not None:
+                on_published(events[index], time.monotonic() - started)
         return failed, rejected
 
     def _failed(self, why: str) -> None:

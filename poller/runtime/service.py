@@ -294,7 +294,7 @@ class Service:
             self.infrastructure_ready = True
             self.store = StateStore(kv)
             self.publisher = Publisher(
-                js,
+                self._nc,
                 subject_prefix=cfg.subject_prefix,
                 ack_timeout=cfg.ack_timeout,
                 on_published=lambda _e, seconds: self.metrics.publish_seconds.observe(seconds),

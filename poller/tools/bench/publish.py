@@ -95,7 +95,7 @@ async def bench_publish(sizes: Sizes, progress: Progress) -> PublishResult:
             await js.add_stream(stream_config("BENCH", OURS_PREFIX))
             await js.add_stream(stream_config("BASELINE", PLAIN_PREFIX))
             progress(f"publish: {len(events):,} events through our Publisher into a local JetStream")
-            publisher = Publisher(js, subject_prefix=OURS_PREFIX, ack_timeout=10.0)
+            publisher = Publisher(nc, subject_prefix=OURS_PREFIX, ack_timeout=10.0)
             started = time.perf_counter()
             await publisher.publish(events, "bench")
             ours = len(events) / (time.perf_counter() - started)
