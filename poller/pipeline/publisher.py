@@ -34,6 +34,7 @@ import anyio.lowlevel
 import msgspec
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
 
 from poller.errors import PublishRejected
 from poller.pipeline.nats_faults import PermanentFault, permanent_fault
@@ -44,6 +45,8 @@ __all__ = ["PublishProgress", "PublishStats", "Publisher"]
 
 log = logging.getLogger("poller.publisher")
 
+#: seconds between probes while publishes fail (jittered): one event each, so it costs little
+_PROBE_EVERY = 1.0
 #: the ordering key of events that belong to the source itself (health episodes)
 _SOURCE_KEY = ""
 #: the status header a no-responders answer carries (no stream covers the subject)
@@ -137,7 +140,7 @@ class _Answers:
 class Publisher:
     def __init__(
         self,
-        nc: Any,
+        nc: Client,
         *,
         subject_prefix: str = "aicc",
         ack_timeout: float = 5.0,
@@ -190,7 +193,9 @@ class Publisher:
         attempt = 0
         highest = 0
         while start < len(events):
-            batch = self._next_round(events, acked_seq, start)
+            # after a failure one event probes until an ack comes back (a stream electing a leader
+            # answers at once, and a long backoff would outlast it); then whole rounds resume
+            batch = self._next_round(events, acked_seq, start, 1 if attempt else self.window)
             failed, rejected = await self._publish_round(events, batch, acked_seq, source_key)
             while start < len(events) and acked_seq[start]:
                 progress.stream_seq = max(progress.stream_seq, acked_seq[start])
@@ -204,7 +209,7 @@ class Publisher:
                 continue
             attempt += 1
             self.stats.retries += failed
-            delay = min(10.0, 0.2 * 2 ** min(attempt, 6)) * (0.5 + random.random())
+            delay = min(_PROBE_EVERY, 0.2 * 2 ** min(attempt, 6)) * (0.5 + random.random())
             log.warning(
                 "publish not acked, retrying in order with the same ids",
                 extra={"failed": failed, "attempt": attempt, "retry_in": round(delay, 2)},
@@ -212,15 +217,17 @@ class Publisher:
             await anyio.sleep(delay)
         return highest
 
-    def _next_round(self, events: Sequence[EventBase], acked_seq: list[int], start: int) -> list[int]:
-        """Up to a window of pending events, in order, none waiting for another pending one."""
+    def _next_round(
+        self, events: Sequence[EventBase], acked_seq: list[int], start: int, window: int
+    ) -> list[int]:
+        """Up to ``window`` pending events, in order, none waiting for another pending one."""
         batch = _Round()
         for index in range(start, len(events)):
             if acked_seq[index]:
                 continue
             if not batch.depends(events[index]):
                 batch.indexes.append(index)
-                if len(batch.indexes) >= self.window:
+                if len(batch.indexes) >= window:
                     break
         return batch.indexes
 

@@ -12,7 +12,6 @@ Three measurements on one cluster, in this order:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import statistics
@@ -127,7 +126,7 @@ async def _connect(urls: list[str]) -> Any:
 
 # -- events/s through R3 ---------------------------------------------------------------------------
 async def _timed_publish(nc: Any, prefix: str, events: list[EventBase]) -> float:
-    publisher = Publisher(nc.jetstream(timeout=10), subject_prefix=prefix, ack_timeout=10.0)
+    publisher = Publisher(nc, subject_prefix=prefix, ack_timeout=10.0)
     started = time.perf_counter()
     await publisher.publish(events, "bench")
     rate = len(events) / (time.perf_counter() - started)
@@ -189,23 +188,16 @@ async def _r3_publish(cluster: NatsCluster, sizes: Sizes, progress: Progress) ->
 
 
 # -- failover after a stream-leader kill ---------------------------------------------------------
-class _StampedJetStream:
-    """The JetStream context our Publisher is given: each publish's send and ack moments."""
+class _AckStamps:
+    """When each of the Publisher's acked publishes was sent (its round's start) and acked."""
 
-    def __init__(self, js: Any) -> None:
-        self._js = js
+    def __init__(self) -> None:
         #: (sent, acked) of every publish that was acked
         self.acks: list[tuple[float, float]] = []
 
-    async def publish_async(self, subject: str, payload: bytes, **kwargs: Any) -> Any:
-        sent = time.monotonic()
-        future = await self._js.publish_async(subject, payload, **kwargs)
-        future.add_done_callback(lambda f: self._done(sent, f))
-        return future
-
-    def _done(self, sent: float, future: asyncio.Future[Any]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            self.acks.append((sent, time.monotonic()))
+    def published(self, _event: EventBase, seconds: float) -> None:
+        now = time.monotonic()
+        self.acks.append((now - seconds, now))
 
 
 def _recovered(acks: list[tuple[float, float]], killed_at: float) -> float | None:
@@ -285,12 +277,13 @@ async def _failover(cluster: NatsCluster, sizes: Sizes, progress: Progress) -> F
         js = admin.jetstream(timeout=5)
         await _retried(lambda: js.add_stream(stream_config(FAILOVER_STREAM, FAILOVER_PREFIX, replicas=3)))
         await _until_current(js, FAILOVER_STREAM, len(cluster.servers))
-        stamped = _StampedJetStream(poller_nc.jetstream(timeout=defaults.ack_timeout))
+        stamped = _AckStamps()
         failures: Counter[str] = Counter()
         publisher = Publisher(
-            stamped,
+            poller_nc,
             subject_prefix=FAILOVER_PREFIX,
             ack_timeout=defaults.ack_timeout,
+            on_published=stamped.published,
             on_failure=lambda why: failures.update([why.split(":", 1)[0]]),
         )
         stop = anyio.Event()
@@ -325,7 +318,7 @@ async def _failover(cluster: NatsCluster, sizes: Sizes, progress: Progress) -> F
                         for j in range(max(0, acked_before - RESENT), acked_before)
                     ]
                     resender = Publisher(
-                        poller_nc.jetstream(timeout=defaults.ack_timeout),
+                        poller_nc,
                         subject_prefix=FAILOVER_PREFIX,
                         ack_timeout=defaults.ack_timeout,
                     )
