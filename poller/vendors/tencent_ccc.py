@@ -453,7 +453,7 @@ class TencentCccSource(Source):
         entities = listing.snapshots()
         if not self.cfg.calls:
             return Observation(entities=entities, complete=complete)
-        calls, cursors = await self._calls(entities, committed)
+        calls, cursors = await self._calls(entities, committed, complete)
         return Observation(entities=entities, complete=complete, calls=calls, cursors=cursors)
 
     # -- calls --------------------------------------------------------------------------------------
@@ -534,7 +534,7 @@ class TencentCccSource(Source):
         return list(records.values()), sweep.totals_agree and len(records) == sweep.total
 
     async def _calls(
-        self, entities: list[EntitySnapshot], committed: SourceState
+        self, entities: list[EntitySnapshot], committed: SourceState, complete: bool
     ) -> tuple[list[CallSnapshot], dict[str, int]]:
         now = int(time.time())
         until = committed.cursors.get(CDR_CURSOR, now - int(self.cfg.cdr_backfill))
@@ -571,9 +571,10 @@ class TencentCccSource(Source):
         if unknown and followed:
             await self._learn_sessions(followed)
         for r in unknown:
-            if r.SessionId not in self._session_task:
+            if r.SessionId not in self._session_task and complete:
                 # not a call of any task that can still place calls (a manual call, say): not looked
-                # up again while it stays in the re-read margin
+                # up again while it stays in the re-read margin; a listing that missed tasks cannot
+                # tell, so the next cycle looks again
                 foreign[r.SessionId] = r.EndedTimestamp or 0
         calls = [
             call_snapshot(r, self._session_task[r.SessionId])
