@@ -290,6 +290,13 @@ def parse_config(
             raise ConfigError(
                 f"{path}: push.receivers[{i}]: no source {receiver.vendor}/{receiver.account} is configured"
             )
+        polled = next(s for s in sources if (s.vendor, s.account) == (receiver.vendor, receiver.account))
+        if receiver.vendor == "tencent-ccc" and not (polled.enabled and getattr(polled, "calls", True)):
+            # a pushed record names no task: only polling the calls tells whether and whose it is
+            raise ConfigError(
+                f"{path}: push.receivers[{i}]: pushed Tencent calls are published once polling tells their "
+                f"task: source {receiver.vendor}/{receiver.account} needs enabled = true and calls = true"
+            )
     push = top.push
     if push.max_body_bytes < 1024 or push.client_rate < 1 or push.ack_deadline <= 0 or push.read_timeout <= 0:
         raise ConfigError(

@@ -180,6 +180,11 @@ def tencent_case(sdk_app_ids: str) -> str:
     return strict_case().replace("sdk_app_ids = [1400000001]", f"sdk_app_ids = {sdk_app_ids}")
 
 
+_TENCENT_PUSH = (
+    '[push]\nenabled = true\n[[push.receivers]]\nvendor = "tencent-ccc"\naccount = "acme"\n'
+    'username = "u"\npassword = { env = "STRICT_SECRET" }'
+)
+
 #: (config text, the field the error must name); one per class, every numeric field, every vendor
 BAD_CONFIGS: list[tuple[str, str]] = [
     (strict_case(top="shutdown_grase = 3"), "shutdown_grase"),
@@ -221,6 +226,9 @@ BAD_CONFIGS: list[tuple[str, str]] = [
     (strict_case().replace('"nats://127.0.0.1:1"', '"localhost:4222"'), "nats.url"),
     (strict_case().replace('"nats://127.0.0.1:1"', '"nats://a:1, nats://b:2"'), "nats.url"),
     (nats_case("duplicate_window = 900000", "max_age_days = 1"), "nats.duplicate_window"),
+    # a pushed Tencent record is published only once polling its calls tells the task
+    (strict_case(top=_TENCENT_PUSH, source="calls = false"), "push.receivers[0]"),
+    (strict_case(top=_TENCENT_PUSH, source="enabled = false"), "push.receivers[0]"),
 ]
 BAD_CONFIGS += [
     (nats_case(f"{field} = {value}"), f"nats.{field}")
@@ -260,3 +268,6 @@ def test_the_valid_cases_base_is_valid(tmp_path: Path) -> None:
         path = tmp_path / f"{vendor}.toml"
         path.write_text(strict_case(vendor=vendor))
         assert load_config(path, env={"STRICT_SECRET": "s"}).sources[0].vendor == vendor
+    path = tmp_path / "push.toml"
+    path.write_text(strict_case(top=_TENCENT_PUSH))
+    assert load_config(path, env={"STRICT_SECRET": "s"}).push.receivers[0].vendor == "tencent-ccc"

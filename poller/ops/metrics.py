@@ -149,7 +149,8 @@ class Metrics:
         )
         self.pushes = Counter(
             "aicc_push_requests",
-            "Vendor pushes by outcome (accepted, duplicate, token, or the refusal's HTTP status)",
+            "Vendor pushes by outcome (accepted, duplicate, not_task_call, already_polled, token, or the "
+            "refusal's HTTP status)",
             ["vendor", "account", "outcome"],
             registry=r,
         )

@@ -21,6 +21,8 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     calls: list[CallSnapshot]
     #: the vendor's id of this push, for its re-pushes
     push_id: str | None
+    #: how it is counted: ``accepted``, or why it publishes nothing although it is acknowledged
+    outcome: str = "accepted"
 
 
 class Rejected(Exception):
@@ -40,6 +42,11 @@ class Receiver(Protocol):
     def authorized(self, headers: Mapping[str, str], query: Mapping[str, str]) -> bool: ...
 
     def accept(self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes) -> Accepted: ...
+
+    async def resolve(self, accepted: Accepted) -> Accepted:
+        """What polling knows and the push does not (the task of a Tencent record); raises
+        :class:`Rejected` when it cannot be told now. Not called for a re-push already acknowledged."""
+        ...
 
     def ok(self) -> bytes: ...
 

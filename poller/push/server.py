@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 import anyio
@@ -25,7 +26,7 @@ from poller.push.byrobot import ByRobotCallbackReceiver
 from poller.push.guard import ClientRate, RecentIds
 from poller.push.oauth import ClientCredentials
 from poller.push.receiver import Receiver, Rejected
-from poller.push.tencent import TencentCdrReceiver
+from poller.push.tencent import SessionTasks, TencentCdrReceiver
 from poller.vendors.base import AccountConfig
 from poller.vendors.byrobot import ByRobotAccount
 from poller.vendors.tencent_ccc import TencentCccAccount
@@ -41,7 +42,8 @@ class EventSink(Protocol):
 
 
 class PushStats(msgspec.Struct, kw_only=True):
-    """Pushes by how they ended (``accepted``, ``duplicate``, or the refusal's HTTP status)."""
+    """Pushes by how they ended (``accepted``, ``duplicate``, a receiver's reason to acknowledge
+    without publishing such as ``not_task_call``, or the refusal's HTTP status)."""
 
     outcomes: dict[str, int] = {}
     calls: int = 0
@@ -50,7 +52,12 @@ class PushStats(msgspec.Struct, kw_only=True):
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
-def build_receivers(config: PushConfig, sources: Sequence[AccountConfig]) -> dict[tuple[str, str], Receiver]:
+def build_receivers(
+    config: PushConfig,
+    sources: Sequence[AccountConfig],
+    tencent_sessions: Callable[[str, int], SessionTasks | None],
+) -> dict[tuple[str, str], Receiver]:
+    """The receivers of ``config``; ``tencent_sessions`` finds the polling of a Tencent account's app."""
     by_key = {(s.vendor, s.account): s for s in sources}
     receivers: dict[tuple[str, str], Receiver] = {}
     for entry in config.receivers:
@@ -67,7 +74,13 @@ def build_receivers(config: PushConfig, sources: Sequence[AccountConfig]) -> dic
                 if entry.oauth_client_id and entry.oauth_client_secret
                 else None
             )
-            receivers[key] = TencentCdrReceiver(entry.account, account.sdk_app_ids, basic, oauth)
+            receivers[key] = TencentCdrReceiver(
+                entry.account,
+                account.sdk_app_ids,
+                basic,
+                oauth,
+                sessions=partial(tencent_sessions, entry.account),
+            )
         elif isinstance(account, ByRobotAccount) and entry.token:
             receivers[key] = ByRobotCallbackReceiver(
                 entry.account, account.company_id, account.utc_offset_minutes, entry.token.reveal()
@@ -198,10 +211,22 @@ class PushServer:
         if accepted.push_id is not None and accepted.push_id in self._recent:
             self._count("duplicate", receiver)
             return ok
+        # one deadline for finding what the push lacks and for storing it: the vendor waits for both
+        deadline = anyio.current_time() + self.config.ack_deadline
+        try:
+            with anyio.fail_after(self.config.ack_deadline):
+                accepted = await receiver.resolve(accepted)
+        except Rejected as refusal:
+            return self._refuse(refusal.status, refusal.reason, request, receiver)
+        except TimeoutError:
+            return self._refuse(503, "not answered in time, push again", request, receiver)
         if accepted.source is not None and accepted.calls:
+            if not all(call.task_id for call in accepted.calls):
+                # a call without its task would be a wrong event for good: polling publishes it
+                return self._refuse(503, "call without its task, push again", request, receiver)
             now = datetime.now(UTC)
             events = [call_finished(accepted.source, call, self.privacy, now) for call in accepted.calls]
-            with anyio.move_on_after(self.config.ack_deadline) as waited:
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as waited:
                 await self.sink.publish(events, accepted.source.key)
             if waited.cancelled_caught:
                 # not stored yet: the vendor pushes again, and the retry has the same event ids
@@ -209,7 +234,7 @@ class PushServer:
             self.stats.calls += len(events)
         if accepted.push_id is not None:
             self._recent.add(accepted.push_id)
-        self._count("accepted", receiver)
+        self._count(accepted.outcome, receiver)
         return ok
 
 

@@ -39,6 +39,7 @@ from poller.pipeline.redact import Redactor
 from poller.pipeline.store import StateStore, kv_key_token
 from poller.push import PushServer, serve_push
 from poller.push.server import build_receivers
+from poller.push.tencent import SessionTasks
 from poller.runtime.connection import (
     close_nats,
     connect,
@@ -59,6 +60,8 @@ from poller.runtime.streamfacts import StreamFacts, watch_stream
 from poller.transport import LimiterRegistry, limiter_trace
 from poller.vendors import VENDORS
 from poller.vendors.base import AccountConfig, AdapterContext, Source
+from poller.vendors.tencent_ccc import VENDOR as TENCENT
+from poller.vendors.tencent_ccc import TencentCccSource
 from poller.vendors.watch import WatchList
 
 __all__ = ["ExtraTask", "Service"]
@@ -343,7 +346,7 @@ class Service:
                     if self.config.push.enabled:
                         self.push = PushServer(
                             self.config.push,
-                            build_receivers(self.config.push, self.config.sources),
+                            build_receivers(self.config.push, self.config.sources, self._tencent_sessions),
                             self.publisher,
                             self.privacy,
                             on_outcome=lambda v, a, o: self.metrics.pushes.labels(v, a, o).inc(),
@@ -388,6 +391,8 @@ class Service:
                     prefix = self.config.nats.subject_prefix
                     watched = [(source.vendor, source.account, watch)]
                     tg.start_soon(serve_control, self._nc, prefix, watched, self.redactor)
+                if isinstance(source, TencentCccSource) and self.config.push.enabled:
+                    tg.start_soon(source.answer_pushes)
                 await loop.run(running.status)
                 tg.cancel_scope.cancel()
         finally:
@@ -401,6 +406,15 @@ class Service:
                     with contextlib.suppress(KeyError):
                         gauge.remove(*labels)
             running.done.set()
+
+    def _tencent_sessions(self, account: str, sdk_app_id: int) -> SessionTasks | None:
+        """The source polling this Tencent app here now: it tells a pushed call's task."""
+        key = SourceId(vendor=TENCENT, account=account, scope=str(sdk_app_id)).key
+        running = self._running.get(key)
+        if running is None or not running.status.owned or running.status.fenced:
+            return None
+        source = running.status.source
+        return source if isinstance(source, TencentCccSource) else None
 
     async def _apply_reloads(self) -> None:
         async for config in self._reloads:

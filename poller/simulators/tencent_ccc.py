@@ -220,8 +220,8 @@ class TencentCccSimulator(Simulator):
     def list_cdr(self, sdk_app_id: int, cdr: TelCdrInfo) -> None:
         self.apps[sdk_app_id].cdrs.append(cdr)
 
-    def manual_call(self, sdk_app_id: int) -> TelCdrInfo:
-        """A call record of no auto-callout task (a seat's own call)."""
+    def manual_call(self, sdk_app_id: int, *, listed: bool = True) -> TelCdrInfo:
+        """A seat's own outbound call: a record, pushed like any other, that no auto-callout task owns."""
         now = int(time.time())
         cdr = TelCdrInfo(
             SessionId=str(uuid.UUID(int=self.rng.getrandbits(128))),
@@ -231,10 +231,14 @@ class TencentCccSimulator(Simulator):
             Callee="13900000000",
             Time=now - 30,
             StartTimestamp=now - 30,
+            Direction=1,
             Duration=25,
+            AcceptTimestamp=now - 25,
             EndedTimestamp=now,
         )
-        self.apps[sdk_app_id].cdrs.append(cdr)
+        if listed:
+            self.apps[sdk_app_id].cdrs.append(cdr)
+        self._push(sdk_app_id, cdr)
         return cdr
 
     def set_state(self, sdk_app_id: int, task_id: int, state: int) -> None:

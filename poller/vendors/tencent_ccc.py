@@ -14,7 +14,15 @@ import anyio
 import msgspec
 from yarl import URL
 
-from poller.errors import AuthFailed, BadResponse, ClientError, ServerError, Throttled
+from poller.errors import (
+    AuthFailed,
+    BadResponse,
+    ClientError,
+    ServerError,
+    SourceError,
+    Throttled,
+    as_source_error,
+)
 from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation, PageSink
 from poller.pipeline.state import SourceState
 from poller.secrets import Secret
@@ -344,6 +352,21 @@ _MAX_BACK = 179 * 86400
 _SKEW = 300
 
 
+class _Asked:
+    """One push waiting to learn which task placed its call."""
+
+    __slots__ = ("done", "error", "task")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.task: str | None = None
+        self.error: SourceError | None = None
+
+    def answer(self, task: str | None, error: SourceError | None = None) -> None:
+        self.task, self.error = task, error
+        self.done.set()
+
+
 class TencentCccSource(Source):
     """One SdkAppId of one Tencent Cloud account: its auto-callout tasks and their calls.
 
@@ -362,6 +385,9 @@ class TencentCccSource(Source):
     * ``DescribeAutoCalloutTask`` per task, only to learn which sessions are auto-callout calls and
       of which task: only when the window holds a session not yet known, and only for the tasks that
       can still place calls (not terminal, or terminal until the cursor passes their end).
+
+    A pushed record names no task, so the push receiver asks :meth:`task_of` and the same session map
+    answers: a pushed call is published exactly when polling would publish it, with its task.
 
     Tencent limits each API per sub-account and access region (not per SdkAppId), so the limiters
     are keyed by ``rate_limit_identity`` and the endpoint's host, and every app of the account
@@ -390,6 +416,12 @@ class TencentCccSource(Source):
         #: when the last full look-back read was (monotonic); None: the next read is full
         self._last_full: float | None = None
         self._seen = SeenItems()
+        #: what pushes are answered from: the last cycle's followed tasks and committed cursor
+        self._push_followed: list[int] | None = None
+        self._push_until: int | None = None
+        #: pushes waiting for the next learn round, by session; woken by ``_push_wake``
+        self._asked: dict[str, list[_Asked]] = {}
+        self._push_wake: anyio.Event | None = None
 
     @property
     def apis(self) -> tuple[str, ...]:
@@ -453,7 +485,7 @@ class TencentCccSource(Source):
         entities = listing.snapshots()
         if not self.cfg.calls:
             return Observation(entities=entities, complete=complete)
-        calls, cursors = await self._calls(entities, committed)
+        calls, cursors = await self._calls(entities, committed, complete)
         return Observation(entities=entities, complete=complete, calls=calls, cursors=cursors)
 
     # -- calls --------------------------------------------------------------------------------------
@@ -492,6 +524,84 @@ class TencentCccSource(Source):
         async with anyio.create_task_group() as tg:
             for task_id in task_ids:
                 tg.start_soon(bounded, task_id)
+
+    # -- pushed calls -------------------------------------------------------------------------------
+    @property
+    def polled_until(self) -> int | None:
+        """Polling has published every auto-callout call that ended at or before this Unix second;
+        None while this source cannot answer pushes (not polled here yet, or not any more)."""
+        return self._push_until if self._push_wake is not None else None
+
+    async def task_of(self, session_id: str) -> str | None:
+        """The task that placed this call, or None when no followed task did (a seat's own call).
+
+        An unknown session waits for one learn round of the followed tasks, shared by every push
+        waiting when it starts. Raises :class:`SourceError` when it cannot tell now.
+        """
+        task = self._session_task.get(session_id)
+        if task is not None or session_id in self._foreign:
+            return task  # polling's own verdict
+        wake, followed = self._push_wake, self._push_followed
+        if wake is None or followed is None:
+            raise SourceError("this app is not polled here now", api=TASK_API)
+        if not followed:
+            return None  # no task can place calls: polling publishes none either
+        asked = _Asked()
+        self._asked.setdefault(session_id, []).append(asked)
+        wake.set()
+        await asked.done.wait()
+        if asked.error is not None:
+            raise asked.error
+        return asked.task
+
+    async def answer_pushes(self) -> None:
+        """Run the learn rounds :meth:`task_of` waits for, one at a time, while this source is polled
+        here (the runtime runs it beside the source's loop)."""
+        try:
+            while True:
+                wake = self._push_wake = anyio.Event()
+                if not self._asked:
+                    await wake.wait()
+                await self._learn_for_pushes()
+        finally:
+            self._push_wake = None
+            stopped = SourceError("stopped polling this app here", api=TASK_API)
+            waiting, self._asked = self._asked, {}
+            for askers in waiting.values():
+                for asked in askers:
+                    asked.answer(None, stopped)
+
+    async def _learn_for_pushes(self) -> None:
+        """One learn round for the pushes waiting now; those that arrive meanwhile are answered by it
+        when it found their session, else they wait for the next round (it may have read a task's
+        sessions before their call was placed)."""
+        batch, self._asked = self._asked, {}
+        known = self._session_task
+        error: SourceError | None = SourceError("stopped polling this app here", api=TASK_API)
+        try:
+            if any(session not in known for session in batch):  # polling may have learned them
+                await self._learn_sessions(list(self._push_followed or []))
+            error = None
+        except Exception as exc:
+            error = as_source_error(exc) or SourceError(type(exc).__name__, api=TASK_API)
+            log.warning(
+                "cannot learn the tasks of pushed calls now; those pushes are refused for a re-push",
+                extra={
+                    "vendor": VENDOR,
+                    "account": self.account,
+                    "scope": self.scope,
+                    "api": error.api or TASK_API,
+                    "reason": error.reason.value,
+                },
+            )
+        finally:
+            for session, askers in batch.items():
+                task = known.get(session)
+                for asked in askers:
+                    asked.answer(task, error if task is None else None)
+        for session in [s for s in self._asked if s in known]:
+            for asked in self._asked.pop(session):
+                asked.answer(known[session])
 
     async def _cdrs(self, start: int, end: int) -> tuple[list[TelCdrInfo], bool]:
         """Every record of the window, and whether the pages agreed on the total and held it all."""
@@ -534,12 +644,13 @@ class TencentCccSource(Source):
         return list(records.values()), sweep.totals_agree and len(records) == sweep.total
 
     async def _calls(
-        self, entities: list[EntitySnapshot], committed: SourceState
+        self, entities: list[EntitySnapshot], committed: SourceState, complete: bool
     ) -> tuple[list[CallSnapshot], dict[str, int]]:
         now = int(time.time())
         until = committed.cursors.get(CDR_CURSOR, now - int(self.cfg.cdr_backfill))
         until = max(until, now - _MAX_BACK)
         followed, cursors = self._followed(entities, committed, until, now)
+        self._push_followed, self._push_until = followed, until
         cfg, clock = self.cfg, time.monotonic()
         full = (
             self._last_full is None
@@ -571,9 +682,10 @@ class TencentCccSource(Source):
         if unknown and followed:
             await self._learn_sessions(followed)
         for r in unknown:
-            if r.SessionId not in self._session_task:
+            if r.SessionId not in self._session_task and complete:
                 # not a call of any task that can still place calls (a manual call, say): not looked
-                # up again while it stays in the re-read margin
+                # up again while it stays in the re-read margin; a listing that missed tasks cannot
+                # tell, so the next cycle looks again
                 foreign[r.SessionId] = r.EndedTimestamp or 0
         calls = [
             call_snapshot(r, self._session_task[r.SessionId])

@@ -31,6 +31,17 @@ def _calls(events: list[Any]) -> list[CallFinished]:
     return [e for e in events if isinstance(e, CallFinished)]
 
 
+def _record(sim: TencentCccSimulator, task: int, end_status: int = 1) -> tuple[bytes, str, int]:
+    """A pushed record of a call the task placed (never listed, so only the push can bring it),
+    written out by hand; its session id and end."""
+    cdr = sim.place_call(APP, task, listed=False)
+    body = (
+        b'{"SdkAppId":%d,"SessionId":"%s","EndStatus":%d,"Callee":"13800138000",'
+        b'"Direction":1,"EndedTimestamp":%d}' % (APP, cdr.SessionId.encode(), end_status, cdr.EndedTimestamp)
+    )
+    return body, cdr.SessionId, cdr.EndedTimestamp or 0
+
+
 async def test_every_call_once_by_push_or_poll_with_half_the_pushes_lost(nats_server: NatsServer) -> None:
     async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}, seed=3) as sim:
         task = sim.add_task(APP, state=1, callees=40)
@@ -52,6 +63,7 @@ async def test_every_call_once_by_push_or_poll_with_half_the_pushes_lost(nats_se
 
     calls = _calls(events)
     assert Counter(c.call_id for c in calls) == Counter(c.SessionId for c in placed)
+    assert {c.task_id for c in calls} == {str(task)}  # by push as by polling
     dropped = {p.session_id for p in sim.pushes if p.outcome == "dropped"}
     learned = {c.call_id: c.learned_by for c in calls}
     assert 0 < len(dropped) < len(placed)
@@ -69,14 +81,11 @@ async def test_unauthenticated_oversized_and_malformed_pushes_publish_nothing(
     nats_server: NatsServer,
 ) -> None:
     async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
-        sim.add_task(APP, state=1)
+        task = sim.add_task(APP, state=1)
         config = _config(nats_server.url, sim, max_body_bytes=4096, client_rate=30)
         good = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         bad = base64.b64encode(f"{USER}:wrong".encode()).decode()
-        record = (
-            b'{"SdkAppId":%d,"SessionId":"s-1","EndStatus":1,"Callee":"13800138000",'
-            b'"Direction":1,"EndedTimestamp":1764000000}' % APP
-        )
+        record, session, ended = _record(sim, task)
         attempts = [
             ({}, record, "application/json", 401),
             ({"Authorization": f"Basic {bad}"}, record, "application/json", 401),
@@ -88,7 +97,7 @@ async def test_unauthenticated_oversized_and_malformed_pushes_publish_nothing(
             ({"Authorization": f"Basic {good}"}, record.replace(b"%d" % APP, b"1"), "application/json", 400),
             (
                 {"Authorization": f"Basic {good}"},
-                record.replace(b',"EndedTimestamp":1764000000', b""),
+                record.replace(b',"EndedTimestamp":%d' % ended, b""),
                 "application/json",
                 400,
             ),
@@ -145,7 +154,7 @@ async def test_unauthenticated_oversized_and_malformed_pushes_publish_nothing(
         assert label in exposition, outcome
     assert 'aicc_push_requests_total{account="?",outcome="429",vendor="?"}' in exposition
     (call,) = _calls(events)
-    assert (call.call_id, call.learned_by, call.task_id) == ("s-1", "push", "")
+    assert (call.call_id, call.learned_by, call.task_id) == (session, "push", str(task))
     assert call.callee_number == "138******00"
 
 
@@ -153,14 +162,11 @@ async def test_bodies_in_pieces_are_read_whole_and_slow_or_endless_senders_are_c
     nats_server: NatsServer,
 ) -> None:
     async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
-        sim.add_task(APP, state=1)
+        task = sim.add_task(APP, state=1)
         config = _config(nats_server.url, sim, max_body_bytes=4096, read_timeout=0.5)
         good = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         headers = {"Authorization": f"Basic {good}", "Content-Type": "application/json"}
-        record = (
-            b'{"SdkAppId":%d,"SessionId":"s-2","EndStatus":202,"Callee":"13800138000",'
-            b'"Direction":1,"EndedTimestamp":1764000000}' % APP
-        )
+        record, session, _ = _record(sim, task, end_status=202)
         padded = record[:-1] + b" " * 3000 + b"}"
 
         async def pieces(body: bytes, pause: float = 0.0, size: int = 500) -> AsyncIterator[bytes]:
@@ -179,14 +185,14 @@ async def test_bodies_in_pieces_are_read_whole_and_slow_or_endless_senders_are_c
                 slow = resp.status
         events = await stream_events(nats_server.url)
     assert (whole, endless, slow) == (200, 413, 408)
-    assert [c.call_id for c in _calls(events)] == ["s-2"]
+    assert [c.call_id for c in _calls(events)] == [session]
 
 
 async def test_oauth_client_credentials_get_a_token_that_pushes_and_nothing_else_does(
     nats_server: NatsServer,
 ) -> None:
     async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
-        sim.add_task(APP, state=1)
+        task = sim.add_task(APP, state=1)
         receiver = {
             "vendor": "tencent-ccc",
             "account": "tc-main",
@@ -197,10 +203,7 @@ async def test_oauth_client_credentials_get_a_token_that_pushes_and_nothing_else
         config = make_config(
             nats_server.url, [source], push={"enabled": True, "port": 0, "receivers": [receiver]}
         )
-        record = (
-            b'{"SdkAppId":%d,"SessionId":"s-3","EndStatus":1,"Callee":"13800138000",'
-            b'"Direction":1,"EndedTimestamp":1764000000}' % APP
-        )
+        record, session, _ = _record(sim, task)
         async with running(config) as service, aiohttp.ClientSession() as http:
             await polls_done(service, 1)
             base = f"http://127.0.0.1:{service.push_port}"
@@ -224,4 +227,4 @@ async def test_oauth_client_credentials_get_a_token_that_pushes_and_nothing_else
     assert refused == 401
     assert issued["token_type"] == "Bearer" and issued["expires_in"] > 0
     assert statuses[0] == 200 and statuses[1:] == [401, 401]
-    assert [c.call_id for c in _calls(events)] == ["s-3"]
+    assert [c.call_id for c in _calls(events)] == [session]

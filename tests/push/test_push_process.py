@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import anyio
+import msgspec
 import pytest
 
 from poller.simulators.push import PushPlan
@@ -83,24 +85,42 @@ cdr_settle = 30
                 except aiohttp.ClientError:
                     return False
 
+            seat = sim.manual_call(APP, listed=False)  # no push plan yet: only the probe sends it
+            probe = msgspec.json.encode(msgspec.structs.replace(seat, SdkAppId=APP))
+            basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+            async def answering() -> bool:
+                """A seat's call is acknowledged once the app is polled (503 before: push again)."""
+                headers = {"Authorization": basic, "Content-Type": "application/json"}
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.post(f"{url}?action=cdr", data=probe, headers=headers) as resp,
+                ):
+                    return resp.status == 200
+
             async def all_there() -> bool:
                 calls = [e for e in await stream_events(nats_server.url) if isinstance(e, CallFinished)]
                 return len(calls) >= len(placed)
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(collect)
-                await wait_until(listening, timeout=20, step=0.2)
-                plan = PushPlan(
-                    url + "?action=cdr&version=1", USER, PASSWORD, drop=0.5, duplicate=0.3, reorder=0.3
-                )
-                sim.push_to(plan)
-                placed = [sim.place_call(APP, task) for _ in range(20)]
-                await sim.pushes_settled()
-                await wait_until(all_there, timeout=20, step=0.2)
-                await anyio.sleep(1.5)  # a few more polling cycles: nothing more may appear
-                process.send_signal(signal.SIGTERM)
-                with anyio.fail_after(30):
-                    returncode = await process.wait()
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(collect)
+                    await wait_until(listening, timeout=20, step=0.2)
+                    await wait_until(answering, timeout=20, step=0.2)
+                    plan = PushPlan(
+                        url + "?action=cdr&version=1", USER, PASSWORD, drop=0.5, duplicate=0.3, reorder=0.3
+                    )
+                    sim.push_to(plan)
+                    placed = [sim.place_call(APP, task) for _ in range(20)]
+                    await sim.pushes_settled()
+                    await wait_until(all_there, timeout=20, step=0.2)
+                    await anyio.sleep(1.5)  # a few more polling cycles: nothing more may appear
+                    process.send_signal(signal.SIGTERM)
+                    with anyio.fail_after(30):
+                        returncode = await process.wait()
+            except BaseException:
+                process.kill()  # a failed step must not leave the test waiting for the process forever
+                raise
         events = await stream_events(nats_server.url)
 
     text = stderr.decode()
@@ -108,6 +128,7 @@ cdr_settle = 30
     assert "push receivers listening" in text and "push refused" in text  # the logs were read
     calls = [e for e in events if isinstance(e, CallFinished)]
     assert Counter(c.call_id for c in calls) == Counter(c.SessionId for c in placed)
+    assert {c.task_id for c in calls} == {str(task)}  # the seat's call: acknowledged, never published
     dropped = {p.session_id for p in sim.pushes if p.outcome == "dropped"}
     assert dropped and all(c.learned_by == "poll" for c in calls if c.call_id in dropped)
     assert any(c.learned_by == "push" for c in calls)

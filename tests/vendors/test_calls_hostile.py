@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from poller.errors import BadResponse, SourceError
 from poller.pipeline.state import SourceState
 from poller.simulators.alibaba_aiccs import BEIJING, AiccsSimulator
+from poller.simulators.base import Fault
 from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.transport import LimiterRegistry, Response
 from poller.vendors import VENDORS
@@ -23,7 +24,7 @@ from poller.vendors.alibaba_aiccs import DETAIL_API, read_detail_page
 from poller.vendors.alibaba_aiccs import call_snapshot as aiccs_call
 from poller.vendors.alibaba_common import classifier
 from poller.vendors.base import AdapterContext
-from poller.vendors.tencent_ccc import CDR_API, classify_cdrs, classify_task
+from poller.vendors.tencent_ccc import CDR_API, LIST_API, classify_cdrs, classify_task
 from poller.vendors.tencent_ccc import call_snapshot as tencent_call
 from schemas.vendors.tencent_ccc import TelCdrInfo
 from tests.helpers import make_config
@@ -214,3 +215,20 @@ async def test_short_reads_find_recent_calls_and_full_reads_the_long_ones() -> N
     assert [c.call_id for c in full.calls] == [long_call.SessionId]
     assert full.cursors["cdr.until"] > first.cursors["cdr.until"]
     assert after.calls == []
+
+
+async def test_a_listing_that_missed_a_task_does_not_take_its_call_for_a_seats_own() -> None:
+    """Pages that disagree may leave a task out: its call is looked up again once a listing is whole."""
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+        tasks = [sim.add_task(APP, state=1) for _ in range(4)]  # pages of three: the last one alone
+        call = sim.place_call(APP, tasks[-1])
+        sim.inject(Fault.EMPTY_LISTING, api=LIST_API, after=1, remaining=1)  # its page lists nothing
+        config = make_config("nats://127.0.0.1:1", [tencent_source(sim, [APP], retries=0)])
+        async with aiohttp.ClientSession() as http:
+            ctx = AdapterContext(http=http, limiters=LimiterRegistry(), backoff_base=0.01)
+            (source,) = VENDORS["tencent-ccc"].sources(config.sources[0], ctx)
+            partial = await source.observe(SourceState())
+            whole = await source.observe(SourceState(cursors=partial.cursors))
+    assert not partial.complete and len(partial.entities) == 3 and partial.calls == []
+    assert whole.complete
+    assert [(c.call_id, c.task_id) for c in whole.calls] == [(call.SessionId, str(tasks[-1]))]
