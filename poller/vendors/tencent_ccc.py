@@ -698,10 +698,11 @@ class TencentCccSource(Source):
         for r in records:
             if r.EndedTimestamp and r.EndedTimestamp <= until:
                 self._session_task.pop(r.SessionId, None)  # published before: never needed again
-        if whole and full:
+        if whole and full and complete:
             # a window that did not page consistently is read again from the same cursor next cycle
             # (never the current second: a record ending in it may still be listed after this read);
-            # a shorter read may have missed a long call ending after the cursor, so it keeps it
+            # a shorter read may have missed a long call ending after the cursor, so it keeps it; and
+            # a listing that missed tasks may have left their calls unclaimed, so it keeps it too
             cursors[CDR_CURSOR] = max(until, now - max(1, int(self.cfg.cdr_settle)))
             self._last_full = clock
         return calls, cursors
