@@ -360,6 +360,11 @@ class Informer:
             raise
         return True
 
+    @property
+    def swept(self) -> bool:
+        """This cycle read the whole listing, consistently: an entity it left out is gone."""
+        return not self.following and self._sweep_complete
+
     def end(self, current: list[EntitySnapshot]) -> tuple[list[EntitySnapshot], bool]:
         """The cycle's entities and whether they are complete; reports the cycle's reads.
 
