@@ -266,6 +266,8 @@ class Informer:
         #: a filtered list returned an entity of another status: its filter is not to be relied on
         self.filter_ignored = False
         self.counts: dict[str, int] = {}
+        #: this cycle's reads were reported (a failure reported inside is not reported again)
+        self._reported = False
         self.following = False
         self._sweep_complete = False
         self._cycle_first = first_number
@@ -336,6 +338,7 @@ class Informer:
                 if entity.kind == kind and entity.raw in self._live_set
             }
         self.following = self._follows(committed)
+        self._reported = False
         self._read_in_cycle = set()
         self._cycle_first = self.relist.next_number
         if not self.following:
@@ -378,7 +381,7 @@ class Informer:
             entities, complete = self.relist.finish()
         if complete and self.live is not None:
             self.live.intersection_update(snap.id for snap in entities)
-        self._report(self.counts, self.relist.staleness())
+        self._report_once()
         return entities, complete
 
     def fail(self, rewind: bool = False) -> None:
@@ -386,7 +389,12 @@ class Informer:
         adapter that published none of them)."""
         if rewind:
             self.relist.next_number = min(self.relist.next_number, self._cycle_first)
-        self._report(self.counts, self.relist.staleness())
+        self._report_once()
+
+    def _report_once(self) -> None:
+        if not self._reported:
+            self._reported = True
+            self._report(self.counts, self.relist.staleness())
 
     async def _sweep(self, listing: Listing, read: ReadPage) -> bool:
         started = self.relist.clock()
