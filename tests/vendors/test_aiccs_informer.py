@@ -35,7 +35,7 @@ from tests.vendors.test_alibaba_vendors import AK, SECRET, adapters, aiccs_sourc
 
 LIMIT = 40
 PAGE = 10
-TASKS = 600  # 60 pages: a full listing at LIMIT/s takes 1.5 s
+TASKS = 600  # more pages than a window's share: the targeted reads pay
 LIVE = 20
 SOURCE = SourceId(vendor="alibaba-aiccs", account="aiccs-main", scope="")
 
@@ -366,7 +366,7 @@ async def test_a_total_above_max_entities_fails_the_cycle_and_vanishes_nothing()
 
 
 # -- calls of the tasks the targeted reads follow ---------------------------------------------------------
-CALL_TASKS = 30  # with pages of one task: 30 pages, more than the share of 20 a window
+CALL_TASKS = 30  # with pages of one task, more pages than a window's share
 
 
 async def test_calls_of_a_task_that_finishes_between_reads_and_of_one_restarted_are_all_read() -> None:

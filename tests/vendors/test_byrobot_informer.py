@@ -49,7 +49,7 @@ from tests.vendors.test_byrobot import APP_KEY, APP_SECRET, COMPANY, byrobot_sou
 LIMIT = 20
 TASK_LIMIT = 200
 PAGE = 2
-TASKS = 80  # 40 pages: more than a window's share of getTasks
+TASKS = 80  # more pages than a window's share of getTasks
 LIVE = 10
 SOURCE = SourceId(vendor="byrobot", account="by-main", scope=str(COMPANY))
 LIMITS = {TASKS_API: LIMIT, DETAIL_API: TASK_LIMIT, CALLS_API: TASK_LIMIT, PHONE_LOG_API: TASK_LIMIT}
