@@ -346,6 +346,9 @@ class AiccsSource(Source):
         settle = max(1, int(self.cfg.calls_settle))
         cursors: dict[str, int] = {}
         followed: list[str] = []
+        #: finished tasks followed for their margin only: their finish is committed (or is in this
+        #: cycle's cursors), so one the vendor no longer knows is skipped, not a failed cycle
+        margin: set[str] = set()
         for snap in entities:
             if snap.state in _CALLING:
                 followed.append(snap.id)
@@ -366,11 +369,10 @@ class AiccsSource(Source):
                     continue
                 finished = known
             if now - finished <= settle:
-                followed.append(snap.id)  # just finished: its last attempts may still be listed
+                margin.add(snap.id)  # just finished: its last attempts may still be listed
         # a task that finished lately is followed through the margin even when this cycle did not
         # read it (targeted reads read only the tasks that can still change); one a complete listing
-        # left out is gone, and one the vendor no longer knows is left to the relist
-        unread: set[str] = set()
+        # left out is gone
         if not self.informer.swept:
             read = {snap.id for snap in entities}
             finished_prefix = FINISHED_CURSOR.format("")
@@ -379,8 +381,8 @@ class AiccsSource(Source):
                     task_id = key.removeprefix(finished_prefix)
                     old = committed.entities.get(task_id)
                     if task_id not in read and old is not None and old.state != VANISHED:
-                        unread.add(task_id)
-            followed.extend(sorted(unread))
+                        margin.add(task_id)
+        followed.extend(sorted(margin))
         calls: list[CallSnapshot] = []
         impossible: list[int] = []
 
@@ -396,8 +398,8 @@ class AiccsSource(Source):
             try:
                 records, whole = await self._details(int(task_id))
             except Exception as exc:
-                if task_id in unread and isinstance(as_source_error(exc), ClientError):
-                    return  # deleted since it finished, as far as we can tell
+                if task_id in margin and isinstance(as_source_error(exc), ClientError):
+                    return  # deleted since it finished, as far as we can tell; the margin goes on
                 raise
             until = published_until.get(task_id, -1)
             for record in records:
