@@ -257,7 +257,7 @@ class AiccsSource(Source):
             by_id_batch=1,
             rounds=ROUNDS_PER_CYCLE,
             enabled=config.targeted_reads,
-            report=self._report,
+            report=self.report_reads,
         )
 
     @property
@@ -287,11 +287,6 @@ class AiccsSource(Source):
             page = await self._page(1, task_id=int(task_id))
             found.extend(task_entity(record) for record in page.Record if record.Id == int(task_id))
         return ReadByIds(found=found)
-
-    def _report(self, requests: dict[str, int], staleness: float) -> None:
-        observe = self.ctx.observe_reads
-        if observe is not None:
-            observe(self.vendor, self.account, self.scope, requests=requests, staleness=staleness)
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)

@@ -7,11 +7,12 @@ the group's own status, so the group's state is derived from its jobs (completed
 terminal, otherwise running; pending while empty) and its raw value is empty: only progress events
 come from it, never a status change that the vendor did not report.
 
-Reads follow what can change (see :mod:`poller.vendors.informer`): once the group is known, each
-cycle lists only the jobs in a live status (``ListJobsByGroup`` with ``JobStatus``, one per live
-status), re-reads by id (``ListJobs``) the live jobs those lists did not return (they finished or
-moved while the lists were read), and reads a few pages of a full relist that is spread over the
-cycles. Only the relist's complete passes can vanish a job or update the group's progress.
+Reads follow what can change (see :mod:`poller.vendors.informer`): once the group is known and a
+full listing takes more than a window's share, each cycle lists only the jobs in a live status
+(``ListJobsByGroup`` with ``JobStatus``, one per live status), re-reads by id (``ListJobs``) the
+live jobs those lists did not return (they finished or moved while the lists were read), and reads
+a few pages of a full relist that is spread over the cycles. Only the relist's complete passes can
+vanish a job or update the group's progress.
 """
 
 from __future__ import annotations
@@ -275,7 +276,7 @@ class OutboundBotJobGroupSource(Source):
             by_id_batch=LIST_JOBS_MAX_IDS,
             rounds=ROUNDS_PER_CYCLE,
             enabled=config.targeted_reads,
-            report=self._report,
+            report=self.report_reads,
         )
 
     @property
@@ -327,11 +328,6 @@ class OutboundBotJobGroupSource(Source):
     async def _read_ids(self, job_ids: list[str]) -> ReadByIds:
         jobs = await self._jobs_by_id(job_ids)
         return ReadByIds(found=[job_entity(job, self.job_group_id) for job in jobs])
-
-    def _report(self, requests: dict[str, int], staleness: float) -> None:
-        observe = self.ctx.observe_reads
-        if observe is not None:
-            observe(self.vendor, self.account, self.scope, requests=requests, staleness=staleness)
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)

@@ -519,7 +519,7 @@ class ByRobotSource(Source):
             by_id_batch=1,
             rounds=ROUNDS_PER_CYCLE,
             enabled=config.targeted_reads,
-            report=self._report,
+            report=self.report_reads,
         )
         #: tasks last seen in a status we do not know: followed by id every cycle, like active ones
         self._unknown: set[str] | None = None
@@ -621,11 +621,6 @@ class ByRobotSource(Source):
             self._cycle_details[task_id] = detail
             found.append(self._listed(detail, detail))
         return ReadByIds(found=found, unread=unread)
-
-    def _report(self, requests: dict[str, int], staleness: float) -> None:
-        observe = self.ctx.observe_reads
-        if observe is not None:
-            observe(self.vendor, self.account, self.scope, requests=requests, staleness=staleness)
 
     def _plan(self, task: TaskInfo, old: EntityState | None, now: float) -> _Plan:
         task_id = str(task.callJobId)
