@@ -3,6 +3,11 @@
 The vendor documents the limit as "单用户不限流" with 500/s for the API across all users, so the
 window is shared by every credential (:meth:`AiccsSimulator.limit_key`). ``GmtCreate``/``FireTime``
 are strings of epoch milliseconds, as the vendor sends them, whether or not ``stringly`` is on.
+
+``ListTask`` filters as documented: ``Status`` is one exact status (another value is a
+``ParameterError``), ``TaskId`` one task id, ``TaskName`` a part of the name, ``RobotName`` the
+robot's name; the filters combine, and the filtered list is paged like the whole one (``Total`` is
+the filtered count). ``honor_status_filter=False`` models a server that ignores ``Status``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from poller.simulators.alibaba_common import AlibabaSimulator, Params, int_param
-from poller.simulators.base import DemoSetup
+from poller.simulators.base import DemoSetup, ListingRead
 from poller.vendors.alibaba_aiccs import DETAIL_API, LIST_API, VERSION
 from schemas.vendors.alibaba import (
     ListTaskDetailResponse,
@@ -98,10 +103,12 @@ class AiccsSimulator(AlibabaSimulator):
         rate_limit: int = 500,
         max_page_size: int = 100,
         stringly: bool = False,
+        honor_status_filter: bool = True,
     ) -> None:
         super().__init__(
             credentials=credentials, seed=seed, rate_limits={LIST_API: rate_limit}, stringly=stringly
         )
+        self.honor_status_filter = honor_status_filter
         #: access key id → task id → task: each key sees its own account's tasks
         self.tasks: dict[str, dict[int, SimTask]] = {ak: {} for ak in credentials}
         #: access keys whose RAM policy lacks aiccs:ListTask
@@ -237,6 +244,11 @@ class AiccsSimulator(AlibabaSimulator):
         status, name, robot = params.get("Status"), params.get("TaskName"), params.get("RobotName")
         if status and status not in STATUSES:
             return self.error("ParameterError")
+        given = (("Status", status), ("TaskId", task_id), ("TaskName", name), ("RobotName", robot))
+        filters = tuple((key, str(value)) for key, value in given if value not in (None, ""))
+        self.listing_reads.append(ListingRead(time.monotonic(), LIST_API, filters, number))
+        if not self.honor_status_filter:
+            status = None
         tasks = [
             t
             for t in sorted(self.tasks.get(credential, {}).values(), key=lambda t: t.task_id)

@@ -60,6 +60,17 @@ class RequestRecord:
     via: int = 0
 
 
+@dataclass(frozen=True)
+class ListingRead:
+    """One listing request as the simulator read it: what tells a filtered read from a full one."""
+
+    at: float
+    api: str
+    #: the filters the request carried, as (parameter, value) in the order the simulator checks them
+    filters: tuple[tuple[str, str], ...]
+    page: int
+
+
 @dataclass
 class RequestLog:
     records: list[RequestRecord] = field(default_factory=list)
@@ -134,6 +145,8 @@ class Simulator:
         self.rng = random.Random(seed)
         self.rate_limits: dict[str, int] = dict(rate_limits or {})
         self.log = RequestLog()
+        #: every listing request a simulator answered, with its filters (the vendors that filter)
+        self.listing_reads: list[ListingRead] = []
         self.faults: list[FaultPlan] = []
         self.gate = SlidingWindowGate()
         self.app = web.Application(middlewares=[self._middleware])

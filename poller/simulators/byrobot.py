@@ -10,6 +10,11 @@ strings (as the field tables type them), ``errors_as_http_status`` answers error
 code as HTTP status too (the Java demo reads an error stream). The error codes (401 auth, 403 other
 company, 400 bad parameter, 404 unknown id, 429 throttled, 500 internal) are our choice: the vendor
 does not document them.
+
+``getTasks`` filters as documented: ``status`` is one task status (an integer; anything else is a
+bad parameter), ``taskName`` a part of the name; the filtered list is paged like the whole one
+(``total`` and ``pages`` count the filtered tasks). ``honor_status_filter=False`` models a server
+that ignores ``status``.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from poller.simulators.base import DemoSetup, Fault, Simulator, json_response
+from poller.simulators.base import DemoSetup, Fault, ListingRead, Simulator, json_response
 from poller.simulators.push import Pusher, PushPlan
 from poller.vendors.byrobot import (
     APIS,
@@ -156,6 +161,7 @@ class ByRobotSimulator(Simulator):
         counts_in_list: bool = False,
         string_codes: bool = False,
         errors_as_http_status: bool = False,
+        honor_status_filter: bool = True,
     ) -> None:
         limits = {api: rate_limit for api in APIS}
         limits.update(rate_limits or {})
@@ -167,6 +173,7 @@ class ByRobotSimulator(Simulator):
         self.counts_in_list = counts_in_list
         self.string_codes = string_codes
         self.errors_as_http_status = errors_as_http_status
+        self.honor_status_filter = honor_status_filter
         self.companies: dict[int, SimCompany] = {}
         self.tasks: dict[int, SimTask] = {}
         self.calls: dict[int, tuple[SimTask, SimCall]] = {}
@@ -420,11 +427,16 @@ class ByRobotSimulator(Simulator):
         page_size = _int_param(request, "pageSize", 10)
         if page_num < 1 or not 1 <= page_size <= 100:
             raise _BadParameter("pageNum从1开始, pageSize取值1-100")
-        wanted = request.query.get("status")
+        given = request.query.get("status")
+        wanted = None if given in (None, "") else _int_param(request, "status")
         name = request.query.get("taskName")
+        filters = tuple(
+            (k, str(v)) for k, v in (("status", wanted), ("taskName", name)) if v not in (None, "")
+        )
+        self.listing_reads.append(ListingRead(time.monotonic(), TASKS_API, filters, page_num))
         tasks = sorted(company.tasks.values(), key=lambda t: t.task_id, reverse=True)
-        if wanted not in (None, ""):
-            tasks = [t for t in tasks if str(t.status) == wanted]
+        if wanted is not None and self.honor_status_filter:
+            tasks = [t for t in tasks if t.status == wanted]
         if name:
             tasks = [t for t in tasks if name in t.name]
         start = (page_num - 1) * page_size

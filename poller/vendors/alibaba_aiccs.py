@@ -3,6 +3,12 @@ and ``ListTaskDetail`` per task that is running or just finished, for its finish
 
 The documented limit is 500 requests per second for the API as a whole ("单用户不限流", but the sum
 over all users is flow-controlled), so every AICCS account this poller watches shares one limiter.
+
+Reads follow what can change (see :mod:`poller.vendors.informer`): once the account's tasks are
+known and a full listing takes more than a window's share, each cycle lists only the tasks in a
+live status (``ListTask`` with ``Status``, one exact status per listing), re-reads by ``TaskId``
+the live tasks those lists did not return, and reads a slice of a full relist spread over
+``max_staleness``. Only the relist's complete passes can vanish a task.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ from typing import Annotated
 import anyio
 import msgspec
 
-from poller.errors import BadResponse
+from poller.errors import BadResponse, ClientError, as_source_error
 from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation, PageSink
 from poller.pipeline.state import VANISHED, SourceState
 from poller.transport import FLEET_WIDE, Response
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
 from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad
 from poller.vendors.emitted import EmittedCalls
+from poller.vendors.informer import Informer, ListedPage, MaxStaleness, ReadByIds
 from poller.vendors.listing import Listing, sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
@@ -66,6 +73,11 @@ STATES = state_map(
     },
     field="Record.Status",
 )
+#: the statuses from which a task can still move on its own (the others change only when restarted)
+LIVE_STATUSES = ("INIT", "RELEASE", "READY", "RUNNING", "STOP", "SYSTEM_STOP")
+#: rounds of targeted reads in one cycle: the calls of the running tasks are read once per cycle,
+#: so a cycle is one round and a call waits no longer than a status change
+ROUNDS_PER_CYCLE = 1
 
 
 #: ListTaskDetail ``StatusCode`` (Voice Messaging call status codes); ``Status`` INIT is no call yet
@@ -120,6 +132,12 @@ class AiccsAccount(AlibabaAccount, frozen=True, kw_only=True):
     calls_settle: float = 60.0
     #: a task claiming more callees than this is a bad answer, not 1000s of pages
     max_task_details: int = 1000000
+    #: read only the tasks that can still change each cycle, plus a relist spread over ``max_staleness``;
+    #: false: every cycle is one full listing
+    targeted_reads: bool = True
+    #: seconds within which every task, finished ones too (the vendor may restart them), is read
+    #: again: the targeted reads spread a full relist over this
+    max_staleness: MaxStaleness = 300.0
 
     def default_endpoint(self) -> str:
         return DEFAULT_ENDPOINT
@@ -219,20 +237,36 @@ class AiccsSource(Source):
         )
         # one API-wide budget for both actions
         self._limiter = self.limiter(LIST_API, API_WIDE, DEFAULT_LIMIT)
-        #: the last sweep's total: the next sweep requests every page at once
-        self._last_total: int | None = None
         self._classify = classifier(LIST_API)
         self._classify_detail = classifier(DETAIL_API)
         self.tz = timezone(timedelta(minutes=config.utc_offset_minutes))
         #: attempts of the re-read margin already published, not handed out again
         self._emitted = EmittedCalls(CYCLE_CURSOR)
+        self.informer = Informer(
+            vendor=VENDOR,
+            account=self.account,
+            api=LIST_API,
+            kind=EntityKind.TASK,
+            live_statuses=LIVE_STATUSES,
+            first_number=1,
+            page_size=config.page_size,
+            max_staleness=config.max_staleness,
+            max_entities=config.max_entities,
+            lists=self._limiter,
+            by_id=self._limiter,  # ListTask by TaskId: one task per request, from the same budget
+            by_id_batch=1,
+            rounds=ROUNDS_PER_CYCLE,
+            enabled=config.targeted_reads,
+            report=self.report_reads,
+        )
 
     @property
     def apis(self) -> tuple[str, ...]:
         return (LIST_API, DETAIL_API) if self.cfg.calls else (LIST_API,)
 
-    async def _page(self, number: int) -> TaskPage:
-        request = ListTaskRequest(PageNo=number, PageSize=self.cfg.page_size)
+    async def _page(self, number: int, status: str | None = None, task_id: int | None = None) -> TaskPage:
+        size = self.cfg.page_size if task_id is None else 1
+        request = ListTaskRequest(PageNo=number, PageSize=size, Status=status, TaskId=task_id)
         classify = self._classify
 
         def parse(resp: Response) -> TaskPage:
@@ -241,30 +275,33 @@ class AiccsSource(Source):
 
         return await call_rpc(self, self.signer, self._limiter, parse, LIST_API, request)
 
+    async def _read(self, number: int, status: str | None) -> ListedPage:
+        page = await self._page(number, status)
+        return ListedPage(snapshots=[task_entity(record) for record in page.Record], total=page.Total)
+
+    async def _read_ids(self, task_ids: list[str]) -> ReadByIds:
+        found: list[EntitySnapshot] = []
+        for task_id in task_ids:
+            if not (task_id.isascii() and task_id.isdigit()):
+                continue  # not an id ListTask can be asked for: the relist decides
+            page = await self._page(1, task_id=int(task_id))
+            found.extend(task_entity(record) for record in page.Record if record.Id == int(task_id))
+        return ReadByIds(found=found)
+
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)
-
-        async def page(number: int) -> int:
-            tasks = await self._page(number)
-            await listing.add(task_entity(record) for record in tasks.Record)
-            return tasks.Total
-
-        sweep = await sweep_pages(
-            1,
-            self.cfg.page_size,
-            page,
-            lambda total: total,
-            self._limiter.limit,
-            self._last_total,
-            max_total=self.config.max_entities,
-            api=LIST_API,
-        )
-        self._last_total = sweep.total
-        complete = sweep.totals_agree and len(listing) == sweep.total
-        entities = listing.snapshots()
-        if not self.cfg.calls:
-            return Observation(entities=entities, complete=complete)
-        calls, cursors = await self._calls(entities, committed)
+        await self.informer.read(committed, listing, self._read, self._read_ids)
+        current = listing.snapshots()
+        calls: list[CallSnapshot] = []
+        cursors: dict[str, int] = {}
+        if self.cfg.calls:
+            try:
+                calls, cursors = await self._calls(current, committed)
+            except BaseException:
+                self.informer.fail()
+                raise
+        # after the calls: a cycle that fails there leaves a finished relist pass to the next one
+        entities, complete = self.informer.end(current)
         return Observation(entities=entities, complete=complete, calls=calls, cursors=cursors)
 
     # -- calls --------------------------------------------------------------------------------------
@@ -304,6 +341,9 @@ class AiccsSource(Source):
         settle = max(1, int(self.cfg.calls_settle))
         cursors: dict[str, int] = {}
         followed: list[str] = []
+        #: finished tasks followed for their margin only: their finish is committed (or is in this
+        #: cycle's cursors), so one the vendor no longer knows is skipped, not a failed cycle
+        margin: set[str] = set()
         for snap in entities:
             if snap.state in _CALLING:
                 followed.append(snap.id)
@@ -311,17 +351,33 @@ class AiccsSource(Source):
             if not snap.state.terminal:
                 continue  # not started: no call yet
             key = FINISHED_CURSOR.format(snap.id)
-            finished = committed.cursors.get(key)
-            if finished is None:
-                old = committed.entities.get(snap.id)
-                if old is None or old.state == VANISHED or TaskState(old.state).terminal:
+            old = committed.entities.get(snap.id)
+            if old is not None and old.state != VANISHED and not TaskState(old.state).terminal:
+                # it finished since the last cycle (a restarted task for the second time, too)
+                finished = cursors[key] = now
+            else:
+                known = committed.cursors.get(key)
+                if known is None:
                     # first seen finished (say, the first cycle): its calls are read this once
                     cursors[key] = now - settle - 1
                     followed.append(snap.id)
                     continue
-                finished = cursors[key] = now
+                finished = known
             if now - finished <= settle:
-                followed.append(snap.id)  # just finished: its last attempts may still be listed
+                margin.add(snap.id)  # just finished: its last attempts may still be listed
+        # a task that finished lately is followed through the margin even when this cycle did not
+        # read it (targeted reads read only the tasks that can still change); one a complete listing
+        # left out is gone
+        if not self.informer.swept:
+            read = {snap.id for snap in entities}
+            finished_prefix = FINISHED_CURSOR.format("")
+            for key, finished in committed.cursors.items():
+                if key.startswith(finished_prefix) and now - finished <= settle:
+                    task_id = key.removeprefix(finished_prefix)
+                    old = committed.entities.get(task_id)
+                    if task_id not in read and old is not None and old.state != VANISHED:
+                        margin.add(task_id)
+        followed.extend(sorted(margin))
         calls: list[CallSnapshot] = []
         impossible: list[int] = []
 
@@ -334,7 +390,12 @@ class AiccsSource(Source):
         emitted.begin(committed.cursors, min((published_until.get(t, -1) for t in followed), default=now))
 
         async def follow(task_id: str) -> None:
-            records, whole = await self._details(int(task_id))
+            try:
+                records, whole = await self._details(int(task_id))
+            except Exception as exc:
+                if task_id in margin and isinstance(as_source_error(exc), ClientError):
+                    return  # deleted since it finished, as far as we can tell; the margin goes on
+                raise
             until = published_until.get(task_id, -1)
             for record in records:
                 if record.Status not in CALLED:

@@ -7,34 +7,32 @@ the group's own status, so the group's state is derived from its jobs (completed
 terminal, otherwise running; pending while empty) and its raw value is empty: only progress events
 come from it, never a status change that the vendor did not report.
 
-Reads follow what can change (see :mod:`poller.vendors.informer`): once the group is known, each
-cycle lists only the jobs in a live status (``ListJobsByGroup`` with ``JobStatus``, one per live
-status), re-reads by id (``ListJobs``) the live jobs those lists did not return (they finished or
-moved while the lists were read), and reads a few pages of a full relist that is spread over the
-cycles. Only the relist's complete passes can vanish a job or update the group's progress.
+Reads follow what can change (see :mod:`poller.vendors.informer`): once the group is known and a
+full listing takes more than a window's share, each cycle lists only the jobs in a live status
+(``ListJobsByGroup`` with ``JobStatus``, one per live status), re-reads by id (``ListJobs``) the
+live jobs those lists did not return (they finished or moved while the lists were read), and reads
+a few pages of a full relist that is spread over the cycles. Only the relist's complete passes can
+vanish a job or update the group's progress.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import operator
-import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Annotated
 
-import anyio
 import msgspec
 
-from poller.errors import BadResponse, TooLarge
+from poller.errors import BadResponse
 from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation, PageSink
 from poller.pipeline.state import SourceState
 from poller.transport import Response
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
 from poller.vendors.base import AdapterContext, NonEmpty, Source, Vendor, decode_or_bad
-from poller.vendors.informer import ReadKind, RelistPass
-from poller.vendors.listing import Listing, sweep_pages
+from poller.vendors.informer import Informer, ListedPage, MaxStaleness, ReadByIds
+from poller.vendors.listing import Listing
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
 from schemas.vendors.alibaba import (
@@ -140,7 +138,7 @@ class OutboundBotAccount(AlibabaAccount, frozen=True, kw_only=True):
     targeted_reads: bool = True
     #: seconds within which every job, finished ones too (the vendor may restart them), is read
     #: again: the targeted reads spread a full relist over this
-    max_staleness: Annotated[float, msgspec.Meta(ge=1.0, le=86_400.0)] = 300.0
+    max_staleness: MaxStaleness = 300.0
 
     def default_endpoint(self) -> str:
         return f"https://outboundbot.{self.region}.aliyuncs.com"
@@ -261,17 +259,25 @@ class OutboundBotJobGroupSource(Source):
         )
         self._limiter = self.limiter(LIST_API, config.access_key_id, DEFAULT_LIMIT)
         self._by_id_limiter = self.limiter(LIST_JOBS_API, config.access_key_id, DEFAULT_LIMIT)
-        #: the last sweep's total: the next sweep requests every page at once
-        self._last_total: int | None = None
-        #: the last total of each live status's filtered listing (same use)
-        self._status_totals: dict[str, int] = {}
         self._classify = classifier(LIST_API)
         self._classify_by_id = classifier(LIST_JOBS_API)
-        self._relist = RelistPass(1, config.max_staleness)
-        #: jobs last read in a live status: what the targeted reads must account for
-        self._live: set[str] | None = None
-        #: how long the last round of targeted reads took: the relist paces its pass by it
-        self._round_seconds = 1.0
+        self.informer = Informer(
+            vendor=VENDOR,
+            account=self.account,
+            api=LIST_API,
+            kind=EntityKind.JOB,
+            live_statuses=LIVE_STATUSES,
+            first_number=1,
+            page_size=config.page_size,
+            max_staleness=config.max_staleness,
+            max_entities=config.max_entities,
+            lists=self._limiter,
+            by_id=self._by_id_limiter,
+            by_id_batch=LIST_JOBS_MAX_IDS,
+            rounds=ROUNDS_PER_CYCLE,
+            enabled=config.targeted_reads,
+            report=self.report_reads,
+        )
 
     @property
     def apis(self) -> tuple[str, ...]:
@@ -291,15 +297,7 @@ class OutboundBotJobGroupSource(Source):
             classify(resp)
             return read_jobs_page(resp)
 
-        page = await call_rpc(self, self.signer, self._limiter, parse, LIST_API, request)
-        limit = self.config.max_entities
-        if page.TotalCount > limit:
-            # every read of the listing (relist slices, status lists, full sweeps) is sized by this
-            # total: the vendor's word, so it is bounded before anything trusts it
-            raise TooLarge(
-                f"the vendor reports {page.TotalCount} jobs, more than max_entities = {limit}", api=LIST_API
-            )
-        return page
+        return await call_rpc(self, self.signer, self._limiter, parse, LIST_API, request)
 
     async def _jobs_by_id(self, job_ids: list[str]) -> list[Job]:
         params = {"InstanceId": self.cfg.instance_id}
@@ -321,183 +319,25 @@ class OutboundBotJobGroupSource(Source):
             params=query,
         )
 
-    def _note(self, snapshots: list[EntitySnapshot]) -> None:
-        live = self._live
-        if live is None:
-            return
-        for snap in snapshots:
-            if snap.raw_state in LIVE_STATUSES:
-                live.add(snap.id)
-            else:
-                live.discard(snap.id)
+    async def _read(self, number: int, status: str | None) -> ListedPage:
+        page = await self._page(number, status)
+        return ListedPage(
+            snapshots=[job_entity(job, self.job_group_id) for job in page.List], total=page.TotalCount
+        )
 
-    def _report(self, requests: dict[str, int]) -> None:
-        observe = self.ctx.observe_reads
-        if observe is not None:
-            observe(
-                self.vendor, self.account, self.scope, requests=requests, staleness=self._relist.staleness()
-            )
-
-    def _targeted_estimate(self, live: int) -> int:
-        size = self.cfg.page_size
-        if self._status_totals:
-            return sum(max(1, -(-self._status_totals.get(s, 0) // size)) for s in LIVE_STATUSES)
-        return len(LIVE_STATUSES) + math.ceil(live / size)
+    async def _read_ids(self, job_ids: list[str]) -> ReadByIds:
+        jobs = await self._jobs_by_id(job_ids)
+        return ReadByIds(found=[job_entity(job, self.job_group_id) for job in jobs])
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)
-        if self._live is None:
-            job = EntityKind.JOB.value
-            self._live = {
-                entity_id
-                for entity_id, entity in committed.entities.items()
-                if entity.kind == job and entity.raw in LIVE_STATUSES
-            }
-        full_pages = -(-(self._last_total or 0) // self.cfg.page_size)
-        targeted = self._targeted_estimate(len(self._live))
-        follow = (
-            self.cfg.targeted_reads
-            and bool(committed.entities)
-            and self._last_total is not None
-            and 2 * targeted < full_pages
-        )
-        if not follow:
-            observation = await self._full_sweep(listing)
-            self._report({ReadKind.FULL: full_pages or 1})
-        else:
-            observation = await self._follow(listing, targeted)
-        return observation
-
-    async def _full_sweep(self, listing: Listing) -> Observation:
-        started = self._relist.clock()
-
-        async def page(number: int) -> int:
-            jobs = await self._page(number)
-            snaps = [job_entity(job, self.job_group_id) for job in jobs.List]
-            self._note(snaps)
-            await listing.add(snaps)
-            return jobs.TotalCount
-
-        sweep = await sweep_pages(
-            1,
-            self.cfg.page_size,
-            page,
-            lambda total: total,
-            self._limiter.limit,
-            self._last_total,
-            max_total=self.config.max_entities,
-            api=LIST_API,
-        )
-        self._last_total = sweep.total
-        complete = sweep.totals_agree and len(listing) == sweep.total
-        if complete:
-            self._relist.full_sweep(started)
-        return self._observation(listing.snapshots(), complete)
-
-    def _observation(self, jobs: list[EntitySnapshot], complete: bool) -> Observation:
+        await self.informer.read(committed, listing, self._read, self._read_ids)
+        jobs, complete = self.informer.end(listing.snapshots())
         entities = list(jobs)
         if complete:
             # counts over a partial listing would be wrong progress: the group waits for a full one
             entities.append(group_entity(self.job_group_id, self.cfg.instance_id, jobs))
         return Observation(entities=entities, complete=complete)
-
-    async def _follow(self, listing: Listing, targeted: int) -> Observation:
-        """Rounds of reads that follow what can change, until the relist pass ends or the cycle does."""
-        counts = {ReadKind.RELIST: 0, ReadKind.TARGETED: 0, ReadKind.BY_ID: 0}
-        relist, size = self._relist, self.cfg.page_size
-        for _ in range(ROUNDS_PER_CYCLE):
-            round_started = time.monotonic()
-            await self._round(listing, targeted, counts)
-            self._round_seconds = time.monotonic() - round_started
-            if relist.done(size):
-                break
-            targeted = self._targeted_estimate(0)
-        self._report(counts)
-        observation = (
-            self._observation(*relist.finish())
-            if relist.done(size)
-            else Observation(entities=listing.snapshots(), complete=False)
-        )
-        return observation
-
-    async def _round(self, listing: Listing, targeted: int, counts: dict[str, int]) -> None:
-        """One round: a relist slice and the live lists side by side, then the leavers by id."""
-        relist, size = self._relist, self.cfg.page_size
-        count = relist.plan(size, targeted, self._limiter.per_sharer(), self._round_seconds)
-
-        # 1. a slice of the relist and every live status's filtered listing, side by side; each
-        # page is applied as it arrives, so of two reads of one job the later one wins
-        slice_numbers = relist.numbers(count)
-        numbers = iter(slice_numbers)
-        seen: set[str] = set()
-
-        async def relist_worker() -> None:
-            for number in numbers:
-                page = await self._page(number)
-                counts[ReadKind.RELIST] += 1
-                snaps = [job_entity(job, self.job_group_id) for job in page.List]
-                relist.listed_page(snaps, page.TotalCount)
-                self._last_total = page.TotalCount
-                self._note(snaps)
-                await listing.add(snaps)
-
-        async def status_list(status: str) -> None:
-            async def page(number: int) -> int:
-                jobs = await self._page(number, status)
-                counts[ReadKind.TARGETED] += 1
-                snaps = [job_entity(job, self.job_group_id) for job in jobs.List]
-                seen.update(snap.id for snap in snaps)
-                relist.read(snaps)
-                self._note(snaps)
-                await listing.add(snaps)
-                return jobs.TotalCount
-
-            sweep = await sweep_pages(
-                1,
-                size,
-                page,
-                lambda total: total,
-                self._limiter.limit,
-                self._status_totals.get(status),
-                max_total=self.config.max_entities,
-                api=LIST_API,
-            )
-            self._status_totals[status] = sweep.total
-
-        try:
-            async with anyio.create_task_group() as tg:
-                for _ in range(min(count, self._limiter.limit)):
-                    tg.start_soon(relist_worker)
-                for status in LIVE_STATUSES:
-                    tg.start_soon(status_list, status)
-        except BaseException:
-            # the slice is read again next cycle: a failed cycle leaves no page of the pass unread
-            relist.next_number = min(relist.next_number, slice_numbers.start)
-            raise
-
-        # 2. live jobs none of those lists returned: they left a live status (or moved while paging)
-        assert self._live is not None
-        leavers = sorted(self._live - seen)
-        batches = iter(
-            [leavers[i : i + LIST_JOBS_MAX_IDS] for i in range(0, len(leavers), LIST_JOBS_MAX_IDS)]
-        )
-
-        async def by_id_worker() -> None:
-            for batch in batches:
-                jobs = await self._jobs_by_id(batch)
-                counts[ReadKind.BY_ID] += 1
-                wanted = set(batch)
-                snaps = [job_entity(job, self.job_group_id) for job in jobs if job.JobId in wanted]
-                relist.read(snaps)
-                self._note(snaps)
-                await listing.add(snaps)
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(-(-len(leavers) // LIST_JOBS_MAX_IDS), self._by_id_limiter.limit)):
-                tg.start_soon(by_id_worker)
-        # a job no read returned is no longer followed here; only the relist may find it gone
-        found = listing.by_id
-        self._live.difference_update(job_id for job_id in leavers if job_id not in found)
 
 
 def build_sources(config: OutboundBotAccount, ctx: AdapterContext) -> list[Source]:

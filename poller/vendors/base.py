@@ -133,6 +133,12 @@ class Source(ABC):
     def apis(self) -> Sequence[str]:
         return ()
 
+    def report_reads(self, requests: dict[str, int], staleness: float) -> None:
+        """One cycle's reads per kind and the relist's staleness, to the service's metrics."""
+        observe = self.ctx.observe_reads
+        if observe is not None:
+            observe(self.vendor, self.account, self.scope, requests=requests, staleness=staleness)
+
     def limiter(self, api: str, credential: str, default_limit: int) -> SlidingWindowLimiter:
         limit = self.config.rate_limits.get(api, default_limit)
         limiter = self.ctx.limiters.get(self.vendor, api, credential, limit, self.config.rate_limit_margin)

@@ -2,11 +2,17 @@
 
 One source per company. Each cycle:
 
-1. ``getTasks``, every page (from 1): the task listing, complete only if the pages agree.
-2. ``getTaskDetail`` for each task that is active (running or paused) now or in the committed
-   state, new to us, or due again: idle tasks (pending, finished) are re-read every
-   ``detail_interval`` seconds because vendors restart tasks and the listing may carry ``null``
-   counts (the doc's own example does).
+1. ``getTasks``: every page (from 1), the task listing, complete only if the pages agree; or, once
+   the tasks are known and a full listing takes more than a window's share, reads that follow what
+   can change (see :mod:`poller.vendors.informer`): ``getTasks`` with ``status`` for each live status
+   (not started, running, paused by the user or by the system), ``getTaskDetail`` for the live
+   tasks those lists did not return and for the tasks whose calls are behind, and a slice of a full
+   relist spread over ``max_staleness``. Only a complete listing (or relist pass) vanishes a task.
+2. ``getTaskDetail`` for each task read this cycle that is active (running or paused) now or in the
+   committed state, new to us, or due again: idle tasks (pending, finished) are re-read every
+   ``detail_interval`` seconds (with targeted reads: when the relist reads them, at most that
+   often) because vendors restart tasks and the listing may carry ``null`` counts (the doc's own
+   example does). A task read by id in step 1 is not asked for its detail twice.
 3. ``queryDoneTaskPhones`` for the same active tasks, from the committed ``index`` cursor
    (``Observation.cursors``), so the cursor only moves once the calls' events are acked.
 4. Optionally ``phoneLogInfo`` per new call (``enrich_calls``) → :class:`CallDetail`.
@@ -56,7 +62,8 @@ from poller.vendors.base import (
     decode_or_bad,
     server_status,
 )
-from poller.vendors.listing import sweep_pages
+from poller.vendors.informer import Informer, ListedPage, MaxStaleness, ReadByIds
+from poller.vendors.listing import Listing, sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallDetail, CallOutcome, EntityKind, TaskState
 from schemas.vendors.byrobot import (
@@ -137,6 +144,13 @@ FINISH_LABELS = {
 
 HUNG_UP_BY = {"0": "ai", "1": "callee"}
 
+#: the statuses from which a task can still move on its own: 0 未开始, 1 进行中, 4 用户暂停, 5 系统暂停
+#: (2 已完成 and 6 已终止 change only when the vendor restarts a task)
+LIVE_STATUSES = ("0", "1", "4", "5")
+#: rounds of targeted reads in one cycle: the active tasks' details and calls are read once per
+#: cycle, so a cycle is one round and a call waits no longer than a status change
+ROUNDS_PER_CYCLE = 1
+
 #: states in which a task's calls and counts move: followed every cycle
 _ACTIVE = frozenset(
     {
@@ -170,6 +184,12 @@ class ByRobotAccount(AccountConfig, frozen=True, kw_only=True):
     max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 16
     #: the vendor's times are local wall-clock strings; China Standard Time unless told otherwise
     utc_offset_minutes: Annotated[int, msgspec.Meta(ge=-720, le=840)] = 480
+    #: read only the tasks that can still change each cycle, plus a relist spread over ``max_staleness``;
+    #: false: every cycle is one full listing
+    targeted_reads: bool = True
+    #: seconds within which every task, finished ones too (the vendor may restart them), is read
+    #: again: the targeted reads spread a full relist over this
+    max_staleness: MaxStaleness = 300.0
 
 
 # -- auth -------------------------------------------------------------------------------------------
@@ -434,6 +454,8 @@ class _Plan:
     #: active now or in the committed state: detail and calls every cycle
     active: bool
     fetch: bool
+    #: the detail this cycle already read (a task read by id): not asked for again
+    detail: TaskDetail | None = None
 
 
 @dataclass
@@ -482,6 +504,31 @@ class ByRobotSource(Source):
         self._failing: set[str] = set()
         #: the server answered a cursor request with calls at or below the cursor
         self.index_ignored = False
+        self.informer = Informer(
+            vendor=VENDOR,
+            account=self.account,
+            api=TASKS_API,
+            kind=EntityKind.TASK,
+            live_statuses=LIVE_STATUSES,
+            first_number=1,
+            page_size=config.page_size,
+            max_staleness=config.max_staleness,
+            max_entities=config.max_entities,
+            lists=self._limiters[TASKS_API],
+            by_id=self._limiters[DETAIL_API],  # getTaskDetail: one task per request
+            by_id_batch=1,
+            rounds=ROUNDS_PER_CYCLE,
+            enabled=config.targeted_reads,
+            report=self.report_reads,
+        )
+        #: tasks last seen in a status we do not know: followed by id every cycle, like active ones
+        self._unknown: set[str] | None = None
+        # what this cycle's reads found: each task as listed (or as its detail says, read by id),
+        # the details read by id, and the tasks whose read by id failed on its own
+        self._cycle_tasks: dict[str, TaskInfo] = {}
+        self._cycle_details: dict[str, TaskDetail] = {}
+        self._cycle_failed: dict[str, SourceError] = {}
+        self._committed = SourceState()
 
     @property
     def apis(self) -> tuple[str, ...]:
@@ -520,22 +567,60 @@ class ByRobotSource(Source):
         )
 
     # -- tasks --------------------------------------------------------------------------------
-    async def _tasks_page(self, number: int) -> Page[TaskInfo]:
+    async def _tasks_page(self, number: int, status: str | None = None) -> Page[TaskInfo]:
         params = {
             "companyId": str(self.cfg.company_id),
             "pageNum": str(number),
             "pageSize": str(self.cfg.page_size),
         }
+        if status is not None:
+            params["status"] = status
         return await self._call(TASKS_API, _decode_tasks, params=params, check=_has_total(TASKS_API))
 
-    async def _detail(self, task: TaskInfo) -> TaskDetail:
-        params = {"companyId": str(self.cfg.company_id), "taskId": str(task.callJobId)}
+    async def _detail(self, job_id: int) -> TaskDetail:
+        params = {"companyId": str(self.cfg.company_id), "taskId": str(job_id)}
 
         def of_this_task(detail: TaskDetail) -> None:
-            if detail.callJobId != task.callJobId:
+            if detail.callJobId != job_id:
                 raise BadResponse("detail of another task", api=DETAIL_API)
 
         return await self._call(DETAIL_API, _decode_detail, params=params, check=of_this_task)
+
+    def _listed(self, task: TaskInfo, detail: TaskDetail | None) -> EntitySnapshot:
+        """A task as read, with the counts last committed: what the listing streams to the relist
+        pass before the cycle builds the task's final snapshot (only the latter is published)."""
+        task_id = str(task.callJobId)
+        self._cycle_tasks[task_id] = task
+        old = self._committed.entities.get(task_id)
+        return counts_of(task_entity(self.cfg.company_id, task, detail, old), old)
+
+    async def _read(self, number: int, status: str | None) -> ListedPage:
+        page = await self._tasks_page(number, status)
+        return ListedPage(
+            snapshots=[self._listed(task, None) for task in page.items or []], total=page.total or 0
+        )
+
+    async def _read_ids(self, task_ids: list[str]) -> ReadByIds:
+        """Each task's detail; one the vendor does not know is left to the relist, one that fails
+        otherwise is followed again (rejected credentials fail the cycle)."""
+        found: list[EntitySnapshot] = []
+        unread: list[str] = []
+        for task_id in task_ids:
+            if not _digits(task_id):
+                continue
+            try:
+                detail = await self._detail(int(task_id))
+            except Exception as exc:
+                error = _vendor_error(exc)
+                if error is None or isinstance(error, AuthFailed):
+                    raise
+                if not isinstance(error, ClientError):
+                    self._cycle_failed[task_id] = error
+                    unread.append(task_id)
+                continue
+            self._cycle_details[task_id] = detail
+            found.append(self._listed(detail, detail))
+        return ReadByIds(found=found, unread=unread)
 
     def _plan(self, task: TaskInfo, old: EntityState | None, now: float) -> _Plan:
         task_id = str(task.callJobId)
@@ -546,26 +631,46 @@ class ByRobotSource(Source):
             or (task.totalCount is not None and task.totalCount != old.total)
         )
         due = self._next_idle_read.get(task_id, float("-inf")) <= now
-        return _Plan(task, old, active, active or counts_moved or due or task_id in self._retry)
+        fetch = active or counts_moved or due or task_id in self._retry
+        return _Plan(task, old, active, fetch, self._cycle_details.get(task_id))
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
-        sweep = await sweep_pages(
-            1,
-            self.cfg.page_size,
-            self._tasks_page,
-            lambda p: p.total or 0,
-            max_total=self.cfg.max_entities,
-            api=TASKS_API,
-        )
-        listed: dict[str, TaskInfo] = {}
-        for page in sweep.pages:
-            for task in page.items or []:
-                listed[str(task.callJobId)] = task
-        complete = sweep.totals_agree and len(listed) == sweep.total
+        self._committed = committed
+        self._cycle_tasks, self._cycle_details, self._cycle_failed = {}, {}, {}
+        if self._unknown is None:
+            unknown = TaskState.UNKNOWN.value
+            self._unknown = {t for t, e in committed.entities.items() if e.state == unknown}
+        try:
+            following = await self.informer.read(
+                committed, Listing(None), self._read, self._read_ids, must_read=self._retry | self._unknown
+            )
+            entities, calls, cursors = await self._follow_tasks(committed)
+        except BaseException:
+            # nothing of this cycle was published: its relist pages are read again
+            self.informer.fail(rewind=True)
+            raise
+        finally:
+            self._committed = SourceState()
+        if following:
+            self.informer.relist.read(entities)  # the pass keeps the snapshots published, not the listed
+        everything, complete = self.informer.end(entities)
+        if complete:
+            known = {snap.id for snap in everything}
+            for task_id in [t for t in self._next_idle_read if t not in known]:
+                del self._next_idle_read[task_id]
+        return Observation(entities=everything, complete=complete, calls=calls, cursors=cursors)
+
+    async def _follow_tasks(
+        self, committed: SourceState
+    ) -> tuple[list[EntitySnapshot], list[CallSnapshot], dict[str, int]]:
+        """Details and calls of the tasks read this cycle; their snapshots as they are published."""
         started = anyio.current_time()
-        plans = {tid: self._plan(task, committed.entities.get(tid), started) for tid, task in listed.items()}
+        plans = {
+            tid: self._plan(task, committed.entities.get(tid), started)
+            for tid, task in self._cycle_tasks.items()
+        }
         followed: dict[str, _Followed] = {}
-        failed: dict[str, SourceError] = {}
+        failed: dict[str, SourceError] = dict(self._cycle_failed)
         slots = anyio.CapacityLimiter(self.cfg.max_concurrency)
 
         async def follow(task_id: str, plan: _Plan) -> None:
@@ -589,11 +694,13 @@ class ByRobotSource(Source):
             # nothing but failures: the API itself is in trouble, and that is what health must say
             # (a lone "no such task" answer is not)
             raise next(e for e in failed.values() if not isinstance(e, ClientError))
-        self._settle(plans, followed, failed, started)
+        self._settle(followed, failed, started)
 
         entities: list[EntitySnapshot] = []
         calls: list[CallSnapshot] = []
         cursors: dict[str, int] = {}
+        unknown = self._unknown
+        assert unknown is not None
         for task_id, plan in plans.items():
             result = followed.get(task_id)
             entity = task_entity(self.cfg.company_id, plan.task, result.detail if result else None, plan.old)
@@ -602,17 +709,17 @@ class ByRobotSource(Source):
                 # reach the stream before its calls do
                 entity = counts_of(entity, plan.old)
             entities.append(entity)
+            if entity.state is TaskState.UNKNOWN:
+                unknown.add(task_id)
+            else:
+                unknown.discard(task_id)
             if result is not None:
                 calls.extend(result.calls)
                 cursors.update(result.cursors)
-        return Observation(entities=entities, complete=complete, calls=calls, cursors=cursors)
+        return entities, calls, cursors
 
     def _settle(
-        self,
-        plans: Mapping[str, _Plan],
-        followed: Mapping[str, _Followed],
-        failed: Mapping[str, SourceError],
-        started: float,
+        self, followed: Mapping[str, _Followed], failed: Mapping[str, SourceError], started: float
     ) -> None:
         """Schedule the next idle read of what was followed; remember what failed; log changes."""
         for task_id, result in followed.items():
@@ -622,8 +729,6 @@ class ByRobotSource(Source):
                 self._retry.discard(task_id)
                 self._next_idle_read[task_id] = started + self.cfg.detail_interval
         self._retry.update(failed)
-        for task_id in [t for t in self._next_idle_read if t not in plans]:
-            del self._next_idle_read[task_id]
         now_failing = set(failed)
         if now_failing - self._failing:
             reasons = sorted({failed[t].reason.value for t in now_failing - self._failing})
@@ -641,7 +746,7 @@ class ByRobotSource(Source):
         self._failing = now_failing
 
     async def _follow(self, plan: _Plan, cursors: Mapping[str, int]) -> _Followed:
-        detail = await self._detail(plan.task)
+        detail = plan.detail or await self._detail(plan.task.callJobId)
         task_id = str(plan.task.callJobId)
         state = STATES.normalize(raw_code(detail.status if detail.status is not None else plan.task.status))
         done = _first(detail.doneCount, plan.task.doneCount)

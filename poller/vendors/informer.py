@@ -12,6 +12,12 @@ targeted reads first and the relist the rest; the relist takes more only when it
 staleness deadline, and never more than one window's share per round, so catching up after an
 outage is spread over rounds instead of starving targeted reads.
 
+:class:`Informer` is what the listing adapters share on top of it: the choice between a full sweep
+and rounds, each round's relist slice beside one filtered listing per live status, and the live
+entities none of those lists returned (the leavers), read again by id. A vendor gives it two reads
+(a page of the listing, filtered by one status or not, and a batch of ids) and keeps what is its own
+(counts over the listing, calls, details) in the adapter.
+
 Only a complete pass may vanish anything: every page reported the same total and the pages held
 that many distinct entities. Each pass must end within half the maximum staleness, so an entity
 that keeps its place in the listing is read at least once per maximum staleness.
@@ -19,14 +25,38 @@ that keeps its place in the listing is read at least once per maximum staleness.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import Annotated, Protocol
 
+import anyio
+import msgspec
+
+from poller.errors import TooLarge
 from poller.pipeline.snapshot import EntitySnapshot
+from poller.pipeline.state import SourceState
+from poller.transport.ratelimit import SlidingWindowLimiter
+from poller.vendors.listing import Listing, sweep_pages
+from schemas import EntityKind
 
-__all__ = ["ReadKind", "ReadObserver", "RelistPass"]
+__all__ = [
+    "Informer",
+    "ListedPage",
+    "MaxStaleness",
+    "ReadByIds",
+    "ReadIds",
+    "ReadKind",
+    "ReadObserver",
+    "ReadPage",
+    "RelistPass",
+]
+
+log = logging.getLogger("poller.vendors.informer")
+
+#: the ``max_staleness`` account field of every adapter that follows what can change (seconds)
+MaxStaleness = Annotated[float, msgspec.Meta(ge=1.0, le=86_400.0)]
 
 
 class ReadKind:
@@ -151,3 +181,357 @@ class RelistPass:
         """A complete listing read in one cycle also satisfies the staleness bound: start afresh."""
         self.last_complete_started = started_at
         self._restart()
+
+
+class ListedPage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One page of a listing, filtered or not: its entities and the total the vendor reported."""
+
+    snapshots: list[EntitySnapshot]
+    total: int
+
+
+class ReadByIds(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What one read by id found; ``unread`` ids failed on their own and stay followed."""
+
+    found: list[EntitySnapshot]
+    unread: list[str] = []
+
+
+#: one page (numbered as the vendor numbers them) of the listing, filtered by one status or not (None)
+ReadPage = Callable[[int, str | None], Awaitable[ListedPage]]
+#: the entities of these ids the vendor still has (an id it does not return is gone or moved away)
+ReadIds = Callable[[list[str]], Awaitable[ReadByIds]]
+#: where a cycle's requests per kind of read and the relist's staleness go
+ReadReport = Callable[[dict[str, int], float], None]
+
+
+def _same(total: int) -> int:
+    return total
+
+
+class Informer:
+    """One source's reads that follow what can change: the choice of reads, the rounds, the leavers.
+
+    A cycle is either one full sweep (the first, a small listing, a listing whose live lists would
+    cost about as much, ``enabled`` false, or a vendor that ignores its status filter) or up to
+    ``rounds`` rounds: a relist slice and one filtered listing per live status side by side, then
+    the leavers by id. Every snapshot read is streamed through the cycle's :class:`Listing` as it
+    arrives, and every one goes into the relist pass too, so the pass always holds the latest read
+    of each entity. :meth:`end` gives the cycle's entities, or, when the cycle finished the pass,
+    every entity of the pass and whether it was complete.
+    """
+
+    def __init__(
+        self,
+        *,
+        vendor: str,
+        account: str,
+        api: str,
+        kind: EntityKind,
+        live_statuses: Iterable[str],
+        first_number: int,
+        page_size: int,
+        max_staleness: float,
+        max_entities: int,
+        lists: SlidingWindowLimiter,
+        by_id: SlidingWindowLimiter,
+        by_id_batch: int,
+        rounds: int,
+        enabled: bool,
+        report: ReadReport,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.vendor = vendor
+        self.account = account
+        self.api = api
+        self.kind = kind
+        self.live_statuses = tuple(live_statuses)
+        self._live_set = frozenset(self.live_statuses)
+        self.first_number = first_number
+        self.page_size = page_size
+        self.max_entities = max_entities
+        self.lists = lists
+        self.by_id = by_id
+        self.by_id_batch = by_id_batch
+        self.rounds = rounds
+        self.enabled = enabled
+        self._report = report
+        self.relist = RelistPass(first_number, max_staleness, clock)
+        #: entities last read in a live status: what the targeted reads must account for
+        self.live: set[str] | None = None
+        #: the last total of the full listing and of each live status's filtered one: the next
+        #: sweep of either requests every page at once, and they size the choice of reads
+        self.last_total: int | None = None
+        self.status_totals: dict[str, int] = {}
+        #: a filtered list returned an entity of another status: its filter is not to be relied on
+        self.filter_ignored = False
+        self.counts: dict[str, int] = {}
+        #: this cycle's reads were reported (a failure reported inside is not reported again)
+        self._reported = False
+        self.following = False
+        self._sweep_complete = False
+        self._cycle_first = first_number
+        #: ids any read of this cycle returned (what ``must_read`` no longer needs)
+        self._read_in_cycle: set[str] = set()
+        #: seconds from one round's start to the next one's (the relist paces its pass by it)
+        self._round_seconds = 1.0
+        self._round_started: float | None = None
+
+    # -- the choice -------------------------------------------------------------------------------------
+    def pages(self, total: int) -> int:
+        return -(-total // self.page_size)
+
+    def targeted_estimate(self, live: int) -> int:
+        """Requests one round's live lists take: their last totals, else one page per status and more."""
+        if self.status_totals:
+            return sum(max(1, self.pages(self.status_totals.get(s, 0))) for s in self.live_statuses)
+        return len(self.live_statuses) + math.ceil(live / self.page_size)
+
+    def _follows(self, committed: SourceState) -> bool:
+        """Targeted rounds, or one full sweep? Rounds only pay where a sweep takes longer than a round
+        (more pages than a window's share) and the live lists cost well under a sweep."""
+        if not self.enabled or self.filter_ignored or not committed.entities or self.last_total is None:
+            return False
+        assert self.live is not None
+        full = self.pages(self.last_total)
+        return 2 * self.targeted_estimate(len(self.live)) < full and full > self.lists.per_sharer()
+
+    def note(self, snapshots: Iterable[EntitySnapshot]) -> None:
+        """Keep the live set to what these reads say: in a live status, or not."""
+        live, statuses = self.live, self._live_set
+        if live is None:
+            return
+        for snap in snapshots:
+            if snap.raw_state in statuses:
+                live.add(snap.id)
+            else:
+                live.discard(snap.id)
+
+    def _checked(self, page: ListedPage) -> ListedPage:
+        # every read of the listing is sized by its total: the vendor's word, bounded before use
+        if page.total > self.max_entities:
+            raise TooLarge(
+                f"the vendor reports {page.total} entities, more than max_entities = {self.max_entities}",
+                api=self.api,
+            )
+        return page
+
+    # -- one cycle ------------------------------------------------------------------------------------
+    async def read(
+        self,
+        committed: SourceState,
+        listing: Listing,
+        read: ReadPage,
+        read_ids: ReadIds,
+        must_read: Collection[str] = (),
+    ) -> bool:
+        """This cycle's reads, streamed through ``listing``; True if they were targeted rounds.
+
+        ``must_read``: ids the adapter needs read this cycle whatever their status (its own backlog);
+        those no list returned are read by id.
+        """
+        if self.live is None:
+            kind = self.kind.value
+            self.live = {
+                entity_id
+                for entity_id, entity in committed.entities.items()
+                if entity.kind == kind and entity.raw in self._live_set
+            }
+        self.following = self._follows(committed)
+        self._reported = False
+        self._read_in_cycle = set()
+        self._cycle_first = self.relist.next_number
+        if not self.following:
+            self.counts = {ReadKind.FULL: 0}
+            self._round_started = None
+            try:
+                self._sweep_complete = await self._sweep(listing, read)
+            except BaseException:
+                self.fail()
+                raise
+            return False
+        self.counts = {ReadKind.RELIST: 0, ReadKind.TARGETED: 0, ReadKind.BY_ID: 0}
+        targeted = self.targeted_estimate(len(self.live))
+        try:
+            for _ in range(self.rounds):
+                await self._round(listing, read, read_ids, targeted, must_read)
+                if self.relist.done(self.page_size) or self.filter_ignored:
+                    break
+                targeted = self.targeted_estimate(0)
+        except BaseException:
+            self.fail()
+            raise
+        return True
+
+    @property
+    def swept(self) -> bool:
+        """This cycle read the whole listing, consistently: an entity it left out is gone."""
+        return not self.following and self._sweep_complete
+
+    def end(self, current: list[EntitySnapshot]) -> tuple[list[EntitySnapshot], bool]:
+        """The cycle's entities and whether they are complete; reports the cycle's reads.
+
+        ``current``: what this cycle read (as the adapter builds its final snapshots). A cycle that
+        finished the relist pass gives every entity of the pass instead, complete or not.
+        """
+        entities, complete = current, False
+        if not self.following:
+            complete = self._sweep_complete
+        elif self.relist.done(self.page_size):
+            entities, complete = self.relist.finish()
+        if complete and self.live is not None:
+            self.live.intersection_update(snap.id for snap in entities)
+        self._report_once()
+        return entities, complete
+
+    def fail(self, rewind: bool = False) -> None:
+        """A failed cycle: its reads are reported; ``rewind``: its relist pages are read again (an
+        adapter that published none of them)."""
+        if rewind:
+            self.relist.next_number = min(self.relist.next_number, self._cycle_first)
+        self._report_once()
+
+    def _report_once(self) -> None:
+        if not self._reported:
+            self._reported = True
+            self._report(self.counts, self.relist.staleness())
+
+    async def _sweep(self, listing: Listing, read: ReadPage) -> bool:
+        started = self.relist.clock()
+
+        async def page(number: int) -> int:
+            got = self._checked(await read(number, None))
+            self.counts[ReadKind.FULL] += 1
+            self.note(got.snapshots)
+            await listing.add(got.snapshots)
+            return got.total
+
+        sweep = await sweep_pages(
+            self.first_number,
+            self.page_size,
+            page,
+            _same,
+            self.lists.limit,
+            self.last_total,
+            max_total=self.max_entities,
+            api=self.api,
+        )
+        self.last_total = sweep.total
+        complete = sweep.totals_agree and len(listing) == sweep.total
+        if complete:
+            self.relist.full_sweep(started)
+        return complete
+
+    async def _round(
+        self,
+        listing: Listing,
+        read: ReadPage,
+        read_ids: ReadIds,
+        targeted: int,
+        must_read: Collection[str],
+    ) -> None:
+        """One round: a relist slice and the live lists side by side, then the leavers by id."""
+        relist, size = self.relist, self.page_size
+        now = relist.clock()
+        if self._round_started is not None:
+            self._round_seconds = now - self._round_started
+        self._round_started = now
+        count = relist.plan(size, targeted, self.lists.per_sharer(), self._round_seconds)
+
+        # 1. a slice of the relist and every live status's filtered listing, side by side; each
+        # page is applied as it arrives, so of two reads of one entity the later one wins
+        slice_numbers = relist.numbers(count)
+        numbers = iter(slice_numbers)
+        seen: set[str] = set()
+        read_in_cycle = self._read_in_cycle
+
+        async def relist_worker() -> None:
+            for number in numbers:
+                got = self._checked(await read(number, None))
+                self.counts[ReadKind.RELIST] += 1
+                snaps = got.snapshots
+                relist.listed_page(snaps, got.total)
+                self.last_total = got.total
+                read_in_cycle.update(snap.id for snap in snaps)
+                self.note(snaps)
+                await listing.add(snaps)
+
+        async def status_list(status: str) -> None:
+            async def page(number: int) -> int:
+                if self.filter_ignored:
+                    return 0  # the pages still to come would be the whole listing again
+                got = self._checked(await read(number, status))
+                self.counts[ReadKind.TARGETED] += 1
+                snaps = got.snapshots
+                if any(snap.raw_state != status for snap in snaps):
+                    self._ignored_filter(status)
+                seen.update(snap.id for snap in snaps)
+                read_in_cycle.update(snap.id for snap in snaps)
+                relist.read(snaps)
+                self.note(snaps)
+                await listing.add(snaps)
+                return got.total
+
+            sweep = await sweep_pages(
+                self.first_number,
+                size,
+                page,
+                _same,
+                self.lists.limit,
+                self.status_totals.get(status),
+                max_total=self.max_entities,
+                api=self.api,
+            )
+            if not self.filter_ignored:
+                self.status_totals[status] = sweep.total
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(count, self.lists.limit)):
+                    tg.start_soon(relist_worker)
+                for status in self.live_statuses:
+                    tg.start_soon(status_list, status)
+        except BaseException:
+            # the slice is read again next cycle: a failed cycle leaves no page of the pass unread
+            relist.next_number = min(relist.next_number, slice_numbers.start)
+            raise
+        if self.filter_ignored:
+            return  # what the lists missed says nothing now: the next cycle is a full sweep
+
+        # 2. live entities none of those lists returned (they left a live status, or moved while
+        # the lists were read), and what the adapter must have read; one window's share a round
+        assert self.live is not None
+        wanted = (self.live - seen) | {i for i in must_read if i not in read_in_cycle}
+        batch = self.by_id_batch
+        leavers = sorted(wanted)[: max(1, math.floor(self.by_id.per_sharer())) * batch]
+        batches = iter([leavers[i : i + batch] for i in range(0, len(leavers), batch)])
+        found: set[str] = set()
+        unread: set[str] = set()
+
+        async def by_id_worker() -> None:
+            for ids in batches:
+                got = await read_ids(ids)
+                self.counts[ReadKind.BY_ID] += 1
+                asked = set(ids)
+                snaps = [snap for snap in got.found if snap.id in asked]
+                found.update(snap.id for snap in snaps)
+                unread.update(got.unread)
+                read_in_cycle.update(snap.id for snap in snaps)
+                relist.read(snaps)
+                self.note(snaps)
+                await listing.add(snaps)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(-(-len(leavers) // batch), self.by_id.limit)):
+                tg.start_soon(by_id_worker)
+        # an entity no read returned is no longer followed here; only the relist may find it gone
+        self.live.difference_update(i for i in leavers if i not in found and i not in unread)
+
+    def _ignored_filter(self, status: str) -> None:
+        if not self.filter_ignored:
+            self.filter_ignored = True
+            log.warning(
+                "a status-filtered listing returned entities of other statuses: each is taken as it "
+                "says, and every cycle reads the full listing from now on",
+                extra={"vendor": self.vendor, "account": self.account, "api": self.api, "status": status},
+            )
