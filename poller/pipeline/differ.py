@@ -15,11 +15,12 @@ vendor passes off as complete then costs a cycle of delay, not a vanish and re-a
 
 from __future__ import annotations
 
-__all__ = ["Diff", "MassVanish", "SweepDiff", "call_finished", "diff"]
+__all__ = ["Diff", "MassVanish", "PageUndo", "SweepDiff", "call_finished", "diff"]
 
 import operator
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import msgspec
@@ -100,6 +101,14 @@ def _call_event(source: SourceId, call: CallSnapshot, privacy: Privacy, now: dat
 def call_finished(source: SourceId, call: CallSnapshot, privacy: Privacy, now: datetime) -> CallFinished:
     """The event of a call polled with its observation, or pushed by the vendor: one id for both."""
     return _call_event(source, call, privacy, now)
+
+
+@dataclass
+class PageUndo:
+    """What one page overwrote: each entity's state and applied snapshot before it (None: none)."""
+
+    applied: dict[str, EntitySnapshot | None]
+    entities: dict[str, EntityState | None] = field(default_factory=dict)
 
 
 class SweepDiff:
@@ -235,6 +244,40 @@ class SweepDiff:
             entities[snap.id] = _remember(snap, seq)
             changed.add(snap.id)
         return events
+
+    def apply_page(
+        self, snapshots: Sequence[EntitySnapshot], now: datetime
+    ) -> tuple[list[EventBase], PageUndo]:
+        """:meth:`apply`, remembering what it overwrote, so a page whose publish is cut short can be
+        taken back (:meth:`take_back`) instead of committed without its events."""
+        undo = PageUndo(applied={snap.id: self._applied.get(snap.id) for snap in snapshots})
+        self._undo = undo.entities
+        try:
+            return self.apply(snapshots, now), undo
+        finally:
+            self._undo = None
+
+    def take_back(self, undo: PageUndo, acked: Iterable[EventBase]) -> None:
+        """A page whose publish did not finish: of its changes only the ``acked`` events stay.
+
+        Its other events may never reach the stream, so a failed cycle must not commit them (they
+        would be lost: the next cycle would find nothing changed); the next cycle derives them again.
+        """
+        before = self.previous.entities
+        for entity_id, prior in undo.applied.items():
+            if prior is None:
+                if self._applied.pop(entity_id, None) is not None and entity_id in before:
+                    self._seen_before -= 1
+            else:
+                self._applied[entity_id] = prior
+        for entity_id, old in undo.entities.items():
+            if old is None:
+                self.entities.pop(entity_id, None)
+            else:
+                self.entities[entity_id] = old
+        state = self._state(dict(self.previous.cursors))  # shares this cycle's entity map
+        for event in acked:
+            apply_published(state, event, 0)
 
     def published(self, stream_seq: int) -> None:
         """Events up to this stream sequence are acked: the committed state will reflect them."""

@@ -346,19 +346,28 @@ class SourceLoop:
     def _page_sink(self, status: SourceStatus, sweep: SweepDiff, cycle_started: float) -> PageSink:
         """Diff and publish each page as the adapter reads it; the commit at the cycle's end records it.
 
-        Not shielded: a stop may cut a page's publish, and the events already stored are then replayed
-        into the state on restart (:mod:`poller.pipeline.replay`), as after a crash between publish
-        and commit.
+        Not shielded: a stop (or a failing sibling read) may cut a page's publish. The page is then
+        taken back but for its acked events, so the failed cycle commits nothing unpublished; events
+        stored but not acked are replayed into the state on restart (:mod:`poller.pipeline.replay`),
+        as after a crash between publish and commit.
         """
         publisher = self._publisher
         one_at_a_time = anyio.Lock()  # pages arrive concurrently; each entity's events stay in seq order
 
         async def publish_page(snapshots: list[EntitySnapshot]) -> None:
             async with one_at_a_time:
-                events = sweep.apply(snapshots, datetime.now(UTC))
-                if events:
-                    sweep.published(await publisher.publish(events, status.key))
-                    self._count(status.source.vendor, events, cycle_started)
+                events, undo = sweep.apply_page(snapshots, datetime.now(UTC))
+                if not events:
+                    return
+                progress = PublishProgress()
+                try:
+                    stream_seq = await publisher.publish(events, status.key, progress)
+                except BaseException:
+                    sweep.take_back(undo, events[: progress.acked])
+                    sweep.published(progress.stream_seq)
+                    raise
+                sweep.published(stream_seq)
+                self._count(status.source.vendor, events, cycle_started)
 
         return publish_page
 

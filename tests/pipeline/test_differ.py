@@ -172,3 +172,30 @@ def test_acked_only_keeps_the_pages_and_the_acked_prefix_and_not_the_cursors() -
         "t3": ("A", 1),  # not acked: as committed before
     }
     assert state.cursors == {"calls.t1": 1} and state.stream_seq == 4
+
+
+def test_a_page_whose_publish_was_cut_is_taken_back_but_for_its_acked_events() -> None:
+    previous, _ = step(SourceState(), task("A", tid="t1"), task("A", tid="t2"), task("A", tid="t3"))
+    sweep = SweepDiff(SRC, previous, PRIVACY)
+    first, _ = sweep.apply_page([task("B", tid="t1")], NOW)  # published and acked
+    sweep.published(4)
+    events, undo = sweep.apply_page([task("B", tid="t1"), task("C", tid="t2"), task("B", tid="t3")], NOW)
+    assert [e.entity_id for e in events] == ["t2", "t3"]  # type: ignore[attr-defined]
+    # the publish was cut after the first of them was acked: the failed cycle keeps only that
+    sweep.take_back(undo, events[:1])
+    kept = sweep.unfinished().state
+    assert {k: (e.raw, e.seq) for k, e in kept.entities.items()} == {
+        "t1": ("B", 2),  # the earlier page, acked
+        "t2": ("C", 2),  # acked before the cut
+        "t3": ("A", 1),  # never acked: as committed, so the next cycle finds the change again
+    }
+    again = diff(
+        SRC,
+        kept,
+        Observation(entities=[task("B"), task("C", tid="t2"), task("B", tid="t3")], complete=True),
+        NOW,
+        PRIVACY,
+    )
+    assert [e.entity_id for e in again.events] == ["t3"]  # type: ignore[attr-defined]
+    assert again.events[0].event_id == events[1].event_id  # the same change, the same id: no double
+    assert [e.entity_id for e in first] == ["t1"]  # type: ignore[attr-defined]
