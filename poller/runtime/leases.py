@@ -14,7 +14,8 @@ that spend it. A replica spends such a limit only once it has *joined* it: its m
 the limit, it has read every other record after writing its own, and each replica that spends the
 limit too has written a record saying it read ours (``as_of``, a revision of the members bucket, so
 no clock is compared), plus one rate-limit window for the requests they sent before. Any account
-that needs the limit waits for that join; a join NATS cannot complete spends nothing.
+that needs the limit waits for that join; a join NATS cannot complete is tried again, and nothing of
+the limit is spent meanwhile.
 
 Leases decide who polls; the fenced state commits (:class:`~poller.pipeline.store.StateFenced`)
 decide who writes, so even a replica that wrongly believes it owns a source cannot overwrite the
@@ -52,6 +53,8 @@ log = logging.getLogger("poller.runtime.leases")
 HANDOVER_WINDOW = 1.2
 #: seconds between looks at the peers' records while joining a fleet budget
 JOIN_POLL = 0.1
+#: seconds before a join NATS could not finish is tried again
+JOIN_RETRY = 0.2
 
 
 class MemberRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,8 +64,8 @@ class MemberRecord(msgspec.Struct, frozen=True, kw_only=True):
     #: ``vendor/api`` of every fleet-wide limit this replica's accounts use
     budgets: list[str] = []
     #: a members-bucket revision whose records, and every older one, this replica's shares count:
-    #: it wrote its own record there and read all the others after it (0: none yet, or an older
-    #: replica that does not say)
+    #: it wrote its own record there and read all the others after it (unset: none yet, or an
+    #: older replica that does not say)
     as_of: int = 0
 
 
@@ -127,8 +130,8 @@ class Ownership:
         self._unacknowledged: dict[str, int] = {}
         #: the members-bucket revision our shares count (see ``MemberRecord.as_of``)
         self._as_of = 0
-        #: one refresh at a time, so the shares in force always come from the newest read
-        self._refreshing = anyio.Lock()
+        #: the revision of our record whose refresh set the shares in force
+        self._applied = 0
         #: the share of each fleet limit in force here, and since when a larger one is due
         self._shares: dict[Budget, float] = {}
         self._raising_since: dict[Budget, float] = {}
@@ -170,21 +173,35 @@ class Ownership:
     async def _refresh(self) -> int | None:
         """Write our record, read everyone's and set our shares from them; returns our record's
         revision (None once we left). The read starts after our write is stored, so it sees every
-        record older than ours: that revision is what our next record says our shares count."""
-        async with self._refreshing:
-            written = None if self._left else await self._announce()
-            self._update_members(await self._live_members())
-            self._share_budgets()
-            if written is None:
-                return None
-            self._as_of = max(self._as_of, written)
-            due = [m for m, revision in self._unacknowledged.items() if revision <= written]
-            if due:
-                # a peer joining a limit we spend waits for this: tell it now, not a period later
-                for member in due:
-                    del self._unacknowledged[member]
-                await self._announce()
-            return written
+        record older than ours: that revision is what our next record says our shares count.
+        Refreshes may overlap (a join does not wait for the periodic one): the result of one whose
+        write is older than that of the last one applied is dropped, so the shares in force always
+        come from the newest read."""
+        written = None if self._left else await self._announce()
+        found, others = await self._read_members()
+        if written is not None:
+            if written < self._applied:
+                return written
+            self._applied = written
+        mine = self.my_budgets()
+        for member, (spent, revision) in others.items():
+            if (spent - self._others_budgets.get(member, set())) & mine:
+                self._unacknowledged[member] = revision
+        for member in set(self._unacknowledged) - set(others):
+            del self._unacknowledged[member]
+        self._others_budgets = {member: spent for member, (spent, _) in others.items()}
+        self._update_members(found)
+        self._share_budgets()
+        if written is None:
+            return None
+        self._as_of = max(self._as_of, written)
+        due = [m for m, revision in self._unacknowledged.items() if revision <= written]
+        if due:
+            # a peer joining a limit we spend waits for this: tell it now, not a period later
+            for member in due:
+                del self._unacknowledged[member]
+            await self._announce()
+        return written
 
     async def keep_membership(self) -> None:
         """Refresh our member key and read everyone's, until cancelled."""
@@ -195,29 +212,25 @@ class Ownership:
                 log.warning("membership refresh failed", extra={"error": type(exc).__name__})
             await anyio.sleep(self.membership_period)
 
-    async def _live_members(self) -> set[str]:
+    async def _read_members(self) -> tuple[set[str], dict[str, tuple[set[Budget], int]]]:
+        """The live members (us included until we left), and the fleet limits each other one
+        spends with the revision of the record that says so."""
         try:
             keys = await self._members_kv.keys()
         except NoKeysError:
             keys = []
         found = {k.removeprefix("member.") for k in keys if k.startswith("member.")}
-        others: dict[str, set[Budget]] = {}
-        mine = self.my_budgets()
+        others: dict[str, tuple[set[Budget], int]] = {}
         for member in found - {self.replica_id}:
             try:
                 entry = await self._members_kv.get(f"member.{member}")
                 record = _decode_member(entry.value)
             except (KeyNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
                 continue  # gone meanwhile, or an older replica's record: spends nothing we know of
-            spent = others[member] = {_budget(b) for b in record.budgets if "/" in b}
-            if (spent - self._others_budgets.get(member, set())) & mine:
-                self._unacknowledged[member] = int(entry.revision)
-        for member in set(self._unacknowledged) - set(others):
-            del self._unacknowledged[member]
-        self._others_budgets = others
+            others[member] = ({_budget(b) for b in record.budgets if "/" in b}, int(entry.revision))
         if not self._left:
             found.add(self.replica_id)
-        return found
+        return found, others
 
     async def _join(self, budget: Budget) -> float | None:
         """Announce that we spend ``budget`` and wait until every other replica spending it has
@@ -322,24 +335,42 @@ class Ownership:
             start_at = await self._try_acquire(account_key)
             if start_at is None:
                 return None
-            self._held[account_key] = _Held(start_at=start_at, renewed=time.monotonic())
-            # every fleet-wide limit the account spends is joined first, also when another account
-            # is joining it right now; a join NATS cannot finish hands the account back unpolled
+            held = self._held[account_key] = _Held(start_at=start_at, renewed=time.monotonic())
             try:
-                for budget in sorted(self._budgets_of(account_key)):
-                    joined = await self._joined_at(budget)
-                    if joined is None:
-                        start_at = None
-                        break
-                    start_at = max(start_at, joined)
+                joined = await self._join_all(account_key, held)
             except BaseException:
                 await self._give_back(account_key)
                 raise
-            if start_at is None:
+            if joined is None:
                 await self._give_back(account_key)
                 return None
-            self._held[account_key].start_at = start_at
-            return start_at
+            held.start_at = max(start_at, joined)
+            return held.start_at
+
+    async def _join_all(self, account_key: str, held: _Held) -> float | None:
+        """When the account may spend the fleet-wide limits it uses: each is joined first, also when
+        another account is joining it right now. A join NATS cannot finish is tried again while the
+        lease stays ours, so nothing of a limit is spent unjoined; None once the lease is lost or we
+        left."""
+        start_at = 0.0
+        for budget in sorted(self._budgets_of(account_key)):
+            while True:
+                if self._left or held.lost.is_set():
+                    return None
+                try:
+                    joined = await self._joined_at(budget)
+                except Exception as exc:
+                    log.warning(
+                        "cannot join a fleet budget yet",
+                        extra={"budget": "/".join(budget), "error": type(exc).__name__},
+                    )
+                    await anyio.sleep(JOIN_RETRY)
+                    continue
+                if joined is None:
+                    return None
+                start_at = max(start_at, joined)
+                break
+        return start_at
 
     async def _give_back(self, account_key: str) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(2):
