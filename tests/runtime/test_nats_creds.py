@@ -1,6 +1,7 @@
 """NATS decentralized auth on a real nats-server in operator mode: ``nats.creds_file`` connects the
 poller and its events reach JetStream; a file for a user the server does not trust, or one whose
-JWT the account revoked, ends the start with exit 3 and one clear line, like a wrong password."""
+JWT the account revoked, ends the start with one clear line and the exit code of refused credentials,
+as a wrong password does."""
 
 from __future__ import annotations
 
