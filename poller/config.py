@@ -6,6 +6,7 @@ demos, a plain string). Unknown keys and wrong types are errors that name the fi
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import tomllib
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+import nkeys
 from msgspec import Meta
 
 from poller.errors import ConfigError
@@ -40,6 +42,32 @@ class NatsTlsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     server_name: str | None = None
 
 
+class CredsFile:
+    """``nats.creds_file``: a NATS user's JWT and NKey seed, read and checked when the configuration
+    is loaded, since a file the client cannot use only fails at the first connect (or, without a
+    JWT in it, never returns). The client reads the file again at every connect, so a rotated file
+    is used from the next reconnect on; its seed is a secret like any other."""
+
+    __slots__ = ("path", "reference", "seed")
+
+    def __init__(self, path: str, reference: str, seed: Secret) -> None:
+        #: what the client opens: relative references are resolved against the config's folder
+        self.path = path
+        #: as the configuration writes it (what ``check-config`` shows)
+        self.reference = reference
+        self.seed = seed
+
+    def __repr__(self) -> str:
+        return f"CredsFile({self.reference!r})"
+
+    def __eq__(self, other: object) -> bool:
+        # the file, not its content: a rotated file is picked up without a restart
+        return isinstance(other, CredsFile) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(("creds", self.path))
+
+
 class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     url: Annotated[str, Meta(pattern=_NATS_URL)] = "nats://127.0.0.1:4222"
     #: several servers of one cluster (tried in turn, reconnects go to any); ``url`` when empty
@@ -58,7 +86,8 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     user: Annotated[str, Meta(min_length=1)] | None = None
     password: Secret | None = None
     token: Secret | None = None
-    creds_file: Annotated[str, Meta(min_length=1)] | None = None
+    #: a decentralized-auth user's ``.creds`` file (JWT and seed), as ``nsc`` writes it
+    creds_file: CredsFile | None = None
     ack_timeout: Annotated[float, Meta(gt=0)] = 5.0
 
 
@@ -184,10 +213,60 @@ def _resolve_secret(obj: Any, env: Mapping[str, str] | None, base: Path) -> Secr
     raise ValueError('expected {env = "NAME"} or {file = "path"}')
 
 
+def _creds_block(name: str) -> re.Pattern[str]:
+    """A ``-----BEGIN <name>-----`` ... ``------END <name>------`` block of a creds file: its one line."""
+    return re.compile(rf"-{{3,}}\s*BEGIN {name}\s*-{{3,}}\s*\n\s*(\S+)\s*\n\s*-{{3,}}\s*END {name}\s*-{{3,}}")
+
+
+_CREDS_JWT, _CREDS_SEED = _creds_block("NATS USER JWT"), _creds_block("USER NKEY SEED")
+
+
+class _UserClaims(msgspec.Struct):
+    sub: str
+
+
+def _resolve_creds(obj: Any, env: Mapping[str, str] | None, base: Path) -> CredsFile:
+    """The credentials file ``obj`` names, with its seed; with ``env`` None (no secrets at hand)
+    only the path's shape is checked."""
+    if not isinstance(obj, str) or not obj.strip():
+        raise ValueError("expected the path of a NATS credentials (.creds) file")
+    path = obj if os.path.isabs(obj) else str(base / obj)
+    if env is None:
+        return CredsFile(path, obj, Secret("", f"file {obj}"))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read credentials file {obj}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ValueError(f"{obj} is not a NATS credentials file (not text)") from None
+    jwt_block, seed_block = _CREDS_JWT.search(text), _CREDS_SEED.search(text)
+    if jwt_block is None or seed_block is None:
+        raise ValueError(f"{obj} is not a NATS credentials file: it needs a user JWT and a user seed block")
+    token, seed = jwt_block.group(1), seed_block.group(1)
+    try:
+        user = nkeys.from_seed(bytearray(seed.encode())).public_key.decode()
+    except (nkeys.NkeysError, ValueError, TypeError):
+        user = ""
+    if not user.startswith("U"):
+        raise ValueError(f"{obj}: the seed block does not hold a user NKey seed")
+    try:
+        payload = token.split(".")[1]
+        claims = msgspec.json.decode(
+            base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)), type=_UserClaims
+        )
+    except (IndexError, ValueError, msgspec.DecodeError, msgspec.ValidationError):
+        raise ValueError(f"{obj}: the user JWT block is not a readable JWT") from None
+    if claims.sub != user:
+        raise ValueError(f"{obj}: the seed is not the key of the user the JWT names")
+    return CredsFile(path, obj, Secret(seed, f"file {obj}"))
+
+
 def _convert(obj: Any, type_: Any, file: str, prefix: str, env: Mapping[str, str] | None, base: Path) -> Any:
     def dec_hook(t: type, value: Any) -> Any:
         if t is Secret:
             return _resolve_secret(value, env, base)
+        if t is CredsFile:
+            return _resolve_creds(value, env, base)
         raise NotImplementedError
 
     try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from poller.config import Config
+from poller.config import Config, CredsFile
 from poller.pipeline.redact import mask_url_password
 from poller.secrets import Secret
 
@@ -33,6 +33,8 @@ def secret_reference(secret: Secret) -> dict[str, str] | str:
 def _enc_hook(value: Any) -> Any:
     if isinstance(value, Secret):
         return secret_reference(value)
+    if isinstance(value, CredsFile):
+        return value.reference
     raise NotImplementedError(f"cannot show a {type(value).__name__} in a config")
 
 
@@ -79,6 +81,8 @@ def secret_values(config: Config) -> list[str]:
     def walk(value: Any) -> None:
         if isinstance(value, Secret):
             values.append(value.reveal())
+        elif isinstance(value, CredsFile):
+            values.append(value.seed.reveal())
         elif isinstance(value, msgspec.Struct):
             for name in value.__struct_fields__:
                 walk(getattr(value, name))

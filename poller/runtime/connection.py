@@ -110,8 +110,8 @@ async def connect(
         options["password"] = cfg.password.reveal()
     if cfg.token:
         options["token"] = cfg.token.reveal()
-    if cfg.creds_file:
-        options["user_credentials"] = cfg.creds_file
+    if cfg.creds_file is not None:
+        options["user_credentials"] = cfg.creds_file.path
     if cfg.nkey_seed:
         options["nkeys_seed_str"] = cfg.nkey_seed.reveal()
     if cfg.tls is not None:

@@ -9,6 +9,14 @@ or that stops (SIGTERM) finishes the cycle, lets its committer flush, and writes
 as released with the time; the next owner waits one rate-limit window after that time before its
 first request, so two owners never spend one credential in the same second.
 
+A limit that covers an API for every caller together (a fleet budget) is split between the replicas
+that spend it. A replica spends such a limit only once it has *joined* it: its member record names
+the limit, it has read every other record after writing its own, and each replica that spends the
+limit too has written a record saying it read ours (``as_of``, a revision of the members bucket, so
+no clock is compared), plus one rate-limit window for the requests they sent before. Any account
+that needs the limit waits for that join; a join NATS cannot complete is tried again, and nothing of
+the limit is spent meanwhile.
+
 Leases decide who polls; the fenced state commits (:class:`~poller.pipeline.store.StateFenced`)
 decide who writes, so even a replica that wrongly believes it owns a source cannot overwrite the
 state of the one that does.
@@ -43,6 +51,10 @@ log = logging.getLogger("poller.runtime.leases")
 
 #: how long after a release the next owner waits: one rate-limit window and a margin
 HANDOVER_WINDOW = 1.2
+#: seconds between looks at the peers' records while joining a fleet budget
+JOIN_POLL = 0.1
+#: seconds before a join NATS could not finish is tried again
+JOIN_RETRY = 0.2
 
 
 class MemberRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,6 +63,10 @@ class MemberRecord(msgspec.Struct, frozen=True, kw_only=True):
     seen: float
     #: ``vendor/api`` of every fleet-wide limit this replica's accounts use
     budgets: list[str] = []
+    #: a members-bucket revision whose records, and every older one, this replica's shares count:
+    #: it wrote its own record there and read all the others after it (unset: none yet, or an
+    #: older replica that does not say)
+    as_of: int = 0
 
 
 class LeaseRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,9 +125,19 @@ class Ownership:
         self._apply_shares = apply_shares
         #: fleet-wide limits every other live member spends, from its member record
         self._others_budgets: dict[str, set[Budget]] = {}
+        #: peers seen starting to spend a limit we spend, by the revision of that record: they wait
+        #: for a record of ours whose ``as_of`` covers it
+        self._unacknowledged: dict[str, int] = {}
+        #: the members-bucket revision our shares count (see ``MemberRecord.as_of``)
+        self._as_of = 0
+        #: the revision of our record whose refresh set the shares in force
+        self._applied = 0
         #: the share of each fleet limit in force here, and since when a larger one is due
         self._shares: dict[Budget, float] = {}
         self._raising_since: dict[Budget, float] = {}
+        #: fleet limits joined (when their first request may go), and the joins under way
+        self._joined: dict[Budget, float] = {}
+        self._joining: dict[Budget, anyio.Event] = {}
         self._members_kv = members_kv
         self._leases_kv = leases_kv
         self.replica_id = replica_id
@@ -135,66 +161,121 @@ class Ownership:
     def my_budgets(self) -> set[Budget]:
         return {budget for account in self._held for budget in self._budgets_of(account)}
 
-    async def _announce(self) -> None:
-        record = MemberRecord(seen=time.time(), budgets=sorted(f"{v}/{a}" for v, a in self.my_budgets()))
-        await self._members_kv.put(f"member.{self.replica_id}", _encode(record))
+    async def _announce(self) -> int:
+        """Write our member record; returns its revision in the members bucket."""
+        record = MemberRecord(
+            seen=time.time(),
+            budgets=sorted(f"{v}/{a}" for v, a in self.my_budgets()),
+            as_of=self._as_of,
+        )
+        return int(await self._members_kv.put(f"member.{self.replica_id}", _encode(record)))
+
+    async def _refresh(self) -> int | None:
+        """Write our record, read everyone's and set our shares from them; returns our record's
+        revision (None once we left). The read starts after our write is stored, so it sees every
+        record older than ours: that revision is what our next record says our shares count.
+        Refreshes may overlap (a join does not wait for the periodic one): the result of one whose
+        write is older than that of the last one applied is dropped, so the shares in force always
+        come from the newest read."""
+        written = None if self._left else await self._announce()
+        found, others = await self._read_members()
+        if written is not None:
+            if written < self._applied:
+                return written
+            self._applied = written
+        mine = self.my_budgets()
+        for member, (spent, revision) in others.items():
+            if (spent - self._others_budgets.get(member, set())) & mine:
+                self._unacknowledged[member] = revision
+        for member in set(self._unacknowledged) - set(others):
+            del self._unacknowledged[member]
+        self._others_budgets = {member: spent for member, (spent, _) in others.items()}
+        self._update_members(found)
+        self._share_budgets()
+        if written is None:
+            return None
+        self._as_of = max(self._as_of, written)
+        due = [m for m, revision in self._unacknowledged.items() if revision <= written]
+        if due:
+            # a peer joining a limit we spend waits for this: tell it now, not a period later
+            for member in due:
+                del self._unacknowledged[member]
+            await self._announce()
+        return written
 
     async def keep_membership(self) -> None:
         """Refresh our member key and read everyone's, until cancelled."""
         while True:
             try:
-                if not self._left:
-                    await self._announce()
-                self._update_members(await self._live_members())
-                self._share_budgets()
+                await self._refresh()
             except Exception as exc:  # NATS is down: keep the last view, leases stop renewing anyway
                 log.warning("membership refresh failed", extra={"error": type(exc).__name__})
             await anyio.sleep(self.membership_period)
 
-    async def _live_members(self) -> set[str]:
+    async def _read_members(self) -> tuple[set[str], dict[str, tuple[set[Budget], int]]]:
+        """The live members (us included until we left), and the fleet limits each other one
+        spends with the revision of the record that says so."""
         try:
             keys = await self._members_kv.keys()
         except NoKeysError:
             keys = []
         found = {k.removeprefix("member.") for k in keys if k.startswith("member.")}
-        others: dict[str, set[Budget]] = {}
+        others: dict[str, tuple[set[Budget], int]] = {}
         for member in found - {self.replica_id}:
             try:
                 entry = await self._members_kv.get(f"member.{member}")
                 record = _decode_member(entry.value)
             except (KeyNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
                 continue  # gone meanwhile, or an older replica's record: spends nothing we know of
-            others[member] = {_budget(b) for b in record.budgets if "/" in b}
-        self._others_budgets = others
+            others[member] = ({_budget(b) for b in record.budgets if "/" in b}, int(entry.revision))
         if not self._left:
             found.add(self.replica_id)
-        return found
+        return found, others
 
-    async def _until_peers_took_their_share(self, budgets: set[Budget], announced: float) -> None:
-        """A peer reads the members after writing its own record, then sets its shares: a record it
-        wrote after one that was written after our announcement proves it has read ours. Bounded by
-        the TTL (a peer that stopped refreshing is leaving anyway)."""
-        # who spends it now, read afresh: a replica that just started has not read the others yet
-        self._update_members(await self._live_members())
-        self._share_budgets()
-        peers = {m for m, spent in self._others_budgets.items() if spent & budgets}
-        seen_after: dict[str, int] = dict.fromkeys(peers, 0)
-        last: dict[str, float] = {}
+    async def _join(self, budget: Budget) -> float | None:
+        """Announce that we spend ``budget`` and wait until every other replica spending it has
+        written a record whose ``as_of`` covers ours; returns when our first request may go
+        (``time.time()``), None once we left. Bounded by the TTL: a live peer that never says so (an
+        older replica) has read the members several times by then."""
+        announced = await self._refresh()
+        if announced is None:
+            return None
+        text = f"{budget[0]}/{budget[1]}"
+        waiting = {m for m, spent in self._others_budgets.items() if budget in spent}
         deadline = time.monotonic() + self.ttl
-        while peers and time.monotonic() < deadline:
-            for member in list(peers):
+        while waiting and time.monotonic() < deadline:
+            await anyio.sleep(JOIN_POLL)
+            if self._left:
+                return None
+            for member in sorted(waiting):
                 try:
                     record = _decode_member((await self._members_kv.get(f"member.{member}")).value)
                 except (KeyNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
-                    peers.discard(member)
+                    waiting.discard(member)  # gone, or unreadable as in the membership read
                     continue
-                if record.seen > announced and record.seen != last.get(member):
-                    last[member] = record.seen
-                    seen_after[member] += 1
-                if seen_after[member] >= 2:
-                    peers.discard(member)
-            if peers:
-                await anyio.sleep(0.1)
+                if record.as_of >= announced or text not in record.budgets:
+                    waiting.discard(member)
+        # their requests from before their smaller share, and those of a replica that stopped
+        # spending the limit just before we read, still count in the vendor's window
+        return time.time() + HANDOVER_WINDOW
+
+    async def _joined_at(self, budget: Budget) -> float | None:
+        """When ``budget`` may be spent here: as joined, or once the join under way (or ours) ends."""
+        while budget not in self._joined:
+            joining = self._joining.get(budget)
+            if joining is not None:
+                await joining.wait()  # if that join failed, the loop tries again here
+                continue
+            joining = self._joining[budget] = anyio.Event()
+            try:
+                joined = await self._join(budget)
+                if joined is None:
+                    return None
+                self._joined[budget] = joined
+            finally:
+                del self._joining[budget]
+                joining.set()
+        return self._joined[budget]
 
     def _share_budgets(self) -> None:
         """A smaller share is taken at once; a larger one only after one window, so the requests of
@@ -251,26 +332,49 @@ class Ownership:
                     return None  # the other sources of the account are still letting go of it
                 held.holders += 1
                 return held.start_at
-            before = self.my_budgets()
             start_at = await self._try_acquire(account_key)
             if start_at is None:
                 return None
-            self._held[account_key] = _Held(start_at=start_at, renewed=time.monotonic())
-            new = self.my_budgets() - before
-            if new:
-                # a fleet-wide limit we did not spend yet: say so, take our share at once, and wait
-                # until every other replica spending it has taken its smaller share
-                self._share_budgets()
+            held = self._held[account_key] = _Held(start_at=start_at, renewed=time.monotonic())
+            try:
+                joined = await self._join_all(account_key, held)
+            except BaseException:
+                await self._give_back(account_key)
+                raise
+            if joined is None:
+                await self._give_back(account_key)
+                return None
+            held.start_at = max(start_at, joined)
+            return held.start_at
+
+    async def _join_all(self, account_key: str, held: _Held) -> float | None:
+        """When the account may spend the fleet-wide limits it uses: each is joined first, also when
+        another account is joining it right now. A join NATS cannot finish is tried again while the
+        lease stays ours, so nothing of a limit is spent unjoined; None once the lease is lost or we
+        left."""
+        start_at = 0.0
+        for budget in sorted(self._budgets_of(account_key)):
+            while True:
+                if self._left or held.lost.is_set():
+                    return None
                 try:
-                    await self._announce()
-                    await self._until_peers_took_their_share(new, announced=time.time())
+                    joined = await self._joined_at(budget)
                 except Exception as exc:
-                    log.warning("could not announce a fleet budget", extra={"error": type(exc).__name__})
-                # the others' requests from before they took their smaller share still count in
-                # the vendor's window: ours start one window later
-                start_at = max(start_at, time.time() + HANDOVER_WINDOW)
-                self._held[account_key].start_at = start_at
-            return start_at
+                    log.warning(
+                        "cannot join a fleet budget yet",
+                        extra={"budget": "/".join(budget), "error": type(exc).__name__},
+                    )
+                    await anyio.sleep(JOIN_RETRY)
+                    continue
+                if joined is None:
+                    return None
+                start_at = max(start_at, joined)
+                break
+        return start_at
+
+    async def _give_back(self, account_key: str) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            await self.release(account_key)
 
     def lost(self, account_key: str) -> anyio.Event:
         """Set when the account's lease is no longer ours (taken after it expired, or unrenewable)."""
@@ -290,6 +394,11 @@ class Ownership:
         if held.holders > 0:
             return
         del self._held[account_key]
+        for budget in self._budgets_of(account_key) - self.my_budgets():
+            # not spent here any more: spending it again is a new join (the others may have grown)
+            self._joined.pop(budget, None)
+            self._shares.pop(budget, None)
+            self._raising_since.pop(budget, None)
         revision = self._revisions.pop(account_key, None)
         if revision is None or held.lost.is_set():
             return
