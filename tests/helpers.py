@@ -49,15 +49,27 @@ def make_config(nats_url: str, sources: list[dict[str, Any]], **top: Any) -> Con
 
 @contextlib.asynccontextmanager
 async def running(config: Config, **kwargs: Any) -> AsyncIterator[Service]:
+    """The service, stopped as on SIGTERM when the block ends, also when it fails: cancelled instead,
+    a commit NATS refuses for good would go on retrying in its shield and the test would hang."""
     service = Service(config, **kwargs)
+    ended = anyio.Event()
+
+    async def run() -> None:
+        try:
+            await service.run()
+        finally:
+            ended.set()
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(service.run)
+        tg.start_soon(run)
         with anyio.fail_after(15):
             await service.started.wait()
         try:
             yield service
         finally:
             service.stop()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(config.shutdown_grace + 30):
+                await ended.wait()
 
 
 async def stream_events(nats_url: str, stream: str = "AICC") -> list[Event]:

@@ -484,6 +484,7 @@ def _fleet_budgets(account_key: str) -> frozenset[tuple[str, str]]:
 def _source_view(key: str, status: SourceStatus, now: float, redact: Redact) -> SourceView:
     source = status.source
     watch = getattr(source, "watch", None)
+    fault = status.commit_fault
     return SourceView(
         key=key,
         vendor=source.vendor,
@@ -514,6 +515,7 @@ def _source_view(key: str, status: SourceStatus, now: float, redact: Redact) -> 
         ],
         watch_list=watch.watched() if isinstance(watch, WatchList) else None,
         task_states=status.campaign_states(),
+        commit_refused=None if fault is None else redact(f"{fault.code}: {fault.detail}"),
     )
 
 
