@@ -261,7 +261,17 @@ def _resolve_creds(obj: Any, env: Mapping[str, str] | None, base: Path) -> Creds
     return CredsFile(path, obj, Secret(seed, f"file {obj}"))
 
 
-def _convert(obj: Any, type_: Any, file: str, prefix: str, env: Mapping[str, str] | None, base: Path) -> Any:
+def convert_section(
+    obj: Any, type_: Any, *, file: str, prefix: str, env: Mapping[str, str] | None, base: Path
+) -> Any:
+    """One table of a TOML file as ``type_``, decoded as strictly as the poller's own config.
+
+    Other tools with a config file of their own (the notifier) share it, so their files read alike:
+    an error names ``file`` and the field under ``prefix``, and a :class:`Secret` field takes
+    ``{env = "NAME"}`` or ``{file = "path"}`` (relative to ``base``); with ``env`` None a secret's
+    reference is only checked for shape.
+    """
+
     def dec_hook(t: type, value: Any) -> Any:
         if t is Secret:
             return _resolve_secret(value, env, base)
@@ -303,7 +313,7 @@ def parse_config(
     base = Path(path).parent if path and not path.startswith("<") else Path.cwd()
     data = dict(data)
     raw_sources = data.pop("sources", [])
-    top = _convert(data, Config, path, "", secrets_env, base)
+    top = convert_section(data, Config, file=path, prefix="", env=secrets_env, base=base)
     if not isinstance(raw_sources, list):
         raise ConfigError(f"{path}: sources: expected an array of tables ([[sources]])")
     sources: list[AccountConfig] = []
@@ -317,7 +327,14 @@ def parse_config(
             raise ConfigError(
                 f"{where}.vendor: unknown vendor {vendor!r}; known: {', '.join(sorted(VENDORS))}"
             )
-        account = _convert(entry, VENDORS[vendor].account_config, path, f"sources[{i}]", secrets_env, base)
+        account = convert_section(
+            entry,
+            VENDORS[vendor].account_config,
+            file=path,
+            prefix=f"sources[{i}]",
+            env=secrets_env,
+            base=base,
+        )
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", account.account):
             raise ConfigError(
                 f"{where}.account: use 1-64 of A-Z a-z 0-9 _ - (it becomes a NATS subject token)"

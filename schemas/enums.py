@@ -70,3 +70,6 @@ class DegradeReason(StrEnum):
     TOO_LARGE = "too_large"
     #: NATS refuses this source's events for good (too large, no permission): no retry can fix it
     PUBLISH_REJECTED = "publish_rejected"
+    #: NATS refuses this source's state commit for good (a value larger than the state bucket takes):
+    #: events still flow, but a restart replays ever more of the stream until it is fixed
+    COMMIT_REJECTED = "commit_rejected"

@@ -156,7 +156,10 @@ class CallDetail(msgspec.Struct, frozen=True, kw_only=True):
     ] = {}
 
 
-_CALL_TIME = "(RFC 3339 with the vendor's zone offset); null when the vendor gives none"
+_CALL_TIME = (
+    "(RFC 3339 with the vendor's zone offset); null when the vendor gives none, or gives one the "
+    "poller cannot read (never the vendor's text as it came)"
+)
 
 
 CallLearnedBy = Literal["poll", "push"]

@@ -127,3 +127,77 @@ def test_the_walk_sees_function_level_and_type_checking_imports() -> None:
     # poller.cli imports the runtime lazily, inside its command functions
     assert "poller.runtime.service" in graph["poller.cli"]
     assert "poller.pipeline.state" in graph["poller.pipeline.differ"]
+
+
+def _private_imports(name: str, path: Path, known: set[str]) -> list[str]:
+    """Underscore names ``name`` takes from another project module: by ``from m import _x``, or
+    as ``m._x`` on a module it imported. Dunders (``__version__``) are public."""
+    tree = ast.parse(path.read_text(), str(path))
+    is_package = path.name == "__init__.py"
+    found: list[str] = []
+    modules: dict[str, str] = {}  # local name -> project module it is bound to
+
+    def private(attr: str) -> bool:
+        return attr.startswith("_") and not (attr.startswith("__") and attr.endswith("__"))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                # ``import a.b`` binds ``a``; ``import a.b as m`` binds ``m`` to ``a.b``
+                bound = alias.name if alias.asname else alias.name.split(".")[0]
+                if bound in known:
+                    modules[alias.asname or bound] = bound
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".") if is_package else name.split(".")[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            if base not in known or base == name:
+                continue
+            for alias in node.names:
+                if private(alias.name):
+                    found.append(f"{name} imports {alias.name} from {base}")
+                elif f"{base}.{alias.name}" in known:
+                    modules[alias.asname or alias.name] = f"{base}.{alias.name}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            dotted: list[str] = []
+            value: ast.expr = node
+            while isinstance(value, ast.Attribute):
+                value = value.value
+                if isinstance(value, ast.Attribute):
+                    dotted.append(value.attr)
+            if isinstance(value, ast.Name) and value.id in modules:
+                target = ".".join([modules[value.id], *reversed(dotted)])
+                if target in known and target != name:
+                    found.append(f"{name} uses {target}.{node.attr}")
+    return found
+
+
+def test_no_module_takes_a_private_name_from_another() -> None:
+    """An underscore name is its module's own: another module that needs it gets a public one."""
+    modules = _modules()
+    known = set(modules)
+    found = [line for name, path in modules.items() for line in _private_imports(name, path, known)]
+    assert not found, "private names used across modules:\n" + "\n".join(sorted(found))
+
+
+def test_the_private_name_check_sees_both_spellings(tmp_path: Path) -> None:
+    """The checker itself: ``from m import _x``, a relative import and ``m._x`` are all caught."""
+    source = tmp_path / "user.py"
+    source.write_text(
+        "import poller.config\n"
+        "from poller.config import __version__, parse_config\n"
+        "from ..config import _located\n"
+        "from poller import config as cfg\n"
+        "def f():\n"
+        "    return poller.config._resolve_secret, cfg._ENV_NAME, parse_config\n"
+    )
+    known = {"poller", "poller.config", "poller.tools", "poller.tools.user"}
+    found = _private_imports("poller.tools.user", source, known)
+    assert sorted(found) == [
+        "poller.tools.user imports _located from poller.config",
+        "poller.tools.user uses poller.config._ENV_NAME",
+        "poller.tools.user uses poller.config._resolve_secret",
+    ]

@@ -154,6 +154,12 @@ class Metrics:
             ["vendor", "account", "outcome"],
             registry=r,
         )
+        self.unreadable_values = Counter(
+            "aicc_vendor_values_unreadable",
+            "Vendor values that could not be read (published as null, or their record left out), by field",
+            ["vendor", "account", "field"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "aicc_build_info", "Always 1; the labels say which build runs", ["version", "python"], registry=r
         )

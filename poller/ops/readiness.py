@@ -43,7 +43,8 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
 
     ready: bool
     #: names of the failed checks: nats_connected, stream_and_bucket, not_stopping, nats_accepts
-    #: (NATS refuses something for good), events_accepted (a source's events are refused)
+    #: (NATS refuses something for good), events_accepted (a source's events are refused),
+    #: states_committed (a source's state commit is refused)
     failing: list[str]
     nats_connected: bool
     stream_and_bucket: bool
@@ -55,6 +56,9 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     nats_faults: list[str] = []
     #: sources whose events NATS refuses (too large, no permission on the subject)
     rejected_sources: list[str] = []
+    #: sources whose state NATS refuses to commit (values larger than the bucket takes); their
+    #: events still flow, but a restart replays ever more of the stream
+    uncommitted_sources: list[str] = []
 
 
 def stale_after(source: SourceView) -> float:
@@ -92,12 +96,14 @@ def readiness(view: ServiceView, now: float | None = None) -> Readiness:
     now = time.monotonic() if now is None else now
     problems = [p for p in (_problem(source, now) for source in view.sources) if p is not None]
     rejected = sorted(s.key for s in view.sources if s.failure_reason == DegradeReason.PUBLISH_REJECTED)
+    uncommitted = sorted(s.key for s in view.sources if s.owned and s.commit_refused is not None)
     checks = {
         "nats_connected": view.nats_connected,
         "stream_and_bucket": view.stream_and_bucket,
         "not_stopping": not view.stopping,
         "nats_accepts": not view.nats_faults,
         "events_accepted": not rejected,
+        "states_committed": not uncommitted,
     }
     failing = [name for name, passed in checks.items() if not passed]
     return Readiness(
@@ -110,4 +116,5 @@ def readiness(view: ServiceView, now: float | None = None) -> Readiness:
         sources_failing=sorted(problems, key=lambda p: p.key),
         nats_faults=list(view.nats_faults),
         rejected_sources=rejected,
+        uncommitted_sources=uncommitted,
     )

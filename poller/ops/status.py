@@ -64,6 +64,9 @@ class SourceView(msgspec.Struct, frozen=True, kw_only=True):
     watch_list: list[str] | None = None
     #: tracked tasks (and jobs) by normalized state
     task_states: dict[str, int] = {}
+    #: NATS refuses to commit this source's state for good, as "code: detail" (redacted); None
+    #: once a commit is accepted again
+    commit_refused: str | None = None
 
 
 class EventSummary(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,7 +18,8 @@ import msgspec
 
 from poller.pipeline.identity import SourceId
 from poller.push.receiver import Accepted, Rejected
-from poller.vendors.byrobot import VENDOR, call_detail, call_snapshot, vendor_time
+from poller.vendors.byrobot import VENDOR, call_detail, call_snapshot, time_given
+from poller.vendors.normalize import CountUnreadable, UnreadableValues
 from schemas.vendors.byrobot import CALL_CALLBACK, JOB_CALLBACK, Callback, DoneCall, PhoneLogInfo
 
 __all__ = ["ByRobotCallbackReceiver"]
@@ -33,11 +34,19 @@ class ByRobotCallbackReceiver:
     #: the content type of :meth:`ok`
     answer_type = "text/plain"
 
-    def __init__(self, account: str, company_id: int, utc_offset_minutes: int, token: str) -> None:
+    def __init__(
+        self,
+        account: str,
+        company_id: int,
+        utc_offset_minutes: int,
+        token: str,
+        count_unreadable: CountUnreadable | None = None,
+    ) -> None:
         self.account = account
         self.company_id = company_id
         self.tz = timezone(timedelta(minutes=utc_offset_minutes))
         self._token = token.encode()
+        self.unreadable = UnreadableValues(VENDOR, account, count_unreadable)
 
     def authorized(self, headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
         given = query.get("token", "").encode()
@@ -59,7 +68,8 @@ class ByRobotCallbackReceiver:
             raise Rejected(400, "callback without a call instance or task")
         if scene.companyId is not None and scene.companyId != self.company_id:
             raise Rejected(400, "companyId not configured for this account")
-        if str(scene.status).strip() != _FINISHED or vendor_time(scene.endTime, self.tz) is None:
+        # an end time that cannot be read still says the call ended: it is published as null
+        if str(scene.status).strip() != _FINISHED or not time_given(scene.endTime):
             raise Rejected(400, "call not finished")
         item = DoneCall(
             callInstanceId=scene.callInstanceId,
@@ -74,7 +84,7 @@ class ByRobotCallbackReceiver:
             endTime=scene.endTime,
             callerPhone=scene.callerPhone,
         )
-        call = call_snapshot(item, str(scene.callJobId), self.tz, call_detail(info, item))
+        call = call_snapshot(item, str(scene.callJobId), self.tz, call_detail(info, item), self.unreadable)
         source = SourceId(vendor=VENDOR, account=self.account, scope=str(self.company_id))
         pushed = msgspec.structs.replace(call, learned_by="push")
         # one callback per finished attempt: a re-sent one has the same instance, end and outcome

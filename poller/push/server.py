@@ -29,6 +29,7 @@ from poller.push.receiver import Receiver, Rejected
 from poller.push.tencent import SessionTasks, TencentCdrReceiver
 from poller.vendors.base import AccountConfig
 from poller.vendors.byrobot import ByRobotAccount
+from poller.vendors.normalize import CountUnreadable
 from poller.vendors.tencent_ccc import TencentCccAccount
 from schemas.events import EventBase
 
@@ -56,8 +57,10 @@ def build_receivers(
     config: PushConfig,
     sources: Sequence[AccountConfig],
     tencent_sessions: Callable[[str, int], SessionTasks | None],
+    count_unreadable: CountUnreadable | None = None,
 ) -> dict[tuple[str, str], Receiver]:
-    """The receivers of ``config``; ``tencent_sessions`` finds the polling of a Tencent account's app."""
+    """The receivers of ``config``; ``tencent_sessions`` finds the polling of a Tencent account's app,
+    and ``count_unreadable`` counts the vendor values the receivers cannot read, as polling does."""
     by_key = {(s.vendor, s.account): s for s in sources}
     receivers: dict[tuple[str, str], Receiver] = {}
     for entry in config.receivers:
@@ -83,7 +86,11 @@ def build_receivers(
             )
         elif isinstance(account, ByRobotAccount) and entry.token:
             receivers[key] = ByRobotCallbackReceiver(
-                entry.account, account.company_id, account.utc_offset_minutes, entry.token.reveal()
+                entry.account,
+                account.company_id,
+                account.utc_offset_minutes,
+                entry.token.reveal(),
+                count_unreadable,
             )
         else:
             raise ConfigError(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import anyio
 
+from poller.pipeline.nats_faults import PermanentFault
 from poller.pipeline.state import SourceState
 from poller.pipeline.store import StateStore
 from poller.runtime.connection import retry_nats
@@ -28,6 +29,10 @@ class Committer:
     commit of the newest, with the union of their changed entities. Commits are shielded: on stop,
     what is pending is committed within the shutdown grace, and the grace's end cancels a commit
     still retrying (a stop cut short hands over only what its acked events say).
+
+    A commit NATS refuses for good (a state larger than the bucket's values may be) is retried
+    slowly; meanwhile ``status.commit_fault`` names the refusal, for readiness and the source's
+    health, and ``on_refused`` is told each time.
     """
 
     def __init__(
@@ -36,11 +41,13 @@ class Committer:
         status: SourceStatus,
         drains: Drains,
         on_commit: Callable[[str], None] | None = None,
+        on_refused: Callable[[PermanentFault], None] | None = None,
     ) -> None:
         self._store = store
         self._status = status
         self._drains = drains
         self._on_commit = on_commit
+        self._on_refused = on_refused
         self._state: SourceState | None = None
         self._changed: set[str] | None = set()
         self._wake = anyio.Event()
@@ -82,7 +89,9 @@ class Committer:
         status, store = self._status, self._store
         source = status.source
         with self._drains.shielded() as drain:
-            await retry_nats("state commit", lambda: store.commit(status.key, state, changed))
+            await retry_nats(
+                "state commit", lambda: store.commit(status.key, state, changed), on_fault=self._fault
+            )
             status.last_commit = time.monotonic()
             if self._state is None:
                 status.caught_up = status.last_commit
@@ -93,3 +102,16 @@ class Committer:
                 "shutdown grace ran out before the state commit finished; a restart replays the stream",
                 extra={"vendor": source.vendor, "account": source.account},
             )
+
+    def _fault(self, _what: str, fault: PermanentFault | None) -> None:
+        status = self._status
+        if fault is None:
+            status.commit_fault = status.commit_fault_since = None
+            return
+        if status.commit_fault is None:
+            status.commit_fault_since = time.time()
+        status.commit_fault = fault
+        if self._on_refused is not None:
+            self._on_refused(fault)
+        if self._on_commit is not None:
+            self._on_commit("refused")

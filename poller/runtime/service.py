@@ -196,6 +196,9 @@ class Service:
             self.metrics.limiter_in_window.labels(vendor, api, label).set(limiter.in_window(now))
             self.metrics.limiter_limit.labels(vendor, api, label).set(limiter.effective_limit(now))
 
+    def _count_unreadable(self, vendor: str, account: str, field: str) -> None:
+        self.metrics.unreadable_values.labels(vendor, account, field).inc()
+
     # -- lifecycle ---------------------------------------------------------------------------------
     def build_sources(self, ctx: AdapterContext) -> list[Source]:
         """Every enabled source; with static sharding only this replica's (leases decide later)."""
@@ -333,6 +336,7 @@ class Service:
                     limiters=self.limiters,
                     observe_request=self.metrics.observe_request,
                     observe_reads=self.metrics.observe_reads,
+                    observe_unreadable=self._count_unreadable,
                 )
                 sources = self.build_sources(ctx)
                 async with anyio.create_task_group() as helpers:
@@ -346,7 +350,12 @@ class Service:
                     if self.config.push.enabled:
                         self.push = PushServer(
                             self.config.push,
-                            build_receivers(self.config.push, self.config.sources, self._tencent_sessions),
+                            build_receivers(
+                                self.config.push,
+                                self.config.sources,
+                                self._tencent_sessions,
+                                self._count_unreadable,
+                            ),
                             self.publisher,
                             self.privacy,
                             on_outcome=lambda v, a, o: self.metrics.pushes.labels(v, a, o).inc(),
@@ -475,6 +484,7 @@ def _fleet_budgets(account_key: str) -> frozenset[tuple[str, str]]:
 def _source_view(key: str, status: SourceStatus, now: float, redact: Redact) -> SourceView:
     source = status.source
     watch = getattr(source, "watch", None)
+    fault = status.commit_fault
     return SourceView(
         key=key,
         vendor=source.vendor,
@@ -505,6 +515,7 @@ def _source_view(key: str, status: SourceStatus, now: float, redact: Redact) -> 
         ],
         watch_list=watch.watched() if isinstance(watch, WatchList) else None,
         task_states=status.campaign_states(),
+        commit_refused=None if fault is None else redact(f"{fault.code}: {fault.detail}"),
     )
 
 

@@ -45,6 +45,9 @@ log = logging.getLogger("poller.runtime")
 
 #: how often a replica that should own an account asks for its lease while someone else holds it
 LEASE_RETRY = 0.5
+#: the ``api`` of a source-degraded that NATS refusing the state commit opened, and the operation
+#: of its aicc_nats_refusals count
+COMMIT_API = "state commit"
 
 
 class SourceLoop:
@@ -145,6 +148,7 @@ class SourceLoop:
             status,
             self._drains,
             on_commit=lambda outcome: self._metrics.commits.labels(vendor, outcome).inc(),
+            on_refused=lambda fault: self._metrics.nats_refusals.labels(COMMIT_API, fault.code).inc(),
         )
         try:
             async with anyio.create_task_group() as tg:
@@ -161,6 +165,17 @@ class SourceLoop:
                 "another writer committed this source's state; stopped polling it here",
                 extra={"vendor": vendor, "account": status.source.account, "scope": status.source.scope},
             )
+        finally:
+            status.commit_fault = status.commit_fault_since = None  # no commit of it runs here now
+
+    def _commit_refused(self, status: SourceStatus) -> tuple[tuple[str, str, str], datetime] | None:
+        """The state commit NATS refuses for good, as a failure for the source's health: the
+        episode lasts until a commit is accepted again, though polling and events go on."""
+        fault, since = status.commit_fault, status.commit_fault_since
+        if fault is None or since is None:
+            return None
+        detail = self._redactor.event_text(f"{fault.code}: {fault.detail}")[:300]
+        return (COMMIT_API, DegradeReason.COMMIT_REJECTED.value, detail), datetime.fromtimestamp(since, UTC)
 
     async def _poll(
         self, status: SourceStatus, committer: Committer, keep_polling: Callable[[], bool]
@@ -208,7 +223,12 @@ class SourceLoop:
                 break
             self._metrics.poll_cycle_seconds.labels(source.vendor).observe(time.monotonic() - cycle_started)
             now = datetime.now(UTC)
-            health, health_events = health_transition(sid, state.health, failure, now, failed_since)
+            # the cycle's own failure first; else a refused commit keeps (or opens) an episode
+            unhealthy, unhealthy_since = failure, failed_since
+            refused = self._commit_refused(status) if failure is None else None
+            if refused is not None:
+                unhealthy, unhealthy_since = refused
+            health, health_events = health_transition(sid, state.health, unhealthy, now, unhealthy_since)
             if failure is not None and failure[1] == DegradeReason.PUBLISH_REJECTED:
                 # a page NATS refused was applied but not stored: keep nothing of this cycle
                 sweep = SweepDiff(sid, state, self._privacy, mass_vanish)
@@ -223,7 +243,7 @@ class SourceLoop:
                 except PublishRejected as exc:
                     self._metrics.nats_refusals.labels("publish", exc.code).inc()
                     detail = self._redactor.event_text(exc.detail)[:300]
-                    failure = (exc.api or "publish", exc.reason.value, detail)
+                    failure = unhealthy = (exc.api or "publish", exc.reason.value, detail)
                     health, new_state = await self._rejected_final(status, sid, state, failure, cycle_started)
                     changed = set()
                 else:
@@ -248,8 +268,8 @@ class SourceLoop:
             status.degraded = health.degraded
             self._metrics.source_degraded.labels(*labels).set(1 if health.degraded else 0)
             self._metrics.entities.labels(*labels).set(len(state.entities))
-            status.failure = None if failure is None else self._redactor(failure[2])
-            status.failure_reason = None if failure is None else failure[1]
+            status.failure = None if unhealthy is None else self._redactor(unhealthy[2])
+            status.failure_reason = None if unhealthy is None else unhealthy[1]
             self._metrics.vanish_held.labels(*labels).set(state.vanish_held)
             if failure is None:
                 failures = 0

@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from poller.pipeline.nats_faults import PermanentFault
 from poller.pipeline.state import VANISHED, SourceState
 from poller.vendors.base import Source
 from schemas import EntityKind
@@ -44,6 +45,10 @@ class SourceStatus:
     degraded_since_epoch: float | None = None
     entities: int = 0
     stream_seq: int = 0
+    #: NATS refuses to commit this source's state for good, and since when (epoch seconds); None
+    #: once a commit is accepted again
+    commit_fault: PermanentFault | None = None
+    commit_fault_since: float | None = None
     #: the state as of the last cycle (a cycle replaces it, never mutates it): read at scrape time
     state: SourceState = field(default_factory=SourceState)
     _campaigns: tuple[SourceState, dict[str, int]] | None = field(default=None, repr=False)

@@ -7,7 +7,8 @@ differ from the doc: ``honor_index=False`` ignores the cursor (and lists newest 
 example does), ``send_call_index=False`` leaves ``callIndex`` out, ``counts_in_list`` says whether
 getTasks carries the counts (the doc's example has ``null``), ``string_codes`` sends status codes as
 strings (as the field tables type them), ``errors_as_http_status`` answers errors with the envelope
-code as HTTP status too (the Java demo reads an error stream). The error codes (401 auth, 403 other
+code as HTTP status too (the Java demo reads an error stream), and :meth:`ByRobotSimulator.write_times`
+writes one call's times in a shape the doc does not describe. The error codes (401 auth, 403 other
 company, 400 bad parameter, 404 unknown id, 429 throttled, 500 internal) are our choice: the vendor
 does not document them.
 
@@ -94,6 +95,16 @@ class SimCall:
     results: dict[str, str] = field(default_factory=dict)
     #: (speaker, content) of each utterance
     lines: list[tuple[str, str]] = field(default_factory=list)
+    #: what the server writes as startTime / endTime instead of the real times (a test's odd values)
+    start_text: str | int | None = None
+    end_text: str | int | None = None
+
+    def written_times(self) -> tuple[str | int, str | int]:
+        """startTime and endTime as the answers and callbacks carry them."""
+        assert self.started is not None and self.ended is not None
+        start = self.start_text if self.start_text is not None else self.started.strftime(TIME_FORMAT)
+        end = self.end_text if self.end_text is not None else self.ended.strftime(TIME_FORMAT)
+        return start, end
 
 
 @dataclass
@@ -251,6 +262,13 @@ class ByRobotSimulator(Simulator):
         del self.companies[task.company_id].tasks[task_id]
         for call in task.calls:
             self.calls.pop(call.instance_id, None)
+
+    def write_times(
+        self, instance_id: int, *, start: str | int | None = None, end: str | int | None = None
+    ) -> None:
+        """Make the server write this call's times as given (a time format no doc describes)."""
+        call = self.calls[instance_id][1]
+        call.start_text, call.end_text = start, end
 
     def finish_calls(self, task_id: int, outcomes: Sequence[int]) -> list[int]:
         """Finish the task's next waiting callees with these finishStatus values, in this order."""
@@ -522,6 +540,7 @@ class ByRobotSimulator(Simulator):
 
     def _done_call(self, task: SimTask, call: SimCall) -> DoneCall:
         assert call.finish_status is not None and call.ended is not None and call.started is not None
+        start, end = call.written_times()
         return DoneCall(
             callInstanceId=call.instance_id,
             sceneDefId=1,
@@ -532,8 +551,8 @@ class ByRobotSimulator(Simulator):
             finishStatus=self._code(call.finish_status),
             duration=f"{call.duration}秒",
             chatRound=call.chat_round,
-            startTime=call.started.strftime(TIME_FORMAT),
-            endTime=call.ended.strftime(TIME_FORMAT),
+            startTime=start,
+            endTime=end,
             callerPhone=task.caller_phone,
             callIndex=call.call_index if self.send_call_index else None,
             luyinOssUrl=f"https://byrobot-sim.oss-cn-hangzhou.aliyuncs.com/RobotPhoneCommunicate/{call.instance_id}.mp3",
@@ -558,6 +577,7 @@ class ByRobotSimulator(Simulator):
     def _info(self, task: SimTask, call: SimCall) -> PhoneLogInfo:
         """The phoneLogInfo answer of a finished call (also what its callback carries)."""
         assert call.ended is not None and call.started is not None and call.finish_status is not None
+        start, end = call.written_times()
         offset = 0
         lines = []
         for number, (speaker, content) in enumerate(call.lines):
@@ -591,8 +611,8 @@ class ByRobotSimulator(Simulator):
                 finishStatus=self._code(call.finish_status),
                 duration=call.duration,
                 chatRound=call.chat_round,
-                startTime=call.started.strftime(TIME_FORMAT),
-                endTime=call.ended.strftime(TIME_FORMAT),
+                startTime=start,
+                endTime=end,
                 callerPhone=task.caller_phone,
                 luyinOssUrl=recording,
                 properties="{}",

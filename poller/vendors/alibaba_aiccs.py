@@ -31,7 +31,7 @@ from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad
 from poller.vendors.emitted import EmittedCalls
 from poller.vendors.informer import Informer, ListedPage, MaxStaleness, ReadByIds
 from poller.vendors.listing import Listing, sweep_pages
-from poller.vendors.normalize import outcome_map, state_map
+from poller.vendors.normalize import UnreadableTime, UnreadableValues, outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
 from schemas.vendors.alibaba import (
     ListTaskDetailRequest,
@@ -148,20 +148,33 @@ _decode_detail = decoder(ListTaskDetailResponse)
 
 
 def vendor_time(text: str | None, tz: timezone) -> datetime | None:
+    """``"YYYY-MM-DD HH:mm:ss"`` in ``tz``; None when the vendor gave none. Anything else raises
+    :class:`UnreadableTime`, so it is reported instead of passing for an absent time."""
     if not text:
         return None
     try:
         return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz)
     except ValueError:
+        raise UnreadableTime("not a wall-clock time") from None
+
+
+def _event_time(text: str | None, tz: timezone, field: str, unreadable: UnreadableValues) -> str | None:
+    try:
+        moment = vendor_time(text, tz)
+    except UnreadableTime:
+        unreadable(field, text)
         return None
+    return moment.isoformat() if moment is not None else None
 
 
-def call_snapshot(record: TaskDetailRecord, task_id: str, tz: timezone) -> CallSnapshot:
+def call_snapshot(
+    record: TaskDetailRecord, task_id: str, tz: timezone, unreadable: UnreadableValues
+) -> CallSnapshot:
     """One attempt of one callee: the detail id and the retry count name it, so a retried callee
-    gives a new call and a re-read of the same attempt the same one."""
+    gives a new call and a re-read of the same attempt the same one. A time that cannot be read
+    is published as null and told to ``unreadable``."""
     raw = record.StatusCode or record.Status
     outcome = OUTCOMES.normalize(raw) if record.StatusCode else CallOutcome.UNKNOWN
-    started, ended = vendor_time(record.StartTime, tz), vendor_time(record.EndTime, tz)
     attempt = record.RetryCurTimes or 0
     duration = record.Duration if record.Duration is not None and record.Duration >= 0 else None
     return CallSnapshot(
@@ -174,8 +187,8 @@ def call_snapshot(record: TaskDetailRecord, task_id: str, tz: timezone) -> CallS
         caller_number=record.Caller or None,
         duration_seconds=duration,
         talk_seconds=duration,
-        started_at=started.isoformat() if started else None,
-        ended_at=ended.isoformat() if ended else None,
+        started_at=_event_time(record.StartTime, tz, "started_at", unreadable),
+        ended_at=_event_time(record.EndTime, tz, "ended_at", unreadable),
         vendor_call_id=str(record.Id),
     )
 
@@ -400,7 +413,13 @@ class AiccsSource(Source):
             for record in records:
                 if record.Status not in CALLED:
                     continue
-                ended = vendor_time(record.EndTime, self.tz)
+                try:
+                    ended = vendor_time(record.EndTime, self.tz)
+                except UnreadableTime:
+                    # its end is what places an attempt before or after the cursor: without one it
+                    # would be new on every cycle, so it is left out (and counted) instead
+                    self.unreadable("ended_at", record.EndTime)
+                    continue
                 if ended is None:
                     continue  # an attempt without its end is not finished yet as far as we can tell
                 end = int(ended.timestamp())
@@ -408,7 +427,7 @@ class AiccsSource(Source):
                     impossible.append(record.Id)  # "ending" in the future: new on every cycle
                     continue
                 if end > until:
-                    call = call_snapshot(record, task_id, self.tz)
+                    call = call_snapshot(record, task_id, self.tz, self.unreadable)
                     if not emitted.published(call.call_id):
                         calls.append(call)
                         emitted.handed_out(call.call_id, end)

@@ -31,6 +31,7 @@ from poller.transport import (
     Transport,
 )
 from poller.vendors.informer import ReadObserver
+from poller.vendors.normalize import CountUnreadable, UnreadableValues
 
 __all__ = [
     "ENDPOINT_PATTERN",
@@ -91,6 +92,8 @@ class AdapterContext:
     observe_request: RequestObserver | None = None
     observe_reads: ReadObserver | None = None
     backoff_base: float = 0.2
+    #: counts vendor values an adapter could not read (see :class:`UnreadableValues`)
+    observe_unreadable: CountUnreadable | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,6 +109,8 @@ class Source(ABC):
         self.scope = scope
         #: api -> the limiter this source draws on, for the status views
         self.limiters_in_use: dict[str, SlidingWindowLimiter] = {}
+        #: where the adapter reports a vendor value it could not read
+        self.unreadable = UnreadableValues(self.vendor, self.account, ctx.observe_unreadable)
         self.transport = Transport(
             ctx.http,
             vendor=self.vendor,

@@ -64,7 +64,7 @@ from poller.vendors.base import (
 )
 from poller.vendors.informer import Informer, ListedPage, MaxStaleness, ReadByIds
 from poller.vendors.listing import Listing, sweep_pages
-from poller.vendors.normalize import outcome_map, state_map
+from poller.vendors.normalize import UnreadableTime, UnreadableValues, outcome_map, state_map
 from schemas import CallDetail, CallOutcome, EntityKind, TaskState
 from schemas.vendors.byrobot import (
     DoneCall,
@@ -309,9 +309,17 @@ def duration_seconds(value: int | str | None) -> int | None:
     return None
 
 
+#: the wall-clock shape, with the fraction of a second some servers add (dropped)
+_WALL_CLOCK = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{1,9})?$")
+
+
 def vendor_time(value: str | int | None, tz: timezone) -> str | None:
-    """ISO 8601 with offset. ``"yyyy-MM-dd HH:mm:ss"`` is wall-clock time in ``tz``; digits are epoch
-    milliseconds. An unknown shape is kept as the vendor wrote it (still deterministic)."""
+    """ISO 8601 with offset, or None where the vendor gave no time (null, ``""``, epoch 0).
+
+    ``"yyyy-MM-dd HH:mm:ss"`` is wall-clock time in ``tz``; digits are epoch milliseconds. Anything
+    else raises :class:`UnreadableTime`: passed on as it came, it would break the ``date-time``
+    contract, and a wall-clock time with a zone of its own would be read in the wrong one.
+    """
     if value is None:
         return None
     if isinstance(value, int) or _digits(value.strip()):
@@ -321,15 +329,50 @@ def vendor_time(value: str | int | None, tz: timezone) -> str | None:
         try:
             return datetime.fromtimestamp(millis / 1000, tz).isoformat(timespec="seconds")
         except (OverflowError, OSError, ValueError):
-            return str(value).strip()  # beyond any calendar: kept as the vendor wrote it
+            raise UnreadableTime("epoch milliseconds beyond the calendar") from None
     text = value.strip()
     if not text:
         return None
+    if not _WALL_CLOCK.match(text):
+        raise UnreadableTime("not a wall-clock time")
     try:
         parsed = datetime.strptime(text[:19], "%Y-%m-%d %H:%M:%S")
     except ValueError:
-        return text
+        raise UnreadableTime("no such day or time") from None
     return parsed.replace(tzinfo=tz).isoformat()
+
+
+def time_given(value: str | int | None) -> bool:
+    """The vendor put something in a time field (readable or not): a call with an end has ended."""
+    if isinstance(value, str):
+        value = value.strip()
+        return bool(value) and not (_digits(value) and int(value) <= 0)
+    return value is not None and value > 0
+
+
+def _event_time(
+    value: str | int | None, tz: timezone, field: str, unreadable: UnreadableValues
+) -> str | None:
+    """An event's time field: the vendor's time, or null (reported) when it cannot be read."""
+    try:
+        return vendor_time(value, tz)
+    except UnreadableTime:
+        unreadable(field, value)
+        return None
+
+
+def _order_time(value: str | int | None, tz: timezone) -> str:
+    """The key calls without ``callIndex`` are ordered by (never published). It is the key this
+    adapter always used, so the order, and the count cursors committed on it, stay valid: a time
+    that is not strictly readable is read from its first characters, else kept as written."""
+    try:
+        return vendor_time(value, tz) or ""
+    except UnreadableTime:
+        text = str(value).strip()
+    try:
+        return datetime.strptime(text[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz).isoformat()
+    except ValueError:
+        return text
 
 
 def _first(*values: int | None) -> int | None:
@@ -376,7 +419,10 @@ def counts_of(entity: EntitySnapshot, old: EntityState | None) -> EntitySnapshot
     return msgspec.structs.replace(entity, completed=old.completed, total=old.total, by_state=None)
 
 
-def call_snapshot(item: DoneCall, task_id: str, tz: timezone, detail: CallDetail | None) -> CallSnapshot:
+def call_snapshot(
+    item: DoneCall, task_id: str, tz: timezone, detail: CallDetail | None, unreadable: UnreadableValues
+) -> CallSnapshot:
+    """One finished call; a time that cannot be read is published as null and told to ``unreadable``."""
     raw = raw_code(item.finishStatus)
     outcome = OUTCOMES.normalize(raw)
     return CallSnapshot(
@@ -388,8 +434,8 @@ def call_snapshot(item: DoneCall, task_id: str, tz: timezone, detail: CallDetail
         callee_number=item.customerTelephone,
         callee_name=item.customerName,
         duration_seconds=duration_seconds(item.duration),
-        started_at=vendor_time(item.startTime, tz),
-        ended_at=vendor_time(item.endTime, tz),
+        started_at=_event_time(item.startTime, tz, "started_at", unreadable),
+        ended_at=_event_time(item.endTime, tz, "ended_at", unreadable),
         detail=detail,
         vendor_call_id=str(item.callInstanceId),
         caller_number=item.callerPhone or None,
@@ -770,7 +816,8 @@ class ByRobotSource(Source):
             return result
         details = await self._enrich(items) if self.cfg.enrich_calls else {}
         result.calls = [
-            call_snapshot(item, task_id, self.tz, details.get(str(item.callInstanceId))) for item in items
+            call_snapshot(item, task_id, self.tz, details.get(str(item.callInstanceId)), self.unreadable)
+            for item in items
         ]
         return result
 
@@ -867,11 +914,11 @@ class ByRobotSource(Source):
         # in that same second with a smaller id and sort before them.
         if not settled:
             raise _Unsettled()
-        ordered = sorted(items, key=lambda i: (vendor_time(i.endTime, self.tz) or "", _numeric_id(i)))
+        ordered = sorted(items, key=lambda i: (_order_time(i.endTime, self.tz), _numeric_id(i)))
         limit = len(ordered)
         if not state.terminal and ordered:
-            last = vendor_time(ordered[-1].endTime, self.tz)
-            while limit > 0 and vendor_time(ordered[limit - 1].endTime, self.tz) == last:
+            last = _order_time(ordered[-1].endTime, self.tz)
+            while limit > 0 and _order_time(ordered[limit - 1].endTime, self.tz) == last:
                 limit -= 1
         key = COUNT_CURSOR.format(job_id)
         seen = cursors.get(key, 0)

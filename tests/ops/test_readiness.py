@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import aiohttp
+import msgspec
 
 from poller.ops.readiness import readiness
+from poller.ops.status import ServiceView, SourceView
 from poller.simulators.base import Fault
 from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tools.natsserver import NatsServer
@@ -76,3 +78,37 @@ async def test_a_hung_or_failing_vendor_is_named_in_the_body_and_the_process_sta
             service.stop()
             stopping = readiness(service.status_view())
             assert not stopping.ready and stopping.failing == ["not_stopping"]
+
+
+def test_a_source_whose_state_commit_is_refused_fails_the_states_committed_check() -> None:
+    """Only a source this replica polls counts: another replica's refusal is in that one's body."""
+
+    def source(key: str, *, owned: bool, refused: str | None) -> SourceView:
+        return SourceView(
+            key=key,
+            vendor="tencent-ccc",
+            account=key,
+            scope="",
+            poll_interval=1.0,
+            started=0.0,
+            last_success=1.0,
+            degraded=False,
+            owned=owned,
+            commit_refused=refused,
+        )
+
+    view = ServiceView(
+        nats_connected=True,
+        stream_and_bucket=True,
+        stopping=False,
+        sources=[
+            source("b", owned=True, refused="payload_too_large: message size exceeds maximum allowed"),
+            source("a", owned=False, refused="payload_too_large: message size exceeds maximum allowed"),
+            source("c", owned=True, refused=None),
+        ],
+    )
+    verdict = readiness(view, now=2.0)
+    assert not verdict.ready and verdict.failing == ["states_committed"]
+    assert verdict.uncommitted_sources == ["b"]
+    fine = msgspec.structs.replace(view, sources=[source("c", owned=True, refused=None)])
+    assert readiness(fine, now=2.0).ready

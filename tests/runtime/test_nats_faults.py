@@ -12,14 +12,22 @@ import nats
 import nats.errors
 import nats.js.errors
 import pytest
+from nats.js.api import KeyValueConfig
 
 from poller.errors import InternalError
 from poller.pipeline.nats_faults import permanent_fault
 from poller.runtime.service import Service
 from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tools.natsserver import NatsServer
-from schemas import DegradeReason, Event, SourceDegraded, TaskAppeared, TaskStatusChanged
-from tests.helpers import make_config, stream_events, wait_until
+from schemas import (
+    DegradeReason,
+    Event,
+    SourceDegraded,
+    SourceRecovered,
+    TaskAppeared,
+    TaskStatusChanged,
+)
+from tests.helpers import make_config, running, stream_events, wait_until
 from tests.runtime.processes import Poller, simulator, write_config
 from tests.system.test_tencent_e2e import SECRET_ID, SECRET_KEY, tencent_source
 
@@ -264,3 +272,119 @@ def test_permanent_and_transient_nats_failures_are_told_apart() -> None:
         InternalError("not a NATS failure"),
     ]
     assert [permanent_fault(exc) for exc in transient] == [None] * len(transient)
+
+
+async def test_a_state_commit_refused_for_good_is_on_readyz_and_clears_when_a_commit_succeeds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A state bucket whose values may not be as large as a state: the commit is refused for good.
+    Polling and events go on (the stream is the write-ahead log), but /readyz, the metrics and one
+    ``source-degraded`` (reason ``commit_rejected``) say so until an operator lifts the limit."""
+    monkeypatch.setattr("poller.runtime.connection.PERMANENT_RETRY", 0.4)  # retried slowly, sooner here
+    with NatsServer() as server:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        await js.create_key_value(KeyValueConfig(bucket="aicc_poller_state", history=1, max_value_size=32))
+        async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}, rate_limit=200) as sim:
+            task = sim.add_task(SMALL_APP, state=0)
+            config = make_config(
+                server.url,
+                [tencent_source(sim, [SMALL_APP], poll_interval=0.2)],
+                http={"enabled": True, "host": "127.0.0.1", "port": 0},
+                shutdown_grace=1.0,  # a commit still refused at the stop is given up after it
+            )
+            async with running(config) as service:
+                await wait_until(lambda: service.http_port is not None)
+                assert service.http_port is not None
+                port = service.http_port
+
+                async def uncommitted() -> bool:
+                    status, body = await _readyz(port)
+                    # the check at once, the source's health from the end of its next cycle
+                    failing = "states_committed" in body["failing"]  # type: ignore[operator]
+                    return status == 503 and failing and bool(body["sources_failing"])
+
+                await wait_until(uncommitted, timeout=15)
+                _, refused = await _readyz(port)
+                sim.set_state(SMALL_APP, task, 1)  # polling goes on meanwhile
+
+                async def moved() -> bool:
+                    return any(isinstance(e, TaskStatusChanged) for e in await _events(server.url))
+
+                await wait_until(moved, timeout=15)
+                metrics = service.metrics_exposition().decode()
+                (key,) = service.statuses
+                info = await js.stream_info("KV_aicc_poller_state")
+                info.config.max_msg_size = -1  # the operator lifts the limit
+                await js.update_stream(info.config)
+
+                async def ready() -> bool:
+                    status, _ = await _readyz(port)
+                    return status == 200
+
+                await wait_until(ready, timeout=15)
+
+                async def recovered() -> bool:
+                    return any(isinstance(e, SourceRecovered) for e in await _events(server.url))
+
+                await wait_until(recovered, timeout=15)
+                _, cleared = await _readyz(port)
+            events = await _events(server.url)
+        kv = await js.key_value("aicc_poller_state")
+        committed = [k for k in await kv.keys() if k.endswith(".meta")]
+        await nc.close()
+    assert refused["uncommitted_sources"] == [key]
+    (problem,) = refused["sources_failing"]  # type: ignore[misc]
+    assert problem["reason"] == "commit_rejected" and "payload_too_large" in problem["detail"]
+    assert 'aicc_nats_refusals_total{code="payload_too_large",operation="state commit"}' in metrics
+    assert 'aicc_state_commits_total{result="refused",vendor="tencent-ccc"}' in metrics
+    (degraded,) = [e for e in events if isinstance(e, SourceDegraded)]
+    assert degraded.reason == DegradeReason.COMMIT_REJECTED and degraded.api == "state commit"
+    assert "payload_too_large" in degraded.detail
+    (back,) = [e for e in events if isinstance(e, SourceRecovered)]
+    assert back.episode == degraded.episode
+    assert cleared["failing"] == [] and cleared["uncommitted_sources"] == []
+    assert committed  # the state is in the bucket now
+
+
+KV_DENIED = """
+authorization {
+  users = [{
+    user: poller, password: right-password-42,
+    permissions: {
+      publish: {allow: [">"], deny: ["$KV.aicc_poller_state.>"]},
+      subscribe: {allow: [">"]}
+    }
+  }]
+}
+"""
+
+
+async def test_a_state_bucket_without_publish_permission_is_on_readyz_while_commits_fail() -> None:
+    """NATS reports a publish permission violation beside the request, which itself only times out:
+    the commit is retried as if NATS were slow, and /readyz names the refused subject (the bucket and
+    the source's key) under ``nats_faults`` for as long as the commits keep trying."""
+    with NatsServer(config=KV_DENIED) as server:
+        async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+            sim.add_task(SMALL_APP)
+            config = make_config(
+                server.url,
+                [tencent_source(sim, [SMALL_APP], account="denied")],
+                nats={"user": "poller", "password": "right-password-42", "ack_timeout": 1.0},
+                http={"enabled": True, "host": "127.0.0.1", "port": 0},
+                shutdown_grace=1.0,
+            )
+            async with running(config) as service:
+                await wait_until(lambda: service.http_port is not None)
+                port = service.http_port
+                assert port is not None
+
+                async def refused() -> bool:
+                    status, body = await _readyz(port)
+                    return status == 503 and "nats_accepts" in body["failing"]  # type: ignore[operator]
+
+                await wait_until(refused, timeout=15)
+                _, body = await _readyz(port)
+    faults = body["nats_faults"]
+    assert isinstance(faults, list) and len(faults) == 1
+    assert "permission" in faults[0] and "$kv.aicc_poller_state.tencent-ccc.denied" in faults[0].lower()

@@ -765,14 +765,16 @@ def test_aiccs_attempt_outcomes_normalize_with_the_raw_status_kept() -> None:
     from datetime import timedelta, timezone
 
     from poller.vendors.alibaba_aiccs import call_snapshot
+    from poller.vendors.normalize import UnreadableValues
     from schemas import CallOutcome
     from schemas.vendors.alibaba import TaskDetailRecord
 
     beijing = timezone(timedelta(hours=8))
+    unreadable = UnreadableValues("alibaba-aiccs", "test")
     record = TaskDetailRecord(
         Id=7, Status="FAIL", StatusCode="200011", StatusCodeDesc="停机", EndTime="2026-12-01 10:00:00"
     )
-    call = call_snapshot(record, "42", beijing)
+    call = call_snapshot(record, "42", beijing, unreadable)
     assert (call.outcome, call.raw_outcome, call.failure_reason) == (
         CallOutcome.SUSPENDED_LINE,
         "FAIL/200011",
@@ -780,10 +782,13 @@ def test_aiccs_attempt_outcomes_normalize_with_the_raw_status_kept() -> None:
     )
     assert call.ended_at == "2026-12-01T10:00:00+08:00" and call.call_id == "7.0"
     retried = call_snapshot(
-        TaskDetailRecord(Id=7, Status="SUCCESS", StatusCode="200000", RetryCurTimes=1), "42", beijing
+        TaskDetailRecord(Id=7, Status="SUCCESS", StatusCode="200000", RetryCurTimes=1),
+        "42",
+        beijing,
+        unreadable,
     )
     assert retried.call_id == "7.1" and retried.outcome is CallOutcome.ANSWERED
-    odd = call_snapshot(TaskDetailRecord(Id=8, Status="FAIL", StatusCode="299999"), "42", beijing)
+    odd = call_snapshot(TaskDetailRecord(Id=8, Status="FAIL", StatusCode="299999"), "42", beijing, unreadable)
     assert odd.outcome is CallOutcome.UNKNOWN and odd.raw_outcome == "FAIL/299999"
 
 

@@ -24,6 +24,7 @@ from poller.vendors.alibaba_aiccs import DETAIL_API, read_detail_page
 from poller.vendors.alibaba_aiccs import call_snapshot as aiccs_call
 from poller.vendors.alibaba_common import classifier
 from poller.vendors.base import AdapterContext
+from poller.vendors.normalize import UnreadableValues
 from poller.vendors.tencent_ccc import CDR_API, LIST_API, classify_cdrs, classify_task
 from poller.vendors.tencent_ccc import call_snapshot as tencent_call
 from schemas.vendors.tencent_ccc import TelCdrInfo
@@ -127,7 +128,7 @@ def test_aiccs_detail_answers_are_classified_or_become_calls_never_a_crash(statu
         return
     assert status == 200
     for record in page.Record:
-        call = aiccs_call(record, "1", BEIJING)
+        call = aiccs_call(record, "1", BEIJING, UnreadableValues("alibaba-aiccs", "fuzz"))
         assert call.duration_seconds is None or call.duration_seconds >= 0
 
 

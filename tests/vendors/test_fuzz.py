@@ -275,13 +275,16 @@ def test_byrobot_finished_calls_are_classified_or_trusted_never_a_crash(status: 
     from datetime import timedelta, timezone
 
     from poller.vendors.byrobot import CALLS_API, _decode_calls, call_snapshot, read_answer
+    from poller.vendors.normalize import UnreadableValues
 
     try:
         page = read_answer(Response(status, {}, body), CALLS_API, _decode_calls)
     except SourceError:
         return
     for item in page.items or []:
-        snapshot = call_snapshot(item, "1", timezone(timedelta(hours=8)), None)
+        snapshot = call_snapshot(
+            item, "1", timezone(timedelta(hours=8)), None, UnreadableValues("byrobot", "fuzz")
+        )
         assert snapshot.call_id == str(item.callInstanceId)
         assert snapshot.duration_seconds is None or snapshot.duration_seconds >= 0
 

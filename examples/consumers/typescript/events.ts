@@ -41,7 +41,8 @@ export type DegradeReason =
   | "client_error"
   | "internal_error"
   | "too_large"
-  | "publish_rejected";
+  | "publish_rejected"
+  | "commit_rejected";
 
 /** RFC 3339 date-time with its zone offset. */
 export type DateTime = string;

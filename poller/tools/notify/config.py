@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from poller.config import LoggingConfig, NatsConfig, _convert
+from poller.config import LoggingConfig, NatsConfig, convert_section
 from poller.errors import ConfigError
 from poller.secrets import Secret
 from schemas import EVENT_TYPES, CallOutcome, DegradeReason, EntityKind, TaskState
@@ -244,7 +244,7 @@ def parse_notify_config(
         raise ConfigError(f"{path}: targets: expected tables ([targets.NAME])")
     # one by one, so an error names the target ([targets.ops] rather than targets[...])
     targets: dict[str, Target] = {
-        str(name): _convert(entry, Target, path, f"targets.{name}", env, base)
+        str(name): convert_section(entry, Target, file=path, prefix=f"targets.{name}", env=env, base=base)
         for name, entry in raw_targets.items()
     }
     for name, target in targets.items():
@@ -255,7 +255,7 @@ def parse_notify_config(
         if target.timeout_seconds <= 0:
             raise ConfigError(f"{path}: targets.{name}.timeout_seconds: must be positive")
     top: NotifyConfig = msgspec.structs.replace(
-        _convert(data, NotifyConfig, path, "", env, base), targets=targets
+        convert_section(data, NotifyConfig, file=path, prefix="", env=env, base=base), targets=targets
     )
     rules: list[Rule] = []
     fields = event_field_names()
@@ -267,7 +267,7 @@ def parse_notify_config(
         if preset is not None and preset not in PRESETS:
             raise ConfigError(f"{where}.preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         merged = {**PRESETS.get(str(preset), {}), **entry}
-        rule: Rule = _convert(merged, Rule, path, f"notify[{i}]", env, base)
+        rule: Rule = convert_section(merged, Rule, file=path, prefix=f"notify[{i}]", env=env, base=base)
         if rule.name in {r.name for r in rules}:
             raise ConfigError(f"{where}.name: rule {rule.name!r} is defined twice")
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", rule.name):
