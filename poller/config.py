@@ -267,9 +267,9 @@ def convert_section(
     """One table of a TOML file as ``type_``, decoded as strictly as the poller's own config.
 
     Other tools with a config file of their own (the notifier) share it, so their files read alike:
-    an error names ``file`` and the field under ``prefix``, and a :class:`Secret` field takes
-    ``{env = "NAME"}`` or ``{file = "path"}`` (relative to ``base``); with ``env`` None a secret's
-    reference is only checked for shape.
+    an error names ``file`` and the field under ``prefix``, a :class:`Secret` field takes
+    ``{env = "NAME"}`` or ``{file = "path"}`` and a :class:`CredsFile` field a credentials file's
+    path (both relative to ``base``); with ``env`` None a reference is only checked for shape.
     """
 
     def dec_hook(t: type, value: Any) -> Any:
