@@ -210,10 +210,11 @@ class Publisher:
             attempt += 1
             self.stats.retries += failed
             delay = min(_PROBE_EVERY, 0.2 * 2 ** min(attempt, 6)) * (0.5 + random.random())
-            log.warning(
-                "publish not acked, retrying in order with the same ids",
-                extra={"failed": failed, "attempt": attempt, "retry_in": round(delay, 2)},
-            )
+            if attempt & (attempt - 1) == 0:  # the 1st, 2nd, 4th, 8th… try: a long outage logs sparsely
+                log.warning(
+                    "publish not acked, retrying in order with the same ids",
+                    extra={"failed": failed, "attempt": attempt, "retry_in": round(delay, 2)},
+                )
             await anyio.sleep(delay)
         return highest
 
