@@ -51,6 +51,32 @@ def _ratio(ours: float | None, baseline: float | None) -> float | None:
     return ours / baseline
 
 
+def _figure(
+    key: str,
+    group: str,
+    label: str,
+    unit: str,
+    ours: float | None,
+    baseline: float | None,
+    target: str,
+    meets: bool | None,
+    note: str = "",
+) -> Figure:
+    """One line of the table, its ratio derived from ours and the baseline."""
+    return Figure(
+        key=key,
+        group=group,
+        label=label,
+        unit=unit,
+        ours=ours,
+        baseline=baseline,
+        ratio=_ratio(ours, baseline),
+        target=target,
+        meets=meets,
+        note=note,
+    )
+
+
 def figures(
     latency: list[LatencyRow],
     decode: DecodeDiffResult | None,
@@ -70,20 +96,7 @@ def figures(
         meets: bool | None,
         note: str = "",
     ) -> None:
-        out.append(
-            Figure(
-                key=key,
-                group=group,
-                label=label,
-                unit=unit,
-                ours=ours,
-                baseline=base,
-                ratio=_ratio(ours, base),
-                target=target,
-                meets=meets,
-                note=note,
-            )
-        )
+        out.append(_figure(key, group, label, unit, ours, base, target, meets, note))
 
     for row in latency:
         group = f"{row.label}, {row.entities:,} entities, {row.pages} pages"
@@ -265,41 +278,38 @@ def push_figures(push: PushResult | None) -> list[Figure]:
     share = 100 * push.reconciled / push.dropped if push.dropped else None
     none = "no baseline: push only"
     return [
-        Figure(
-            key="push.latency_p50",
-            group=group,
-            label="push → subscriber p50",
-            unit="s",
-            ours=push.push_p50,
-            baseline=None,
-            ratio=None,
-            target="—",
-            meets=None,
-            note=none,
+        _figure(
+            "push.latency_p50",
+            group,
+            "push → subscriber p50",
+            "s",
+            push.push_p50,
+            None,
+            "—",
+            None,
+            none,
         ),
-        Figure(
-            key="push.latency_p99",
-            group=group,
-            label="push → subscriber p99",
-            unit="s",
-            ours=push.push_p99,
-            baseline=None,
-            ratio=None,
-            target="≤ 1 s",
-            meets=None if push.push_p99 is None else push.push_p99 <= 1.0,
-            note=none,
+        _figure(
+            "push.latency_p99",
+            group,
+            "push → subscriber p99",
+            "s",
+            push.push_p99,
+            None,
+            "≤ 1 s",
+            None if push.push_p99 is None else push.push_p99 <= 1.0,
+            none,
         ),
-        Figure(
-            key="push.reconciled",
-            group=group,
-            label="dropped pushes reconciled by polling",
-            unit="%",
-            ours=share,
-            baseline=None,
-            ratio=None,
-            target="100 %",
-            meets=None if share is None else push.reconciled == push.dropped,
-            note=none,
+        _figure(
+            "push.reconciled",
+            group,
+            "dropped pushes reconciled by polling",
+            "%",
+            share,
+            None,
+            "100 %",
+            None if share is None else push.reconciled == push.dropped,
+            none,
         ),
     ]
 
@@ -321,20 +331,7 @@ def cluster_figures(cluster: ClusterResult | None) -> list[Figure]:
         baseline: float | None = None,
         note: str = "",
     ) -> None:
-        out.append(
-            Figure(
-                key=f"cluster.{key}",
-                group=group,
-                label=label,
-                unit=unit,
-                ours=ours,
-                baseline=baseline,
-                ratio=_ratio(ours, baseline),
-                target=target,
-                meets=meets,
-                note=note,
-            )
-        )
+        out.append(_figure(f"cluster.{key}", group, label, unit, ours, baseline, target, meets, note))
 
     pub = cluster.publish
     group = (
