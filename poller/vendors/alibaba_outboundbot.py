@@ -496,8 +496,7 @@ class OutboundBotJobGroupSource(Source):
             for _ in range(min(-(-len(leavers) // LIST_JOBS_MAX_IDS), self._by_id_limiter.limit)):
                 tg.start_soon(by_id_worker)
         # a job no read returned is no longer followed here; only the relist may find it gone
-        found = listing.by_id
-        self._live.difference_update(job_id for job_id in leavers if job_id not in found)
+        self._live.difference_update(job_id for job_id in leavers if job_id not in listing)
 
 
 def build_sources(config: OutboundBotAccount, ctx: AdapterContext) -> list[Source]:

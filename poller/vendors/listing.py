@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -25,23 +26,43 @@ class Listing:
     Pages may be read concurrently and an entity that moved while paging can appear twice; the last
     page read wins. The service diffs and publishes each streamed page at once, then diffs the final
     :class:`Observation`, skipping the snapshot objects it has already applied.
+
+    The pages are kept as they came with a set of their ids: on a sweep where no id comes twice
+    (the usual one) the snapshots by id are the pages end to end, and a map by id is built only
+    for a sweep where one did.
     """
 
     def __init__(self, early: PageSink | None) -> None:
-        self.by_id: dict[str, EntitySnapshot] = {}
+        self._pages: list[list[EntitySnapshot]] = []
+        self._ids: set[str] = set()
+        self._count = 0
         self._early = early
 
     async def add(self, snapshots: Iterable[EntitySnapshot]) -> None:
-        page = list(snapshots)
-        self.by_id.update(zip(map(_id_of, page), page, strict=True))  # in C: a page is 100s of snapshots
+        page = self.keep(snapshots)
         if self._early is not None and page:
             await self._early(page)
 
+    def keep(self, snapshots: Iterable[EntitySnapshot]) -> list[EntitySnapshot]:
+        """Record a page without streaming it (what :meth:`add` does first)."""
+        page = list(snapshots)
+        self._pages.append(page)
+        self._ids.update(map(_id_of, page))  # in C: a page is 100s of snapshots
+        self._count += len(page)
+        return page
+
     def __len__(self) -> int:
-        return len(self.by_id)
+        return len(self._ids)
+
+    def __contains__(self, entity_id: object) -> bool:
+        return entity_id in self._ids
 
     def snapshots(self) -> list[EntitySnapshot]:
-        return list(self.by_id.values())
+        """The last snapshot of each id, in the order the ids first came."""
+        flat = list(itertools.chain.from_iterable(self._pages))
+        if self._count == len(self._ids):  # no id came twice: the pages end to end are that
+            return flat
+        return list(dict(zip(map(_id_of, flat), flat, strict=True)).values())
 
 
 class SeenItems:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -14,7 +13,7 @@ from poller.pipeline.snapshot import EntitySnapshot, Observation
 from poller.pipeline.state import SourceState
 from poller.tools.bench.sizes import APP, FIRST_TASK_ID, PRIVACY, SOURCE
 from poller.transport import Response
-from poller.vendors.listing import SeenItems
+from poller.vendors.listing import Listing, SeenItems
 from poller.vendors.tencent_ccc import classify_raw, decode_task, normalize
 from schemas.vendors.tencent_ccc import AutoCalloutTaskInfo, DescribeAutoCalloutTasksResponse
 
@@ -50,9 +49,6 @@ def tencent_pages(states: Sequence[int], page_size: int) -> Iterator[bytes]:
         yield tencent_page(FIRST_TASK_ID + start, states[start : start + page_size], total)
 
 
-_id_of = operator.attrgetter("id")
-
-
 def our_sweep(bodies: Sequence[bytes], committed: SourceState, seen: SeenItems) -> Diff:
     """What one Tencent poll cycle does with its pages: classify, decode, normalize, diff.
 
@@ -63,7 +59,7 @@ def our_sweep(bodies: Sequence[bytes], committed: SourceState, seen: SeenItems) 
     sweep diffs nothing twice and looks for vanished tasks.
     """
     sweep = SweepDiff(SOURCE, committed, PRIVACY)
-    by_id: dict[str, EntitySnapshot] = {}
+    listing = Listing(None)
     totals: set[int | None] = set()
     parent = str(APP)
     now = datetime.now(UTC)
@@ -75,9 +71,8 @@ def our_sweep(bodies: Sequence[bytes], committed: SourceState, seen: SeenItems) 
         result = classify_raw(Response(200, {"Content-Type": "application/json"}, body)).Response
         assert result.Tasks is not None
         totals.add(result.TotalCount)
-        page = seen.snapshots(result.Tasks, build)
-        by_id.update(zip(map(_id_of, page), page, strict=True))  # what Listing.add does
-        sweep.apply(page, now)
-    complete = len(totals) == 1 and len(by_id) == next(iter(totals))
+        page = listing.keep(seen.snapshots(result.Tasks, build))
+        sweep.apply(page, now)  # what the service's page sink does with it
+    complete = len(totals) == 1 and len(listing) == next(iter(totals))
     seen.end_sweep(complete)
-    return sweep.finish(Observation(entities=list(by_id.values()), complete=complete), now)
+    return sweep.finish(Observation(entities=listing.snapshots(), complete=complete), now)
