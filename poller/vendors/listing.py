@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import anyio
 import msgspec
@@ -66,43 +66,63 @@ class Listing:
 
 
 class SeenItems:
-    """The snapshot built from each listed item last sweep, keyed by the item's raw JSON bytes.
+    """The snapshot built from each listed item, keyed by the item's raw JSON bytes.
 
     On a steady sweep almost every item is byte for byte what it was: its snapshot is reused without
-    decoding or normalizing it again, and the differ finds it unchanged at once. The key is the
-    hash of the item's bytes (not the bytes: they would cost more memory than the entity's state);
-    Python's hash of bytes is keyed per process, so a vendor cannot aim at a collision, and the odds
-    of a chance one are in docs/performance.md.
+    decoding or normalizing it again, and the differ finds it unchanged at once. ``build`` must
+    depend on the bytes alone: a snapshot is reused for the same bytes whenever they come back.
+
+    The key is the hash of the item's bytes (not the bytes: they would cost more memory than the
+    entity's state); Python's hash of bytes is keyed per process, so a vendor cannot aim at a
+    collision, and the odds of a chance one are in docs/performance.md.
+
+    Nothing is rebuilt per sweep: only changed items add an entry. Entries no sweep lists any more
+    are pruned at the end of a complete sweep once they are more than ``SLACK`` of what it listed,
+    so the map stays within that share above the listing and the pruning is rare on steady sweeps.
     """
 
+    #: what a complete sweep lets stale entries grow to, as a share of what it listed, before pruning
+    SLACK = 0.25
+
     def __init__(self) -> None:
-        self._last: dict[int, EntitySnapshot] = {}
-        self._current: dict[int, EntitySnapshot] = {}
+        self._built: dict[int, EntitySnapshot] = {}
+        #: this sweep's keys and snapshots, in order: what a complete sweep keeps when it prunes
+        self._keys: list[int] = []
+        self._snaps: list[EntitySnapshot] = []
 
     def snapshots(
-        self, items: Iterable[msgspec.Raw], build: Callable[[msgspec.Raw], EntitySnapshot]
+        self, items: Sequence[msgspec.Raw], build: Callable[[msgspec.Raw], EntitySnapshot]
     ) -> list[EntitySnapshot]:
-        last, current = self._last, self._current
-        out: list[EntitySnapshot] = []
-        get, append = last.get, out.append
-        for raw in items:
-            key = hash(bytes(raw))
-            snap = get(key)
-            if snap is None:
-                snap = build(raw)
-            current[key] = snap
-            append(snap)
+        """One snapshot per item, in order: the one already built where the bytes are the same.
+
+        Hashing and looking up run in C over the whole page; only the changed items are built.
+        """
+        keys = list(map(hash, map(bytes, items)))
+        found: list[EntitySnapshot | None] = list(map(self._built.get, keys))
+        misses = [i for i, snap in enumerate(found) if snap is None]
+        if misses:
+            built = self._built
+            for i in misses:
+                snap = build(items[i])
+                found[i] = built[keys[i]] = snap
+        out = cast(list[EntitySnapshot], found)
+        self._keys += keys
+        self._snaps += out
         return out
 
     def end_sweep(self, complete: bool) -> None:
-        """What this sweep saw is what the next one compares with; a partial sweep keeps the rest."""
-        if not complete:
-            self._current = {**self._last, **self._current}
-        self._last, self._current = self._current, {}
+        """A complete sweep prunes what it did not list, past the slack; a partial one forgets nothing."""
+        listed = len(self._keys)
+        if complete and len(self._built) > listed + self.SLACK * listed:
+            self._built = dict(zip(self._keys, self._snaps, strict=True))
+        self._keys, self._snaps = [], []
+
+    def __len__(self) -> int:
+        return len(self._built)
 
     def copy(self) -> SeenItems:
         other = SeenItems()
-        other._last, other._current = dict(self._last), dict(self._current)
+        other._built, other._keys, other._snaps = dict(self._built), list(self._keys), list(self._snaps)
         return other
 
 

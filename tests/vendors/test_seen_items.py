@@ -34,10 +34,9 @@ def test_unchanged_items_reuse_their_snapshot_and_changed_ones_are_built() -> No
     assert second[0] is first[0] and second[2] is first[2]
     assert (second[1].id, second[1].raw_state) == ("1001", "5")
 
-    # a change back to an earlier value is a change too: the last sweep's bytes are what counts
-    built.clear()
+    # a change back to an earlier value gets that value's snapshot, not the last sweep's
     third = seen.snapshots(raws([1, 1, 1]), build)
-    assert built == ["1001"] and third[1].raw_state == "1"
+    assert third[1] is not second[1] and third[1].raw_state == "1"
 
 
 def test_a_partial_sweep_keeps_what_it_did_not_read_and_a_complete_one_forgets_the_gone() -> None:
@@ -62,3 +61,25 @@ def test_a_partial_sweep_keeps_what_it_did_not_read_and_a_complete_one_forgets_t
     calls.clear()
     seen.snapshots(raws([1, 1, 1]), build)
     assert calls == ["1001", "1002"]  # forgotten after a complete sweep without them
+
+
+def test_what_no_sweep_lists_any_more_is_pruned_past_the_slack() -> None:
+    """Changed items add entries; a complete sweep drops the stale ones once they pass the slack."""
+    built: list[str] = []
+
+    def build(raw: msgspec.Raw) -> EntitySnapshot:
+        snap = normalize(decode_task(raw), "app")
+        built.append(snap.id)
+        return snap
+
+    seen = SeenItems()
+    listed = 20
+    for sweep in range(30):
+        states = [1] * listed
+        states[sweep % listed] = 5  # one task differs each sweep
+        seen.snapshots(raws(states), build)
+        seen.end_sweep(complete=True)
+        assert len(seen) <= listed + SeenItems.SLACK * listed + 1
+    built.clear()
+    seen.snapshots(raws([1] * listed), build)
+    assert len(built) <= 1  # the steady items were never rebuilt, pruning or not
