@@ -15,8 +15,9 @@ vendor passes off as complete then costs a cycle of delay, not a vanish and re-a
 
 from __future__ import annotations
 
-__all__ = ["Diff", "MassVanish", "SweepDiff", "call_finished", "diff"]
+__all__ = ["Basis", "Diff", "MassVanish", "SweepDiff", "call_finished", "diff"]
 
+import itertools
 import operator
 import sys
 from collections.abc import Iterable
@@ -49,10 +50,31 @@ from schemas import (
 )
 
 
+class Basis(msgspec.Struct, frozen=True, kw_only=True):
+    """What a finished cycle applied, so the next one can skip, in bulk, what did not change.
+
+    ``applied[id]`` is the snapshot object the cycle applied last for ``id``, and ``entities`` is
+    the entity map it left, a private copy: ``entities[id]`` is then an entity that snapshot
+    changes nothing in. A snapshot that is that very object again (a listing that reuses the
+    snapshots of unchanged items, see :class:`~poller.vendors.listing.SeenItems`), met by a map
+    equal to ``entities``, gives no event and no change: the next :class:`SweepDiff` skips it
+    without looking at its entity. Any other snapshot, or a map that differs in any entity (a
+    replay, an acked prefix, another cycle's state), takes the plain path.
+    """
+
+    applied: dict[str, EntitySnapshot]
+    entities: dict[str, EntityState]
+
+
 class Diff(msgspec.Struct, kw_only=True):
     events: list[EventBase]
     state: SourceState
     changed: set[str]
+    #: for the next cycle's :class:`SweepDiff` (None: this cycle did not finish)
+    basis: Basis | None = None
+
+
+_id_of = operator.attrgetter("id")
 
 
 def _status(state: str, raw: str) -> Status:
@@ -108,6 +130,10 @@ class SweepDiff:
     The entity map is copied once per cycle and updated in place, so the events of a page can be
     published as soon as the page is read (detection latency is then the wait for the page, not for
     the whole sweep). Vanishes are only found in :meth:`finish`, against the complete listing.
+
+    Given the last cycle's :class:`Basis`, the snapshots it applied that come back as the same
+    objects are counted as seen in bulk, in C, and never diffed: on a steady sweep the per-entity
+    work is then a few look-ups per page, not a Python loop over every entity.
     """
 
     def __init__(
@@ -116,6 +142,7 @@ class SweepDiff:
         previous: SourceState,
         privacy: Privacy,
         mass_vanish: MassVanish = MassVanish(),  # noqa: B008 - frozen, shared safely
+        basis: Basis | None = None,
     ) -> None:
         self.source = source
         self.previous = previous
@@ -128,9 +155,13 @@ class SweepDiff:
         self.changed: set[str] = set()
         #: highest stream sequence of the events already published from this cycle
         self.stream_seq = previous.stream_seq
+        #: the snapshot this cycle applied last per id, but for the basis's own (see ``_pending``)
         self._applied: dict[str, EntitySnapshot] = {}
         #: how many of the previous entities this sweep has seen: all of them means none vanished
         self._seen_before = 0
+        #: every page applied, in order, and whether an id came twice (then the order is rebuilt)
+        self._pages: list[list[EntitySnapshot]] = []
+        self._repeated = False
         cursors = previous.cursors
         #: every entity that appears is part of the source's first listing (a state committed before
         #: these cursors existed has entities, and its appearances are new)
@@ -139,22 +170,87 @@ class SweepDiff:
         )
         #: what :meth:`finish` overwrote (None: the entity was new), so :meth:`acked_only` can undo it
         self._undo: dict[str, EntityState | None] | None = None
+        #: the last cycle's snapshot per id, trusted only while the map is the one it left
+        self._unchanged: dict[str, EntitySnapshot] = {}
+        if basis is not None and basis.entities == previous.entities:
+            self._unchanged = basis.applied
+        #: the basis's ids this cycle has not seen yet; one seen and not in ``_applied`` came as
+        #: the basis's own snapshot, with its entity left as it was
+        self._pending = dict(self._unchanged)
+        #: set by :meth:`finish`: the basis it handed out may hold ``_applied``, which must not move
+        self._finished = False
 
     def apply(self, snapshots: Iterable[EntitySnapshot], now: datetime) -> list[EventBase]:
         """The events of these snapshots; each snapshot object is applied once per cycle."""
+        if self._finished:
+            raise RuntimeError("a finished sweep applies nothing more")
+        page = list(snapshots)  # kept until the end of the cycle: the caller's list may move on
+        self._pages.append(page)
+        todo = self._admit(page)
+        return self._changes(todo, now) if todo else []
+
+    def _admit(self, page: list[EntitySnapshot]) -> list[EntitySnapshot]:
+        """Record the page as seen; what is left to diff against the entities, in page order.
+
+        A snapshot whose id the cycle has not seen yet and that is the basis's own object for it
+        is done with (see :class:`Basis`): found in bulk, in C, by taking the page's ids out of
+        ``_pending``. The others are admitted one by one, as if the page were read in order: only
+        snapshots of one id depend on each other, and at most the first of them was pending.
+        """
+        applied, before, unchanged = self._applied, self.previous.entities, self._unchanged
+        if self._pending:
+            ids = list(map(_id_of, page))
+            taken = list(map(self._pending.pop, ids, itertools.repeat(None)))
+            same = list(map(operator.is_, taken, page))
+            hits = same.count(True)
+            self._seen_before += hits  # each in the map the basis left, equal to ``before``
+            if hits == len(page):
+                return []
+            left = zip(page, taken, strict=True)
+            rest: Iterable[tuple[EntitySnapshot, EntitySnapshot | None]] = (
+                itertools.compress(left, map(operator.not_, same)) if hits else left
+            )
+        else:
+            rest = zip(page, itertools.repeat(None))
+        todo = []
+        for snap, taken_now in rest:
+            if taken_now is not None:
+                # first sight of a basis id this cycle, as another snapshot: it is in ``before``
+                self._seen_before += 1
+            else:
+                prior = applied.get(snap.id)
+                if prior is None and snap.id in unchanged and snap.id not in self._pending:
+                    prior = unchanged[snap.id]  # seen earlier this cycle as the basis's own
+                if prior is not None:
+                    self._repeated = True
+                    if prior is snap:
+                        continue
+                elif snap.id in before:
+                    self._seen_before += 1
+            applied[snap.id] = snap
+            todo.append(snap)
+        return todo
+
+    def _seen(self, entity_id: str) -> bool:
+        """Whether this cycle has applied a snapshot of this id."""
+        return entity_id in self._applied or (entity_id in self._unchanged and entity_id not in self._pending)
+
+    def _streamed(self) -> list[EntitySnapshot]:
+        """The snapshot applied last per id, in the order the ids were first applied."""
+        flat = itertools.chain.from_iterable(self._pages)
+        if not self._repeated:
+            return list(flat)  # each id came once: the pages are that order
+        items = list(flat)
+        return list(dict(zip(map(_id_of, items), items, strict=True)).values())
+
+    def _changes(self, todo: list[EntitySnapshot], now: datetime) -> list[EventBase]:
+        """The events of admitted snapshots, each diffed against its entity as this cycle left it."""
         events: list[EventBase] = []
-        entities, changed, applied = self.entities, self.changed, self._applied
+        entities, changed = self.entities, self.changed
         source, privacy = self.source, self.privacy
         vendor, account, key = source.vendor, source.account, source.key
-        before = self.previous.entities
         undo = self._undo
-        for snap in snapshots:
-            prior = applied.get(snap.id)
-            if prior is snap:
-                continue
-            if prior is None and snap.id in before:
-                self._seen_before += 1
-            applied[snap.id] = snap
+        for snap in todo:
             old = entities.get(snap.id)
             if undo is not None and snap.id not in undo:
                 undo[snap.id] = old
@@ -247,14 +343,14 @@ class SweepDiff:
         being read again (replay applies it), so they must be stored before it.
         """
         entities = observation.entities
-        applied = self._applied
         self._undo = {}
         source, privacy = self.source, self.privacy
         events: list[EventBase] = [_call_event(source, call, privacy, now) for call in observation.calls]
         # a streaming adapter's observation starts with exactly the snapshots it streamed (then, say,
         # a job group's counts): checked in C, so the end of a 100k-entity sweep does not walk them
         # all again in Python (map stops at the shorter of the two)
-        streamed = len(entities) >= len(applied) and all(map(operator.is_, entities, applied.values()))
+        applied = self._streamed()
+        streamed = len(entities) >= len(applied) and all(map(operator.is_, entities, applied))
         rest = entities[len(applied) :] if streamed else entities
         # counts over this very listing wait for the vanish decision: a held loss must not show as
         # a job group dropping to zero (and climbing back next cycle)
@@ -268,7 +364,18 @@ class SweepDiff:
         cursors.update(observation.cursors)
         cursors.pop(INVENTORY_LISTING, None)
         cursors[INVENTORY_LISTED] = 1
-        return Diff(events=events, state=self._state(cursors), changed=self.changed)
+        self._finished = True
+        return Diff(events=events, state=self._state(cursors), changed=self.changed, basis=self._basis())
+
+    def _basis(self) -> Basis:
+        """What this cycle applied, for the next one: the basis's own where they came again."""
+        last = self._applied
+        if self._unchanged:
+            last = dict(self._unchanged)
+            for entity_id in self._pending:  # not seen this cycle
+                del last[entity_id]
+            last.update(self._applied)
+        return Basis(applied=last, entities=dict(self.entities))
 
     def _keep_undo(self, entity_id: str) -> None:
         """Remember what :meth:`finish` is about to overwrite, for :meth:`acked_only`."""
@@ -305,8 +412,8 @@ class SweepDiff:
         events: list[EventBase] = []
         key, previous = self.source.key, self.previous.entities
         held_before = self.previous.vanish_held
-        seen = self._applied
-        also_seen = sum(1 for i in summaries if i in previous and i not in seen)
+        seen = self._seen
+        also_seen = sum(1 for i in summaries if i in previous and not seen(i))
         if self._seen_before + also_seen == len(previous) and not held_before:
             return events  # every entity seen again: nothing to look for (the usual sweep)
         entities, changed = self.entities, self.changed
@@ -317,10 +424,10 @@ class SweepDiff:
             if old.state == VANISHED:
                 continue
             known += 1
-            if entity_id not in seen and entity_id not in summaries:
+            if not seen(entity_id) and entity_id not in summaries:
                 missing.append(entity_id)
                 fresh += not old.held
-            elif old.held and entities[entity_id].held and entity_id in seen:
+            elif old.held and entities[entity_id].held and seen(entity_id):
                 self._keep_undo(entity_id)
                 entities[entity_id] = msgspec.structs.replace(entities[entity_id], held=False)
                 changed.add(entity_id)  # back in a complete listing: the hold is over

@@ -69,8 +69,9 @@ class SeenItems:
     """The snapshot built from each listed item, keyed by the item's raw JSON bytes.
 
     On a steady sweep almost every item is byte for byte what it was: its snapshot is reused without
-    decoding or normalizing it again, and the differ finds it unchanged at once. ``build`` must
-    depend on the bytes alone: a snapshot is reused for the same bytes whenever they come back.
+    decoding or normalizing it again, and the differ skips it as the very object it applied last
+    cycle (:class:`~poller.pipeline.differ.Basis`). ``build`` must depend on the bytes alone: a
+    snapshot is reused for the same bytes whenever they come back.
 
     The key is the hash of the item's bytes (not the bytes: they would cost more memory than the
     entity's state); Python's hash of bytes is keyed per process, so a vendor cannot aim at a

@@ -64,14 +64,18 @@ def child_cpu(who: str, n: int, page_size: int, repeats: int, seed: int) -> CpuC
     steady: list[float] = []
     cold: list[float] = []
     seen = SeenItems()
-    committed = our_sweep(first, SourceState(), seen).state if who == "ours" else SourceState()
+    last = our_sweep(first, SourceState(), seen) if who == "ours" else None
     plain_known: dict[int, dict[str, Any]] = {}
     if who != "ours":
         _plain_sweep(first, plain_known)
     for repeat in range(repeats):
         if who == "ours":
             # each repeat starts from what the first sweep left: the committed state and its seen items
-            steady.append(_cpu_rate(n, functools.partial(our_sweep, second, committed, seen.copy())))
+            # and the basis it handed the next cycle, as the service's source loop does
+            assert last is not None
+            steady.append(
+                _cpu_rate(n, functools.partial(our_sweep, second, last.state, seen.copy(), last.basis))
+            )
             cold.append(_cpu_rate(n, functools.partial(our_sweep, first, SourceState(), SeenItems())))
         else:
             # the baseline updates its map in place: each repeat starts from a copy of the committed one

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from poller.pipeline.differ import Diff, SweepDiff
+from poller.pipeline.differ import Basis, Diff, SweepDiff
 from poller.pipeline.snapshot import EntitySnapshot, Observation
 from poller.pipeline.state import SourceState
 from poller.tools.bench.sizes import APP, FIRST_TASK_ID, PRIVACY, SOURCE
@@ -49,16 +49,19 @@ def tencent_pages(states: Sequence[int], page_size: int) -> Iterator[bytes]:
         yield tencent_page(FIRST_TASK_ID + start, states[start : start + page_size], total)
 
 
-def our_sweep(bodies: Sequence[bytes], committed: SourceState, seen: SeenItems) -> Diff:
+def our_sweep(
+    bodies: Sequence[bytes], committed: SourceState, seen: SeenItems, basis: Basis | None = None
+) -> Diff:
     """What one Tencent poll cycle does with its pages: classify, decode, normalize, diff.
 
     Mirrors ``TencentCccSource.observe`` with the service's page sink after the HTTP exchanges:
     each page's envelope is decoded once (classification hands it back) with its tasks left raw;
     a task whose bytes match the last sweep's (``seen``) reuses its snapshot, the others are
-    decoded and normalized; each page is kept in the listing and diffed at once; the end of the
-    sweep diffs nothing twice and looks for vanished tasks.
+    decoded and normalized; each page is kept in the listing and diffed at once, against the last
+    cycle's ``basis`` as the source loop hands it on (the reused snapshots are skipped); the end of
+    the sweep diffs nothing twice and looks for vanished tasks.
     """
-    sweep = SweepDiff(SOURCE, committed, PRIVACY)
+    sweep = SweepDiff(SOURCE, committed, PRIVACY, basis=basis)
     listing = Listing(None)
     totals: set[int | None] = set()
     parent = str(APP)
