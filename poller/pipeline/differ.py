@@ -53,16 +53,22 @@ from schemas import (
 class Basis(msgspec.Struct, frozen=True, kw_only=True):
     """What a finished cycle applied, so the next one can skip, in bulk, what did not change.
 
-    ``applied[id]`` is the snapshot object the cycle applied last for ``id``, and ``entities`` is
-    the entity map it left, a private copy: ``entities[id]`` is then an entity that snapshot
-    changes nothing in. A snapshot that is that very object again (a listing that reuses the
-    snapshots of unchanged items, see :class:`~poller.vendors.listing.SeenItems`), met by a map
-    equal to ``entities``, gives no event and no change: the next :class:`SweepDiff` skips it
-    without looking at its entity. Any other snapshot, or a map that differs in any entity (a
-    replay, an acked prefix, another cycle's state), takes the plain path.
+    ``layout[slots[id]]`` is the snapshot object the cycle applied last for ``id`` (None: it applied
+    none), and ``entities`` is the entity map it left, a private copy: ``entities[id]`` is then an
+    entity that snapshot changes nothing in. A snapshot that is that very object again (a listing
+    that reuses the snapshots of unchanged items, see :class:`~poller.vendors.listing.SeenItems`),
+    met by a map equal to ``entities``, gives no event and no change: the next :class:`SweepDiff`
+    skips it without looking at its entity. Any other snapshot, or a map that differs in any entity
+    (a replay, an acked prefix, another cycle's state), takes the plain path.
+
+    An id keeps its slot from cycle to cycle and the first cycle lays the slots out in the order it
+    applied the ids, so a page of a listing that keeps its order lines up with a run of the layout:
+    its unchanged snapshots are found by comparing object identities along that run, not by looking
+    each id up.
     """
 
-    applied: dict[str, EntitySnapshot]
+    layout: tuple[EntitySnapshot | None, ...]
+    slots: dict[str, int]
     entities: dict[str, EntityState]
 
 
@@ -75,6 +81,8 @@ class Diff(msgspec.Struct, kw_only=True):
 
 
 _id_of = operator.attrgetter("id")
+#: the share of a basis's layout that may be empty slots (ids gone) before it is laid out anew
+_EMPTY_SLOTS = 0.25
 
 
 def _status(state: str, raw: str) -> Status:
@@ -155,12 +163,12 @@ class SweepDiff:
         self.changed: set[str] = set()
         #: highest stream sequence of the events already published from this cycle
         self.stream_seq = previous.stream_seq
-        #: the snapshot this cycle applied last per id, but for the basis's own (see ``_pending``)
+        #: the snapshot this cycle applied last per id, but for the layout's own (see ``_marked``)
         self._applied: dict[str, EntitySnapshot] = {}
         #: how many of the previous entities this sweep has seen: all of them means none vanished
         self._seen_before = 0
         #: every page applied, in order, and whether an id came twice (then the order is rebuilt)
-        self._pages: list[list[EntitySnapshot]] = []
+        self._pages: list[tuple[EntitySnapshot, ...]] = []
         self._repeated = False
         cursors = previous.cursors
         #: every entity that appears is part of the source's first listing (a state committed before
@@ -170,70 +178,89 @@ class SweepDiff:
         )
         #: what :meth:`finish` overwrote (None: the entity was new), so :meth:`acked_only` can undo it
         self._undo: dict[str, EntityState | None] | None = None
-        #: the last cycle's snapshot per id, trusted only while the map is the one it left
-        self._unchanged: dict[str, EntitySnapshot] = {}
+        #: the last cycle's layout (see :class:`Basis`), trusted only while the map is the one it left
+        self._layout: tuple[EntitySnapshot | None, ...] = ()
+        self._slots: dict[str, int] = {}
         if basis is not None and basis.entities == previous.entities:
-            self._unchanged = basis.applied
-        #: the basis's ids this cycle has not seen yet; one seen and not in ``_applied`` came as
-        #: the basis's own snapshot, with its entity left as it was
-        self._pending = dict(self._unchanged)
-        #: set by :meth:`finish`: the basis it handed out may hold ``_applied``, which must not move
-        self._finished = False
+            self._layout, self._slots = basis.layout, basis.slots
+        #: per slot: this cycle applied its id; one marked and not in ``_applied`` came as the
+        #: layout's own snapshot, with its entity left as it was
+        self._marked = bytearray(len(self._layout))
 
     def apply(self, snapshots: Iterable[EntitySnapshot], now: datetime) -> list[EventBase]:
         """The events of these snapshots; each snapshot object is applied once per cycle."""
-        if self._finished:
-            raise RuntimeError("a finished sweep applies nothing more")
-        page = list(snapshots)  # kept until the end of the cycle: the caller's list may move on
+        # kept until the end of the cycle, as a tuple: the caller's list may move on, and the
+        # collector stops walking a tuple of objects it does not track
+        page = snapshots if isinstance(snapshots, tuple) else tuple(snapshots)
         self._pages.append(page)
         todo = self._admit(page)
         return self._changes(todo, now) if todo else []
 
-    def _admit(self, page: list[EntitySnapshot]) -> list[EntitySnapshot]:
+    def _admit(self, page: tuple[EntitySnapshot, ...]) -> list[EntitySnapshot]:
         """Record the page as seen; what is left to diff against the entities, in page order.
 
-        A snapshot whose id the cycle has not seen yet and that is the basis's own object for it
-        is done with (see :class:`Basis`): found in bulk, in C, by taking the page's ids out of
-        ``_pending``. The others are admitted one by one, as if the page were read in order: only
-        snapshots of one id depend on each other, and at most the first of them was pending.
+        The page's first id gives the run of the layout it should line up with. A snapshot that is
+        the layout's own object at its place there is done with (see :class:`Basis`) if no snapshot
+        of its id was applied before in this cycle: the run's marks say so, in C, for the whole page.
+        The others are admitted one by one, as if the page were read in order; should one share an
+        id with a snapshot done with in bulk, the whole page is admitted one by one instead.
         """
-        applied, before, unchanged = self._applied, self.previous.entities, self._unchanged
-        if self._pending:
-            ids = list(map(_id_of, page))
-            taken = list(map(self._pending.pop, ids, itertools.repeat(None)))
-            same = list(map(operator.is_, taken, page))
-            hits = same.count(True)
+        layout, size = self._layout, len(page)
+        start = self._slots.get(page[0].id) if layout and page else None
+        if start is None:
+            return self._admit_each(page)
+        same = list(map(operator.is_, page, layout[start : start + size]))
+        hits = same.count(True)
+        if not hits:
+            return self._admit_each(page)
+        marked, width = self._marked, len(same)
+        mask = int.from_bytes(bytes(same), "little")
+        seen = int.from_bytes(marked[start : start + width], "little")
+        if mask & seen:
+            return self._admit_each(page)  # an id of this run was applied before in this cycle
+        if hits == size:
+            marked[start : start + width] = bytes(same)
             self._seen_before += hits  # each in the map the basis left, equal to ``before``
-            if hits == len(page):
-                return []
-            left = zip(page, taken, strict=True)
-            rest: Iterable[tuple[EntitySnapshot, EntitySnapshot | None]] = (
-                itertools.compress(left, map(operator.not_, same)) if hits else left
-            )
-        else:
-            rest = zip(page, itertools.repeat(None))
+            return []
+        rest = [*itertools.compress(page, map(operator.not_, same)), *page[width:]]
+        for slot in map(self._slots.get, map(_id_of, rest)):
+            if slot is not None and 0 <= slot - start < width and same[slot - start]:
+                return self._admit_each(page)  # shares an id with one done with in bulk
+        marked[start : start + width] = (mask | seen).to_bytes(width, "little")
+        self._seen_before += hits
+        return self._admit_each(rest)
+
+    def _admit_each(self, snapshots: Iterable[EntitySnapshot]) -> list[EntitySnapshot]:
+        """Admit snapshots one by one: each applied once per cycle, the last of an id winning."""
+        applied, before, layout, slots, marked = (
+            self._applied,
+            self.previous.entities,
+            self._layout,
+            self._slots,
+            self._marked,
+        )
         todo = []
-        for snap, taken_now in rest:
-            if taken_now is not None:
-                # first sight of a basis id this cycle, as another snapshot: it is in ``before``
+        for snap in snapshots:
+            prior = applied.get(snap.id)
+            slot = slots.get(snap.id) if layout else None
+            if prior is None and slot is not None and marked[slot]:
+                prior = layout[slot]  # applied earlier this cycle as the layout's own
+            if prior is not None:
+                self._repeated = True
+                if prior is snap:
+                    continue
+            elif snap.id in before:
                 self._seen_before += 1
-            else:
-                prior = applied.get(snap.id)
-                if prior is None and snap.id in unchanged and snap.id not in self._pending:
-                    prior = unchanged[snap.id]  # seen earlier this cycle as the basis's own
-                if prior is not None:
-                    self._repeated = True
-                    if prior is snap:
-                        continue
-                elif snap.id in before:
-                    self._seen_before += 1
             applied[snap.id] = snap
+            if slot is not None:
+                marked[slot] = 1
             todo.append(snap)
         return todo
 
     def _seen(self, entity_id: str) -> bool:
         """Whether this cycle has applied a snapshot of this id."""
-        return entity_id in self._applied or (entity_id in self._unchanged and entity_id not in self._pending)
+        slot = self._slots.get(entity_id)
+        return entity_id in self._applied or (slot is not None and bool(self._marked[slot]))
 
     def _streamed(self) -> list[EntitySnapshot]:
         """The snapshot applied last per id, in the order the ids were first applied."""
@@ -364,18 +391,41 @@ class SweepDiff:
         cursors.update(observation.cursors)
         cursors.pop(INVENTORY_LISTING, None)
         cursors[INVENTORY_LISTED] = 1
-        self._finished = True
         return Diff(events=events, state=self._state(cursors), changed=self.changed, basis=self._basis())
 
     def _basis(self) -> Basis:
-        """What this cycle applied, for the next one: the basis's own where they came again."""
-        last = self._applied
-        if self._unchanged:
-            last = dict(self._unchanged)
-            for entity_id in self._pending:  # not seen this cycle
-                del last[entity_id]
-            last.update(self._applied)
-        return Basis(applied=last, entities=dict(self.entities))
+        """What this cycle applied, for the next one, in the slots the ids already have.
+
+        Slots of ids this cycle did not apply are emptied; new ids get slots after the others. The
+        slots are laid out anew when there are none yet (in the order this cycle applied the ids),
+        or when the empty ones (ids gone) have grown past a share of the layout.
+        """
+        applied, entities = self._applied, dict(self.entities)
+        layout, slots, marked = list(self._layout), self._slots, self._marked
+        if layout:
+            empty = marked.find(0)
+            while empty >= 0:
+                layout[empty] = None
+                empty = marked.find(0, empty + 1)
+            grown = slots
+            for entity_id, snap in applied.items():
+                slot = slots.get(entity_id)
+                if slot is None:
+                    if grown is slots:
+                        grown = dict(slots)  # the last basis's slots stay as they were
+                    slot = grown[entity_id] = len(layout)
+                    layout.append(snap)
+                else:
+                    layout[slot] = snap
+            slots = grown
+            # a marked slot holds what this cycle applied; the unmarked ones were just emptied
+            if marked.count(0) <= _EMPTY_SLOTS * len(layout):
+                return Basis(layout=tuple(layout), slots=slots, entities=entities)
+            kept: tuple[EntitySnapshot | None, ...] = tuple(snap for snap in layout if snap is not None)
+        else:
+            kept = tuple(applied.values())
+        slots = dict(zip(map(_id_of, kept), range(len(kept)), strict=True))
+        return Basis(layout=kept, slots=slots, entities=entities)
 
     def _keep_undo(self, entity_id: str) -> None:
         """Remember what :meth:`finish` is about to overwrite, for :meth:`acked_only`."""
