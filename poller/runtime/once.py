@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -58,7 +58,7 @@ async def _one_cycle(source: Source, privacy: Privacy, emit: EventSink) -> Cycle
         count += len(events)
         emit(events)
 
-    async def page(snapshots: list[EntitySnapshot]) -> None:
+    async def page(snapshots: Sequence[EntitySnapshot]) -> None:
         out(sweep.apply(snapshots, datetime.now(UTC)))
 
     failure: tuple[str, str, str] | None = None

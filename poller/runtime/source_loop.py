@@ -11,7 +11,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -359,7 +359,7 @@ class SourceLoop:
         publisher = self._publisher
         one_at_a_time = anyio.Lock()  # pages arrive concurrently; each entity's events stay in seq order
 
-        async def publish_page(snapshots: list[EntitySnapshot]) -> None:
+        async def publish_page(snapshots: Sequence[EntitySnapshot]) -> None:
             async with one_at_a_time:
                 events = sweep.apply(snapshots, datetime.now(UTC))
                 if events:

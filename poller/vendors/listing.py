@@ -33,7 +33,7 @@ class Listing:
     """
 
     def __init__(self, early: PageSink | None) -> None:
-        self._pages: list[list[EntitySnapshot]] = []
+        self._pages: list[tuple[EntitySnapshot, ...]] = []
         self._ids: set[str] = set()
         self._count = 0
         self._early = early
@@ -43,9 +43,13 @@ class Listing:
         if self._early is not None and page:
             await self._early(page)
 
-    def keep(self, snapshots: Iterable[EntitySnapshot]) -> list[EntitySnapshot]:
-        """Record a page without streaming it (what :meth:`add` does first)."""
-        page = list(snapshots)
+    def keep(self, snapshots: Iterable[EntitySnapshot]) -> tuple[EntitySnapshot, ...]:
+        """Record a page without streaming it (what :meth:`add` does first).
+
+        Kept as a tuple: the differ keeps the same page without copying it, and the collector stops
+        walking a tuple of objects it does not track.
+        """
+        page = snapshots if isinstance(snapshots, tuple) else tuple(snapshots)
         self._pages.append(page)
         self._ids.update(map(_id_of, page))  # in C: a page is 100s of snapshots
         self._count += len(page)
@@ -77,9 +81,13 @@ class SeenItems:
     entity's state); Python's hash of bytes is keyed per process, so a vendor cannot aim at a
     collision, and the odds of a chance one are in docs/performance.md.
 
+    A page whose items all hash as those of the last sweep's page that began with the same item
+    is that page again: the same tuple of snapshots is handed out, without a look-up per item.
+
     Nothing is rebuilt per sweep: only changed items add an entry. Entries no sweep lists any more
-    are pruned at the end of a complete sweep once they are more than ``SLACK`` of what it listed,
-    so the map stays within that share above the listing and the pruning is rare on steady sweeps.
+    are pruned once they are more than ``SLACK`` of what a complete sweep listed: the next sweep
+    then also records what it lists, and if it completes, that record is the map from then on. So
+    the map stays within that share above the listing, and the record is rare on steady sweeps.
     """
 
     #: what a complete sweep lets stale entries grow to, as a share of what it listed, before pruning
@@ -87,43 +95,67 @@ class SeenItems:
 
     def __init__(self) -> None:
         self._built: dict[int, EntitySnapshot] = {}
-        #: this sweep's keys and snapshots, in order: what a complete sweep keeps when it prunes
-        self._keys: list[int] = []
-        self._snaps: list[EntitySnapshot] = []
+        #: the last sweep's pages by the key of their first item: their keys, and their snapshots
+        self._pages: dict[int, tuple[tuple[int, ...], tuple[EntitySnapshot, ...]]] = {}
+        #: this sweep's pages, the same way
+        self._listed_pages: dict[int, tuple[tuple[int, ...], tuple[EntitySnapshot, ...]]] = {}
+        #: how many items this sweep listed
+        self._listed = 0
+        #: what this sweep lists, when it is the one that prunes (None: it is not)
+        self._record: dict[int, EntitySnapshot] | None = None
 
     def snapshots(
         self, items: Sequence[msgspec.Raw], build: Callable[[msgspec.Raw], EntitySnapshot]
-    ) -> list[EntitySnapshot]:
+    ) -> tuple[EntitySnapshot, ...]:
         """One snapshot per item, in order: the one already built where the bytes are the same.
 
         Hashing and looking up run in C over the whole page; only the changed items are built.
         """
-        keys = list(map(hash, map(bytes, items)))
-        found: list[EntitySnapshot | None] = list(map(self._built.get, keys))
-        misses = [i for i, snap in enumerate(found) if snap is None]
-        if misses:
-            built = self._built
-            for i in misses:
-                snap = build(items[i])
-                found[i] = built[keys[i]] = snap
-        out = cast(list[EntitySnapshot], found)
-        self._keys += keys
-        self._snaps += out
-        return out
+        keys = tuple(map(hash, map(bytes, items)))
+        if not keys:
+            return ()
+        last = self._pages.get(keys[0])
+        if last is not None and last[0] == keys:
+            page = last[1]
+            self._listed_pages[keys[0]] = last  # its keys are the ones the map holds
+        else:
+            found: list[EntitySnapshot | None] = list(map(self._built.get, keys))
+            misses = [i for i, snap in enumerate(found) if snap is None]
+            if misses:
+                built = self._built
+                for i in misses:
+                    snap = build(items[i])
+                    found[i] = built[keys[i]] = snap
+            page = tuple(cast(list[EntitySnapshot], found))
+            self._listed_pages[keys[0]] = (keys, page)
+        self._listed += len(page)
+        if self._record is not None:
+            self._record.update(zip(keys, page, strict=True))
+        return page
 
     def end_sweep(self, complete: bool) -> None:
-        """A complete sweep prunes what it did not list, past the slack; a partial one forgets nothing."""
-        listed = len(self._keys)
-        if complete and len(self._built) > listed + self.SLACK * listed:
-            self._built = dict(zip(self._keys, self._snaps, strict=True))
-        self._keys, self._snaps = [], []
+        """A complete sweep prunes, or asks the next to; a partial one forgets nothing."""
+        if complete:
+            self._pages = self._listed_pages
+        else:
+            self._pages.update(self._listed_pages)
+        self._listed_pages = {}
+        if complete and self._record is not None:
+            self._built, self._record = self._record, None
+        elif complete and len(self._built) > self._listed + self.SLACK * self._listed:
+            self._record = {}
+        elif self._record is not None:
+            self._record = {}  # a partial record: the next sweep starts it again
+        self._listed = 0
 
     def __len__(self) -> int:
         return len(self._built)
 
     def copy(self) -> SeenItems:
         other = SeenItems()
-        other._built, other._keys, other._snaps = dict(self._built), list(self._keys), list(self._snaps)
+        other._built, other._listed = dict(self._built), self._listed
+        other._pages, other._listed_pages = dict(self._pages), dict(self._listed_pages)
+        other._record = None if self._record is None else dict(self._record)
         return other
 
 

@@ -24,7 +24,7 @@ def test_the_last_sighting_of_each_id_in_first_seen_order(pages: list[list[tuple
     expected: dict[str, EntitySnapshot] = {}
     for raw_page in pages:
         page = [snap(entity_id, raw) for entity_id, raw in raw_page]
-        assert listing.keep(page) == page
+        assert listing.keep(page) == tuple(page)
         for s in page:
             expected[s.id] = s
     got = listing.snapshots()

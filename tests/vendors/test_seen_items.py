@@ -39,7 +39,7 @@ def test_unchanged_items_reuse_their_snapshot_and_changed_ones_are_built() -> No
     assert third[1] is not second[1] and third[1].raw_state == "1"
 
 
-def test_a_partial_sweep_keeps_what_it_did_not_read_and_a_complete_one_forgets_the_gone() -> None:
+def test_a_partial_sweep_keeps_what_it_did_not_read_and_complete_ones_forget_the_gone() -> None:
     calls: list[str] = []
 
     def build(raw: msgspec.Raw) -> EntitySnapshot:
@@ -57,10 +57,12 @@ def test_a_partial_sweep_keeps_what_it_did_not_read_and_a_complete_one_forgets_t
     seen.end_sweep(complete=True)
     assert calls == []  # nothing rebuilt: the partial sweep forgot nothing
     seen.snapshots(raws([1]), build)  # tasks 1001 and 1002 are gone
-    seen.end_sweep(complete=True)
+    seen.end_sweep(complete=True)  # more of the map is stale than the slack: the next sweep records
+    seen.snapshots(raws([1]), build)
+    seen.end_sweep(complete=True)  # what it recorded is the map from now on
     calls.clear()
     seen.snapshots(raws([1, 1, 1]), build)
-    assert calls == ["1001", "1002"]  # forgotten after a complete sweep without them
+    assert calls == ["1001", "1002"]  # forgotten
 
 
 def test_what_no_sweep_lists_any_more_is_pruned_past_the_slack() -> None:
@@ -79,7 +81,21 @@ def test_what_no_sweep_lists_any_more_is_pruned_past_the_slack() -> None:
         states[sweep % listed] = 5  # one task differs each sweep
         seen.snapshots(raws(states), build)
         seen.end_sweep(complete=True)
-        assert len(seen) <= listed + SeenItems.SLACK * listed + 1
+        # one sweep past the slack records, the next prunes: at most a sweep's changes above it
+        assert len(seen) <= listed + SeenItems.SLACK * listed + 2
     built.clear()
     seen.snapshots(raws([1] * listed), build)
     assert len(built) <= 1  # the steady items were never rebuilt, pruning or not
+
+
+def test_a_page_that_hashes_as_last_sweeps_is_that_page_again() -> None:
+    def build(raw: msgspec.Raw) -> EntitySnapshot:
+        return normalize(decode_task(raw), "app")
+
+    seen = SeenItems()
+    first = [seen.snapshots(raws([1, 1]), build), seen.snapshots(raws([2, 2])[:1], build)]
+    seen.end_sweep(complete=True)
+    same = seen.snapshots(raws([1, 1]), build)
+    assert same is first[0]  # the very tuple: nothing looked up item by item
+    moved = seen.snapshots(raws([1, 5]), build)
+    assert moved is not first[0] and moved[0] is first[0][0] and moved[1].raw_state == "5"
