@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
@@ -69,6 +69,17 @@ class Listing:
         return list(dict(zip(map(_id_of, flat), flat, strict=True)).values())
 
 
+def _where(flags: list[bool], flag: bool) -> Iterator[int]:
+    """The positions of ``flag`` in ``flags``, found in C: for the few in a page."""
+    at = -1
+    while True:
+        try:
+            at = flags.index(flag, at + 1)
+        except ValueError:
+            return
+        yield at
+
+
 class SeenItems:
     """The snapshot built from each listed item, keyed by the item's raw JSON bytes.
 
@@ -119,13 +130,20 @@ class SeenItems:
             page = last[1]
             self._listed_pages[keys[0]] = last  # its keys are the ones the map holds
         else:
-            found: list[EntitySnapshot | None] = list(map(self._built.get, keys))
-            misses = [i for i, snap in enumerate(found) if snap is None]
-            if misses:
-                built = self._built
-                for i in misses:
-                    snap = build(items[i])
-                    found[i] = built[keys[i]] = snap
+            found: list[EntitySnapshot | None]
+            if last is None:
+                found = list(map(self._built.get, keys))
+            else:
+                # the same page with a few items changed: where the keys are the same, so are the
+                # snapshots; only the others are looked up
+                found = [*last[1][: len(keys)], *itertools.repeat(None, len(keys) - len(last[1]))]
+                same = [*map(operator.eq, keys, last[0]), *itertools.repeat(False, len(keys) - len(last[0]))]
+                for i in _where(same, False):
+                    found[i] = self._built.get(keys[i])
+            built = self._built
+            for i in _where(list(map(operator.is_, found, itertools.repeat(None))), True):
+                snap = build(items[i])
+                found[i] = built[keys[i]] = snap
             page = tuple(cast(list[EntitySnapshot], found))
             self._listed_pages[keys[0]] = (keys, page)
         self._listed += len(page)

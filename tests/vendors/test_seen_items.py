@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
 
 from poller.pipeline.snapshot import EntitySnapshot
 from poller.vendors.listing import SeenItems
@@ -99,3 +101,25 @@ def test_a_page_that_hashes_as_last_sweeps_is_that_page_again() -> None:
     assert same is first[0]  # the very tuple: nothing looked up item by item
     moved = seen.snapshots(raws([1, 5]), build)
     assert moved is not first[0] and moved[0] is first[0][0] and moved[1].raw_state == "5"
+
+
+Sweep = tuple[list[list[int]], bool]
+sweeps = st.lists(
+    st.tuples(st.lists(st.lists(st.integers(0, 3), max_size=4), max_size=4), st.booleans()),
+    max_size=8,
+)
+
+
+@given(sweeps=sweeps)
+def test_every_snapshot_handed_out_is_what_its_bytes_build(sweeps: list[Sweep]) -> None:
+    """Whatever pages come and go, a reused snapshot is always the one its item's bytes build."""
+
+    def build(raw: msgspec.Raw) -> EntitySnapshot:
+        return normalize(decode_task(raw), "app")
+
+    seen = SeenItems()
+    for pages, complete in sweeps:
+        for states in pages:
+            items = raws(states)
+            assert list(seen.snapshots(items, build)) == [build(raw) for raw in items]
+        seen.end_sweep(complete)
