@@ -231,7 +231,10 @@ class SweepDiff:
         return self._admit_each(rest)
 
     def _admit_each(self, snapshots: Iterable[EntitySnapshot]) -> list[EntitySnapshot]:
-        """Admit snapshots one by one: each applied once per cycle, the last of an id winning."""
+        """Admit snapshots one by one: each applied once per cycle, the last of an id winning.
+
+        Without a layout, a page whose ids are all new to this cycle is admitted in bulk, in C.
+        """
         applied, before, layout, slots, marked = (
             self._applied,
             self.previous.entities,
@@ -239,6 +242,18 @@ class SweepDiff:
             self._slots,
             self._marked,
         )
+        if not layout:
+            page = list(snapshots)
+            ids = list(map(_id_of, page))
+            if applied.keys().isdisjoint(ids):
+                size = len(applied)
+                applied.update(zip(ids, page, strict=True))
+                if len(applied) - size == len(ids):
+                    self._seen_before += sum(map(before.__contains__, ids))
+                    return page
+                for entity_id in ids:  # an id repeats within the page: none of them was there before
+                    applied.pop(entity_id, None)
+            snapshots = page
         todo = []
         for snap in snapshots:
             prior = applied.get(snap.id)
@@ -538,12 +553,16 @@ def diff(
     return SweepDiff(source, previous, privacy).finish(observation, now)
 
 
+#: each kind's and state's plain value, looked up in C (the enum's ``value`` is a descriptor call)
+_VALUE: dict[str, str] = {member: member.value for member in (*EntityKind, *TaskState)}
+
+
 def _remember(snap: EntitySnapshot, seq: int) -> EntityState:
     # raw values and parents repeat across thousands of entities: one shared string each
     parent = snap.parent_id
     return EntityState(
-        kind=snap.kind.value,
-        state=snap.state.value,
+        kind=_VALUE[snap.kind],
+        state=_VALUE[snap.state],
         raw=sys.intern(snap.raw_state),
         seq=seq,
         completed=snap.completed,

@@ -140,8 +140,9 @@ class SeenItems:
                 same = [*map(operator.eq, keys, last[0]), *itertools.repeat(False, len(keys) - len(last[0]))]
                 for i in _where(same, False):
                     found[i] = self._built.get(keys[i])
-            built = self._built
-            for i in _where(list(map(operator.is_, found, itertools.repeat(None))), True):
+            built, missing = self._built, list(map(operator.is_, found, itertools.repeat(None)))
+            count = missing.count(True)
+            for i in range(len(keys)) if count == len(keys) else _where(missing, True) if count else ():
                 snap = build(items[i])
                 found[i] = built[keys[i]] = snap
             page = tuple(cast(list[EntitySnapshot], found))
