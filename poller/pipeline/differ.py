@@ -277,13 +277,14 @@ class SweepDiff:
         slot = self._slots.get(entity_id)
         return entity_id in self._applied or (slot is not None and bool(self._marked[slot]))
 
-    def _streamed(self) -> list[EntitySnapshot]:
-        """The snapshot applied last per id, in the order the ids were first applied."""
+    def _streamed(self) -> tuple[int, Iterable[EntitySnapshot]]:
+        """How many ids were applied, and the snapshot applied last for each, in first-applied order."""
         flat = itertools.chain.from_iterable(self._pages)
         if not self._repeated:
-            return list(flat)  # each id came once: the pages are that order
+            return sum(map(len, self._pages)), flat  # each id came once: the pages are that order
         items = list(flat)
-        return list(dict(zip(map(_id_of, items), items, strict=True)).values())
+        last = list(dict(zip(map(_id_of, items), items, strict=True)).values())
+        return len(last), last
 
     def _changes(self, todo: list[EntitySnapshot], now: datetime) -> list[EventBase]:
         """The events of admitted snapshots, each diffed against its entity as this cycle left it."""
@@ -391,9 +392,9 @@ class SweepDiff:
         # a streaming adapter's observation starts with exactly the snapshots it streamed (then, say,
         # a job group's counts): checked in C, so the end of a 100k-entity sweep does not walk them
         # all again in Python (map stops at the shorter of the two)
-        applied = self._streamed()
-        streamed = len(entities) >= len(applied) and all(map(operator.is_, entities, applied))
-        rest = entities[len(applied) :] if streamed else entities
+        count, applied = self._streamed()
+        streamed = len(entities) >= count and all(map(operator.is_, entities, applied))
+        rest = entities[count:] if streamed else entities
         # counts over this very listing wait for the vanish decision: a held loss must not show as
         # a job group dropping to zero (and climbing back next cycle)
         summaries = [snap for snap in rest if snap.summary] if observation.complete else []
@@ -416,6 +417,9 @@ class SweepDiff:
         or when the empty ones (ids gone) have grown past a share of the layout.
         """
         applied, entities = self._applied, dict(self.entities)
+        if self._layout and not applied and self._marked.find(0) < 0:
+            # every slot came back as the layout's own snapshot: the layout is this cycle's too
+            return Basis(layout=self._layout, slots=self._slots, entities=entities)
         layout, slots, marked = list(self._layout), self._slots, self._marked
         if layout:
             empty = marked.find(0)
