@@ -23,17 +23,19 @@ from poller.transport import FLEET_WIDE, Response
 from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, check_envelope, classifier
 from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad
 from poller.vendors.emitted import EmittedCalls
-from poller.vendors.listing import Listing, sweep_pages
+from poller.vendors.listing import Listing, SeenItems, sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
 from schemas.vendors.alibaba import (
     ListTaskDetailRequest,
     ListTaskDetailResponse,
+    ListTaskRawResponse,
     ListTaskRequest,
     ListTaskResponse,
     TaskDetailPage,
     TaskDetailRecord,
     TaskPage,
+    TaskRawPage,
     TaskRecord,
     decoder,
 )
@@ -126,6 +128,8 @@ class AiccsAccount(AlibabaAccount, frozen=True, kw_only=True):
 
 
 _decode_list = decoder(ListTaskResponse)
+_decode_raw_list = decoder(ListTaskRawResponse)
+_decode_record = decoder(TaskRecord)
 _decode_detail = decoder(ListTaskDetailResponse)
 
 
@@ -195,6 +199,23 @@ def read_task_page(resp: Response) -> TaskPage:
     return answer.Data
 
 
+def read_task_raw_page(resp: Response) -> TaskRawPage:
+    """``read_task_page``, each record left as raw JSON (see :class:`~poller.vendors.listing.SeenItems`)."""
+    answer: ListTaskRawResponse = decode_or_bad(_decode_raw_list, resp.body, LIST_API)
+    check_envelope(
+        LIST_API, success=answer.Success, code=answer.Code, message=answer.Message, http_status=None
+    )
+    if answer.Data is None:
+        raise BadResponse("answer without Data", api=LIST_API)
+    return answer.Data
+
+
+def decode_record(raw: msgspec.Raw) -> TaskRecord:
+    """One record of a raw page, decoded when its bytes changed."""
+    record: TaskRecord = decode_or_bad(_decode_record, raw, LIST_API)
+    return record
+
+
 class AiccsSource(Source):
     """The account's tasks, and the finished calls of those that are running or just finished.
 
@@ -223,6 +244,7 @@ class AiccsSource(Source):
         self._last_total: int | None = None
         self._classify = classifier(LIST_API)
         self._classify_detail = classifier(DETAIL_API)
+        self._seen = SeenItems()
         self.tz = timezone(timedelta(minutes=config.utc_offset_minutes))
         #: attempts of the re-read margin already published, not handed out again
         self._emitted = EmittedCalls(CYCLE_CURSOR)
@@ -231,36 +253,44 @@ class AiccsSource(Source):
     def apis(self) -> tuple[str, ...]:
         return (LIST_API, DETAIL_API) if self.cfg.calls else (LIST_API,)
 
-    async def _page(self, number: int) -> TaskPage:
+    async def _page(self, number: int) -> TaskRawPage:
         request = ListTaskRequest(PageNo=number, PageSize=self.cfg.page_size)
         classify = self._classify
 
-        def parse(resp: Response) -> TaskPage:
+        def parse(resp: Response) -> TaskRawPage:
             classify(resp)
-            return read_task_page(resp)
+            return read_task_raw_page(resp)
 
         return await call_rpc(self, self.signer, self._limiter, parse, LIST_API, request)
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)
 
+        def build(raw: msgspec.Raw) -> EntitySnapshot:
+            return task_entity(decode_record(raw))
+
         async def page(number: int) -> int:
             tasks = await self._page(number)
-            await listing.add(task_entity(record) for record in tasks.Record)
+            await listing.add(self._seen.snapshots(tasks.Record, build))
             return tasks.Total
 
-        sweep = await sweep_pages(
-            1,
-            self.cfg.page_size,
-            page,
-            lambda total: total,
-            self._limiter.limit,
-            self._last_total,
-            max_total=self.config.max_entities,
-            api=LIST_API,
-        )
+        try:
+            sweep = await sweep_pages(
+                1,
+                self.cfg.page_size,
+                page,
+                lambda total: total,
+                self._limiter.limit,
+                self._last_total,
+                max_total=self.config.max_entities,
+                api=LIST_API,
+            )
+        except BaseException:
+            self._seen.end_sweep(complete=False)
+            raise
         self._last_total = sweep.total
         complete = sweep.totals_agree and len(listing) == sweep.total
+        self._seen.end_sweep(complete)
         entities = listing.snapshots()
         if not self.cfg.calls:
             return Observation(entities=entities, complete=complete)
