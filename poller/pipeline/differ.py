@@ -151,6 +151,8 @@ class SweepDiff:
         privacy: Privacy,
         mass_vanish: MassVanish = MassVanish(),  # noqa: B008 - frozen, shared safely
         basis: Basis | None = None,
+        *,
+        hand_on: bool = True,
     ) -> None:
         self.source = source
         self.previous = previous
@@ -186,6 +188,9 @@ class SweepDiff:
         #: per slot: this cycle applied its id; one marked and not in ``_applied`` came as the
         #: layout's own snapshot, with its entity left as it was
         self._marked = bytearray(len(self._layout))
+        #: :meth:`finish` hands the next cycle a basis (a listing that reuses no snapshot gains nothing
+        #: from one, and it would keep the last cycle's snapshots alive)
+        self._hand_on = hand_on
 
     def apply(self, snapshots: Iterable[EntitySnapshot], now: datetime) -> list[EventBase]:
         """The events of these snapshots; each snapshot object is applied once per cycle."""
@@ -407,7 +412,8 @@ class SweepDiff:
         cursors.update(observation.cursors)
         cursors.pop(INVENTORY_LISTING, None)
         cursors[INVENTORY_LISTED] = 1
-        return Diff(events=events, state=self._state(cursors), changed=self.changed, basis=self._basis())
+        basis = self._basis() if self._hand_on else None
+        return Diff(events=events, state=self._state(cursors), changed=self.changed, basis=basis)
 
     def _basis(self) -> Basis:
         """What this cycle applied, for the next one, in the slots the ids already have.

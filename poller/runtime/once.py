@@ -49,7 +49,7 @@ class CycleResult(msgspec.Struct, frozen=True, kw_only=True):
 async def _one_cycle(source: Source, privacy: Privacy, emit: EventSink) -> CycleResult:
     sid = SourceId(vendor=source.vendor, account=source.account, scope=source.scope)
     state = SourceState()
-    sweep = SweepDiff(sid, state, privacy)
+    sweep = SweepDiff(sid, state, privacy, hand_on=False)  # one cycle: no next one to hand on to
     started = time.monotonic()
     count = 0
 

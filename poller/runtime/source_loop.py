@@ -184,7 +184,7 @@ class SourceLoop:
             failure: tuple[str, str, str] | None = None
             failed_since: datetime | None = None
             observation = None
-            sweep = SweepDiff(sid, state, self._privacy, mass_vanish, basis)
+            sweep = SweepDiff(sid, state, self._privacy, mass_vanish, basis, hand_on=source.reuses_snapshots)
             with anyio.CancelScope() as scope:
                 self._poll_scopes.add(scope)
                 try:
@@ -213,7 +213,9 @@ class SourceLoop:
             health, health_events = health_transition(sid, state.health, failure, now, failed_since)
             if failure is not None and failure[1] == DegradeReason.PUBLISH_REJECTED:
                 # a page NATS refused was applied but not stored: keep nothing of this cycle
-                sweep = SweepDiff(sid, state, self._privacy, mass_vanish, basis)
+                sweep = SweepDiff(
+                    sid, state, self._privacy, mass_vanish, basis, hand_on=source.reuses_snapshots
+                )
             # a failed cycle still keeps the pages it applied: their events may be out already
             d = sweep.finish(observation, now) if observation is not None else sweep.unfinished()
             # the basis is checked against the state it is handed with: one that does not match the

@@ -227,6 +227,7 @@ class AiccsSource(Source):
     """
 
     vendor = VENDOR
+    reuses_snapshots = True
 
     def __init__(self, config: AiccsAccount, ctx: AdapterContext) -> None:
         super().__init__(config, ctx)

@@ -323,3 +323,10 @@ def test_an_id_applied_before_in_the_cycle_is_diffed_again_when_its_old_copy_lin
     both_ways([[a, b], [c, d]], [[moved], [a, b], [c, d]])  # moved, then the old copy in line
     both_ways([[a, b], [c, d]], [[a, b], [c, d], [moved]])  # the old copy in line, then moved
     both_ways([[a, b], [c, d]], [[a, b], [c, d], [c]])  # the same copy twice
+
+
+def test_a_sweep_told_not_to_hands_on_no_basis() -> None:
+    """A listing that reuses no snapshot would only keep the last cycle's snapshots alive."""
+    observation = Observation(entities=[build("e1", 0)], complete=True)
+    assert SweepDiff(SRC, SourceState(), PRIVACY, hand_on=False).finish(observation, NOW).basis is None
+    assert SweepDiff(SRC, SourceState(), PRIVACY).finish(observation, NOW).basis is not None
