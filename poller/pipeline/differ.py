@@ -15,8 +15,9 @@ vendor passes off as complete then costs a cycle of delay, not a vanish and re-a
 
 from __future__ import annotations
 
-__all__ = ["Diff", "MassVanish", "PageUndo", "SweepDiff", "call_finished", "diff"]
+__all__ = ["Basis", "Diff", "MassVanish", "PageUndo", "SweepDiff", "call_finished", "diff"]
 
+import itertools
 import operator
 import sys
 from collections.abc import Iterable, Sequence
@@ -50,10 +51,39 @@ from schemas import (
 )
 
 
+class Basis(msgspec.Struct, frozen=True, kw_only=True):
+    """What a finished cycle applied, so the next one can skip, in bulk, what did not change.
+
+    ``layout[slots[id]]`` is the snapshot object the cycle applied last for ``id`` (None: it applied
+    none), and ``entities`` is the entity map it left, a private copy: ``entities[id]`` is then an
+    entity that snapshot changes nothing in. A snapshot that is that very object again (a listing
+    that reuses the snapshots of unchanged items, see :class:`~poller.vendors.listing.SeenItems`),
+    met by a map equal to ``entities``, gives no event and no change: the next :class:`SweepDiff`
+    skips it without looking at its entity. Any other snapshot, or a map that differs in any entity
+    (a replay, an acked prefix, another cycle's state), takes the plain path.
+
+    An id keeps its slot from cycle to cycle and the first cycle lays the slots out in the order it
+    applied the ids, so a page of a listing that keeps its order lines up with a run of the layout:
+    its unchanged snapshots are found by comparing object identities along that run, not by looking
+    each id up.
+    """
+
+    layout: tuple[EntitySnapshot | None, ...]
+    slots: dict[str, int]
+    entities: dict[str, EntityState]
+
+
 class Diff(msgspec.Struct, kw_only=True):
     events: list[EventBase]
     state: SourceState
     changed: set[str]
+    #: for the next cycle's :class:`SweepDiff` (None: this cycle did not finish)
+    basis: Basis | None = None
+
+
+_id_of = operator.attrgetter("id")
+#: the share of a basis's layout that may be empty slots (ids gone) before it is laid out anew
+_EMPTY_SLOTS = 0.25
 
 
 def _status(state: str, raw: str) -> Status:
@@ -117,6 +147,10 @@ class SweepDiff:
     The entity map is copied once per cycle and updated in place, so the events of a page can be
     published as soon as the page is read (detection latency is then the wait for the page, not for
     the whole sweep). Vanishes are only found in :meth:`finish`, against the complete listing.
+
+    Given the last cycle's :class:`Basis`, the snapshots it applied that come back as the same
+    objects are counted as seen in bulk, in C, and never diffed: on a steady sweep the per-entity
+    work is then a few look-ups per page, not a Python loop over every entity.
     """
 
     def __init__(
@@ -125,6 +159,9 @@ class SweepDiff:
         previous: SourceState,
         privacy: Privacy,
         mass_vanish: MassVanish = MassVanish(),  # noqa: B008 - frozen, shared safely
+        basis: Basis | None = None,
+        *,
+        hand_on: bool = True,
     ) -> None:
         self.source = source
         self.previous = previous
@@ -137,9 +174,13 @@ class SweepDiff:
         self.changed: set[str] = set()
         #: highest stream sequence of the events already published from this cycle
         self.stream_seq = previous.stream_seq
+        #: the snapshot this cycle applied last per id, but for the layout's own (see ``_marked``)
         self._applied: dict[str, EntitySnapshot] = {}
         #: how many of the previous entities this sweep has seen: all of them means none vanished
         self._seen_before = 0
+        #: every page applied, in order, and whether an id came twice (then the order is rebuilt)
+        self._pages: list[tuple[EntitySnapshot, ...]] = []
+        self._repeated = False
         cursors = previous.cursors
         #: every entity that appears is part of the source's first listing (a state committed before
         #: these cursors existed has entities, and its appearances are new)
@@ -148,22 +189,125 @@ class SweepDiff:
         )
         #: what :meth:`finish` overwrote (None: the entity was new), so :meth:`acked_only` can undo it
         self._undo: dict[str, EntityState | None] | None = None
+        #: the last cycle's layout (see :class:`Basis`), trusted only while the map is the one it left
+        self._layout: tuple[EntitySnapshot | None, ...] = ()
+        self._slots: dict[str, int] = {}
+        if basis is not None and basis.entities == previous.entities:
+            self._layout, self._slots = basis.layout, basis.slots
+        #: per slot: this cycle applied its id; one marked and not in ``_applied`` came as the
+        #: layout's own snapshot, with its entity left as it was
+        self._marked = bytearray(len(self._layout))
+        #: :meth:`finish` hands the next cycle a basis (a listing that reuses no snapshot gains nothing
+        #: from one, and it would keep the last cycle's snapshots alive)
+        self._hand_on = hand_on
 
     def apply(self, snapshots: Iterable[EntitySnapshot], now: datetime) -> list[EventBase]:
         """The events of these snapshots; each snapshot object is applied once per cycle."""
-        events: list[EventBase] = []
-        entities, changed, applied = self.entities, self.changed, self._applied
-        source, privacy = self.source, self.privacy
-        vendor, account, key = source.vendor, source.account, source.key
-        before = self.previous.entities
-        undo = self._undo
+        # kept until the end of the cycle, as a tuple: the caller's list may move on, and the
+        # collector stops walking a tuple of objects it does not track
+        page = snapshots if isinstance(snapshots, tuple) else tuple(snapshots)
+        self._pages.append(page)
+        todo = self._admit(page)
+        return self._changes(todo, now) if todo else []
+
+    def _admit(self, page: tuple[EntitySnapshot, ...]) -> list[EntitySnapshot]:
+        """Record the page as seen; what is left to diff against the entities, in page order.
+
+        The page's first id gives the run of the layout it should line up with. A snapshot that is
+        the layout's own object at its place there is done with (see :class:`Basis`) if no snapshot
+        of its id was applied before in this cycle: the run's marks say so, in C, for the whole page.
+        The others are admitted one by one, as if the page were read in order; should one share an
+        id with a snapshot done with in bulk, the whole page is admitted one by one instead.
+        """
+        layout, size = self._layout, len(page)
+        start = self._slots.get(page[0].id) if layout and page else None
+        if start is None:
+            return self._admit_each(page)
+        same = list(map(operator.is_, page, layout[start : start + size]))
+        hits = same.count(True)
+        if not hits:
+            return self._admit_each(page)
+        marked, width = self._marked, len(same)
+        mask = int.from_bytes(bytes(same), "little")
+        seen = int.from_bytes(marked[start : start + width], "little")
+        if mask & seen:
+            return self._admit_each(page)  # an id of this run was applied before in this cycle
+        if hits == size:
+            marked[start : start + width] = bytes(same)
+            self._seen_before += hits  # each in the map the basis left, equal to ``before``
+            return []
+        rest = [*itertools.compress(page, map(operator.not_, same)), *page[width:]]
+        for slot in map(self._slots.get, map(_id_of, rest)):
+            if slot is not None and 0 <= slot - start < width and same[slot - start]:
+                return self._admit_each(page)  # shares an id with one done with in bulk
+        marked[start : start + width] = (mask | seen).to_bytes(width, "little")
+        self._seen_before += hits
+        return self._admit_each(rest)
+
+    def _admit_each(self, snapshots: Iterable[EntitySnapshot]) -> list[EntitySnapshot]:
+        """Admit snapshots one by one: each applied once per cycle, the last of an id winning.
+
+        Without a layout, a page whose ids are all new to this cycle is admitted in bulk, in C.
+        """
+        applied, before, layout, slots, marked = (
+            self._applied,
+            self.previous.entities,
+            self._layout,
+            self._slots,
+            self._marked,
+        )
+        if not layout:
+            page = list(snapshots)
+            ids = list(map(_id_of, page))
+            if applied.keys().isdisjoint(ids):
+                size = len(applied)
+                applied.update(zip(ids, page, strict=True))
+                if len(applied) - size == len(ids):
+                    self._seen_before += sum(map(before.__contains__, ids))
+                    return page
+                for entity_id in ids:  # an id repeats within the page: none of them was there before
+                    applied.pop(entity_id, None)
+            snapshots = page
+        todo = []
         for snap in snapshots:
             prior = applied.get(snap.id)
-            if prior is snap:
-                continue
-            if prior is None and snap.id in before:
+            slot = slots.get(snap.id) if layout else None
+            if prior is None and slot is not None and marked[slot]:
+                prior = layout[slot]  # applied earlier this cycle as the layout's own
+            if prior is not None:
+                self._repeated = True
+                if prior is snap:
+                    continue
+            elif snap.id in before:
                 self._seen_before += 1
             applied[snap.id] = snap
+            if slot is not None:
+                marked[slot] = 1
+            todo.append(snap)
+        return todo
+
+    def _seen(self, entity_id: str) -> bool:
+        """Whether this cycle has applied a snapshot of this id."""
+        slot = self._slots.get(entity_id)
+        return entity_id in self._applied or (slot is not None and bool(self._marked[slot]))
+
+    def _streamed(self) -> tuple[int, Iterable[EntitySnapshot]]:
+        """How many ids were applied, and the snapshot applied last for each, in first-applied order."""
+        flat = itertools.chain.from_iterable(self._pages)
+        if not self._repeated:
+            return sum(map(len, self._pages)), flat  # each id came once: the pages are that order
+        items = list(flat)
+        last = list(dict(zip(map(_id_of, items), items, strict=True)).values())
+        return len(last), last
+
+    def _changes(self, todo: list[EntitySnapshot], now: datetime) -> list[EventBase]:
+        """The events of admitted snapshots, each diffed against its entity as this cycle left it."""
+        events: list[EventBase] = []
+        entities, changed = self.entities, self.changed
+        source, privacy = self.source, self.privacy
+        vendor, account, key = source.vendor, source.account, source.key
+        undo = self._undo
+        for snap in todo:
             old = entities.get(snap.id)
             if undo is not None and snap.id not in undo:
                 undo[snap.id] = old
@@ -290,15 +434,15 @@ class SweepDiff:
         being read again (replay applies it), so they must be stored before it.
         """
         entities = observation.entities
-        applied = self._applied
         self._undo = {}
         source, privacy = self.source, self.privacy
         events: list[EventBase] = [_call_event(source, call, privacy, now) for call in observation.calls]
         # a streaming adapter's observation starts with exactly the snapshots it streamed (then, say,
         # a job group's counts): checked in C, so the end of a 100k-entity sweep does not walk them
         # all again in Python (map stops at the shorter of the two)
-        streamed = len(entities) >= len(applied) and all(map(operator.is_, entities, applied.values()))
-        rest = entities[len(applied) :] if streamed else entities
+        count, applied = self._streamed()
+        streamed = len(entities) >= count and all(map(operator.is_, entities, applied))
+        rest = entities[count:] if streamed else entities
         # counts over this very listing wait for the vanish decision: a held loss must not show as
         # a job group dropping to zero (and climbing back next cycle)
         summaries = [snap for snap in rest if snap.summary] if observation.complete else []
@@ -311,7 +455,45 @@ class SweepDiff:
         cursors.update(observation.cursors)
         cursors.pop(INVENTORY_LISTING, None)
         cursors[INVENTORY_LISTED] = 1
-        return Diff(events=events, state=self._state(cursors), changed=self.changed)
+        basis = self._basis() if self._hand_on else None
+        return Diff(events=events, state=self._state(cursors), changed=self.changed, basis=basis)
+
+    def _basis(self) -> Basis:
+        """What this cycle applied, for the next one, in the slots the ids already have.
+
+        Slots of ids this cycle did not apply are emptied; new ids get slots after the others. The
+        slots are laid out anew when there are none yet (in the order this cycle applied the ids),
+        or when the empty ones (ids gone) have grown past a share of the layout.
+        """
+        applied, entities = self._applied, dict(self.entities)
+        if self._layout and not applied and self._marked.find(0) < 0:
+            # every slot came back as the layout's own snapshot: the layout is this cycle's too
+            return Basis(layout=self._layout, slots=self._slots, entities=entities)
+        layout, slots, marked = list(self._layout), self._slots, self._marked
+        if layout:
+            empty = marked.find(0)
+            while empty >= 0:
+                layout[empty] = None
+                empty = marked.find(0, empty + 1)
+            grown = slots
+            for entity_id, snap in applied.items():
+                slot = slots.get(entity_id)
+                if slot is None:
+                    if grown is slots:
+                        grown = dict(slots)  # the last basis's slots stay as they were
+                    slot = grown[entity_id] = len(layout)
+                    layout.append(snap)
+                else:
+                    layout[slot] = snap
+            slots = grown
+            # a marked slot holds what this cycle applied; the unmarked ones were just emptied
+            if marked.count(0) <= _EMPTY_SLOTS * len(layout):
+                return Basis(layout=tuple(layout), slots=slots, entities=entities)
+            kept: tuple[EntitySnapshot | None, ...] = tuple(snap for snap in layout if snap is not None)
+        else:
+            kept = tuple(applied.values())
+        slots = dict(zip(map(_id_of, kept), range(len(kept)), strict=True))
+        return Basis(layout=kept, slots=slots, entities=entities)
 
     def _keep_undo(self, entity_id: str) -> None:
         """Remember what :meth:`finish` is about to overwrite, for :meth:`acked_only`."""
@@ -348,8 +530,8 @@ class SweepDiff:
         events: list[EventBase] = []
         key, previous = self.source.key, self.previous.entities
         held_before = self.previous.vanish_held
-        seen = self._applied
-        also_seen = sum(1 for i in summaries if i in previous and i not in seen)
+        seen = self._seen
+        also_seen = sum(1 for i in summaries if i in previous and not seen(i))
         if self._seen_before + also_seen == len(previous) and not held_before:
             return events  # every entity seen again: nothing to look for (the usual sweep)
         entities, changed = self.entities, self.changed
@@ -360,10 +542,10 @@ class SweepDiff:
             if old.state == VANISHED:
                 continue
             known += 1
-            if entity_id not in seen and entity_id not in summaries:
+            if not seen(entity_id) and entity_id not in summaries:
                 missing.append(entity_id)
                 fresh += not old.held
-            elif old.held and entities[entity_id].held and entity_id in seen:
+            elif old.held and entities[entity_id].held and seen(entity_id):
                 self._keep_undo(entity_id)
                 entities[entity_id] = msgspec.structs.replace(entities[entity_id], held=False)
                 changed.add(entity_id)  # back in a complete listing: the hold is over
@@ -424,12 +606,16 @@ def diff(
     return SweepDiff(source, previous, privacy).finish(observation, now)
 
 
+#: each kind's and state's plain value, looked up in C (the enum's ``value`` is a descriptor call)
+_VALUE: dict[str, str] = {member: member.value for member in (*EntityKind, *TaskState)}
+
+
 def _remember(snap: EntitySnapshot, seq: int) -> EntityState:
     # raw values and parents repeat across thousands of entities: one shared string each
     parent = snap.parent_id
     return EntityState(
-        kind=snap.kind.value,
-        state=snap.state.value,
+        kind=_VALUE[snap.kind],
+        state=_VALUE[snap.state],
         raw=sys.intern(snap.raw_state),
         seq=seq,
         completed=snap.completed,

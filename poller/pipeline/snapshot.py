@@ -6,7 +6,7 @@ these from their wire models; nothing vendor-specific passes this point.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 
@@ -75,5 +75,5 @@ class Observation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     cursors: dict[str, int] = {}
 
 
-PageSink = Callable[[list[EntitySnapshot]], Awaitable[None]]
+PageSink = Callable[[Sequence[EntitySnapshot]], Awaitable[None]]
 """Where an adapter hands each page's snapshots as soon as the page is read (see ``Listing``)."""

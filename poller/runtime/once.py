@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -49,7 +49,7 @@ class CycleResult(msgspec.Struct, frozen=True, kw_only=True):
 async def _one_cycle(source: Source, privacy: Privacy, emit: EventSink) -> CycleResult:
     sid = SourceId(vendor=source.vendor, account=source.account, scope=source.scope)
     state = SourceState()
-    sweep = SweepDiff(sid, state, privacy)
+    sweep = SweepDiff(sid, state, privacy, hand_on=False)  # one cycle: no next one to hand on to
     started = time.monotonic()
     count = 0
 
@@ -58,7 +58,7 @@ async def _one_cycle(source: Source, privacy: Privacy, emit: EventSink) -> Cycle
         count += len(events)
         emit(events)
 
-    async def page(snapshots: list[EntitySnapshot]) -> None:
+    async def page(snapshots: Sequence[EntitySnapshot]) -> None:
         out(sweep.apply(snapshots, datetime.now(UTC)))
 
     failure: tuple[str, str, str] | None = None

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ import msgspec
 
 from poller.errors import InternalError, PublishRejected, as_source_error
 from poller.ops.metrics import Metrics
-from poller.pipeline.differ import MassVanish, SweepDiff
+from poller.pipeline.differ import Basis, MassVanish, SweepDiff
 from poller.pipeline.health import health_transition
 from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
@@ -192,12 +192,14 @@ class SourceLoop:
         mass_vanish = MassVanish(
             fraction=source.config.mass_vanish_fraction, minimum=source.config.mass_vanish_min
         )
+        #: what the last finished cycle applied: the next skips what comes back unchanged
+        basis: Basis | None = None
         while not self._stopping.is_set() and keep_polling():
             cycle_started = time.monotonic()
             failure: tuple[str, str, str] | None = None
             failed_since: datetime | None = None
             observation = None
-            sweep = SweepDiff(sid, state, self._privacy, mass_vanish)
+            sweep = SweepDiff(sid, state, self._privacy, mass_vanish, basis, hand_on=source.reuses_snapshots)
             with anyio.CancelScope() as scope:
                 self._poll_scopes.add(scope)
                 try:
@@ -231,9 +233,14 @@ class SourceLoop:
             health, health_events = health_transition(sid, state.health, unhealthy, now, unhealthy_since)
             if failure is not None and failure[1] == DegradeReason.PUBLISH_REJECTED:
                 # a page NATS refused was applied but not stored: keep nothing of this cycle
-                sweep = SweepDiff(sid, state, self._privacy, mass_vanish)
+                sweep = SweepDiff(
+                    sid, state, self._privacy, mass_vanish, basis, hand_on=source.reuses_snapshots
+                )
             # a failed cycle still keeps the pages it applied: their events may be out already
             d = sweep.finish(observation, now) if observation is not None else sweep.unfinished()
+            # the basis is checked against the state it is handed with: one that does not match the
+            # committed state only costs the check
+            basis = d.basis
             events: list[EventBase] = health_events + d.events
             new_state = msgspec.structs.replace(d.state, health=health)
             changed: set[str] | None = d.changed
@@ -246,6 +253,7 @@ class SourceLoop:
                     failure = unhealthy = (exc.api or "publish", exc.reason.value, detail)
                     health, new_state = await self._rejected_final(status, sid, state, failure, cycle_started)
                     changed = set()
+                    basis = None
                 else:
                     new_state.stream_seq = max(new_state.stream_seq, stream_seq)
                     if acked < len(events):
@@ -374,7 +382,7 @@ class SourceLoop:
         publisher = self._publisher
         one_at_a_time = anyio.Lock()  # pages arrive concurrently; each entity's events stay in seq order
 
-        async def publish_page(snapshots: list[EntitySnapshot]) -> None:
+        async def publish_page(snapshots: Sequence[EntitySnapshot]) -> None:
             async with one_at_a_time:
                 events, undo = sweep.apply_page(snapshots, datetime.now(UTC))
                 if not events:

@@ -30,17 +30,19 @@ from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, c
 from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad
 from poller.vendors.emitted import EmittedCalls
 from poller.vendors.informer import Informer, ListedPage, MaxStaleness, ReadByIds
-from poller.vendors.listing import Listing, sweep_pages
+from poller.vendors.listing import Listing, SeenItems, sweep_pages
 from poller.vendors.normalize import UnreadableTime, UnreadableValues, outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
 from schemas.vendors.alibaba import (
     ListTaskDetailRequest,
     ListTaskDetailResponse,
+    ListTaskRawResponse,
     ListTaskRequest,
     ListTaskResponse,
     TaskDetailPage,
     TaskDetailRecord,
     TaskPage,
+    TaskRawPage,
     TaskRecord,
     decoder,
 )
@@ -144,6 +146,8 @@ class AiccsAccount(AlibabaAccount, frozen=True, kw_only=True):
 
 
 _decode_list = decoder(ListTaskResponse)
+_decode_raw_list = decoder(ListTaskRawResponse)
+_decode_record = decoder(TaskRecord)
 _decode_detail = decoder(ListTaskDetailResponse)
 
 
@@ -226,6 +230,27 @@ def read_task_page(resp: Response) -> TaskPage:
     return answer.Data
 
 
+def _build_task(raw: msgspec.Raw) -> EntitySnapshot:
+    return task_entity(decode_record(raw))
+
+
+def read_task_raw_page(resp: Response) -> TaskRawPage:
+    """``read_task_page``, each record left as raw JSON (see :class:`~poller.vendors.listing.SeenItems`)."""
+    answer: ListTaskRawResponse = decode_or_bad(_decode_raw_list, resp.body, LIST_API)
+    check_envelope(
+        LIST_API, success=answer.Success, code=answer.Code, message=answer.Message, http_status=None
+    )
+    if answer.Data is None:
+        raise BadResponse("answer without Data", api=LIST_API)
+    return answer.Data
+
+
+def decode_record(raw: msgspec.Raw) -> TaskRecord:
+    """One record of a raw page, decoded when its bytes changed."""
+    record: TaskRecord = decode_or_bad(_decode_record, raw, LIST_API)
+    return record
+
+
 class AiccsSource(Source):
     """The account's tasks, and the finished calls of those that are running or just finished.
 
@@ -237,6 +262,7 @@ class AiccsSource(Source):
     """
 
     vendor = VENDOR
+    reuses_snapshots = True
 
     def __init__(self, config: AiccsAccount, ctx: AdapterContext) -> None:
         super().__init__(config, ctx)
@@ -252,6 +278,7 @@ class AiccsSource(Source):
         self._limiter = self.limiter(LIST_API, API_WIDE, DEFAULT_LIMIT)
         self._classify = classifier(LIST_API)
         self._classify_detail = classifier(DETAIL_API)
+        self._seen = SeenItems()
         self.tz = timezone(timedelta(minutes=config.utc_offset_minutes))
         #: attempts of the re-read margin already published, not handed out again
         self._emitted = EmittedCalls(CYCLE_CURSOR)
@@ -277,20 +304,23 @@ class AiccsSource(Source):
     def apis(self) -> tuple[str, ...]:
         return (LIST_API, DETAIL_API) if self.cfg.calls else (LIST_API,)
 
-    async def _page(self, number: int, status: str | None = None, task_id: int | None = None) -> TaskPage:
+    async def _page(self, number: int, status: str | None = None, task_id: int | None = None) -> TaskRawPage:
         size = self.cfg.page_size if task_id is None else 1
         request = ListTaskRequest(PageNo=number, PageSize=size, Status=status, TaskId=task_id)
         classify = self._classify
 
-        def parse(resp: Response) -> TaskPage:
+        def parse(resp: Response) -> TaskRawPage:
             classify(resp)
-            return read_task_page(resp)
+            return read_task_raw_page(resp)
 
         return await call_rpc(self, self.signer, self._limiter, parse, LIST_API, request)
 
     async def _read(self, number: int, status: str | None) -> ListedPage:
         page = await self._page(number, status)
-        return ListedPage(snapshots=[task_entity(record) for record in page.Record], total=page.Total)
+        if status is None and not self.informer.following:
+            # a page of a full sweep: unchanged records come back as last sweep's snapshots
+            return ListedPage(snapshots=self._seen.snapshots(page.Record, _build_task), total=page.Total)
+        return ListedPage(snapshots=[_build_task(raw) for raw in page.Record], total=page.Total)
 
     async def _read_ids(self, task_ids: list[str]) -> ReadByIds:
         found: list[EntitySnapshot] = []
@@ -298,12 +328,26 @@ class AiccsSource(Source):
             if not (task_id.isascii() and task_id.isdigit()):
                 continue  # not an id ListTask can be asked for: the relist decides
             page = await self._page(1, task_id=int(task_id))
-            found.extend(task_entity(record) for record in page.Record if record.Id == int(task_id))
+            found.extend(snap for snap in map(_build_task, page.Record) if snap.id == task_id)
         return ReadByIds(found=found)
+
+    def _end_sweep(self, failed: bool) -> None:
+        """Only full sweeps go through the seen items (a relist pass spans cycles): a cycle of
+        targeted rounds lets them go, a full one prunes them if it was complete."""
+        if self.informer.following:
+            if len(self._seen):
+                self._seen = SeenItems()
+        else:
+            self._seen.end_sweep(not failed and self.informer.swept)
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)
-        await self.informer.read(committed, listing, self._read, self._read_ids)
+        try:
+            await self.informer.read(committed, listing, self._read, self._read_ids)
+        except BaseException:
+            self._end_sweep(failed=True)
+            raise
+        self._end_sweep(failed=False)
         current = listing.snapshots()
         calls: list[CallSnapshot] = []
         cursors: dict[str, int] = {}

@@ -101,6 +101,10 @@ class Source(ABC):
     """One unit of polling with its own committed state (an account, or a job group of one)."""
 
     vendor: ClassVar[str]
+    #: its listing hands an unchanged item back as the very snapshot it built before (through
+    #: :class:`poller.vendors.listing.SeenItems`): worth the differ's basis between cycles, which lets
+    #: a cycle skip those snapshots in bulk (and keeps the last cycle's snapshots alive)
+    reuses_snapshots: ClassVar[bool] = False
 
     def __init__(self, config: AccountConfig, ctx: AdapterContext, scope: str = "") -> None:
         self.config = config

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Annotated, Protocol
 
 import anyio
@@ -186,7 +186,7 @@ class RelistPass:
 class ListedPage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One page of a listing, filtered or not: its entities and the total the vendor reported."""
 
-    snapshots: list[EntitySnapshot]
+    snapshots: Sequence[EntitySnapshot]
     total: int
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import operator
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import anyio
 import msgspec
@@ -25,63 +26,155 @@ class Listing:
     Pages may be read concurrently and an entity that moved while paging can appear twice; the last
     page read wins. The service diffs and publishes each streamed page at once, then diffs the final
     :class:`Observation`, skipping the snapshot objects it has already applied.
+
+    The pages are kept as they came with a set of their ids: on a sweep where no id comes twice
+    (the usual one) the snapshots by id are the pages end to end, and a map by id is built only
+    for a sweep where one did.
     """
 
     def __init__(self, early: PageSink | None) -> None:
-        self.by_id: dict[str, EntitySnapshot] = {}
+        self._pages: list[tuple[EntitySnapshot, ...]] = []
+        self._ids: set[str] = set()
+        self._count = 0
         self._early = early
 
     async def add(self, snapshots: Iterable[EntitySnapshot]) -> None:
-        page = list(snapshots)
-        self.by_id.update(zip(map(_id_of, page), page, strict=True))  # in C: a page is 100s of snapshots
+        page = self.keep(snapshots)
         if self._early is not None and page:
             await self._early(page)
 
+    def keep(self, snapshots: Iterable[EntitySnapshot]) -> tuple[EntitySnapshot, ...]:
+        """Record a page without streaming it (what :meth:`add` does first).
+
+        Kept as a tuple: the differ keeps the same page without copying it, and the collector stops
+        walking a tuple of objects it does not track.
+        """
+        page = snapshots if isinstance(snapshots, tuple) else tuple(snapshots)
+        self._pages.append(page)
+        self._ids.update(map(_id_of, page))  # in C: a page is 100s of snapshots
+        self._count += len(page)
+        return page
+
     def __len__(self) -> int:
-        return len(self.by_id)
+        return len(self._ids)
+
+    def __contains__(self, entity_id: object) -> bool:
+        return entity_id in self._ids
 
     def snapshots(self) -> list[EntitySnapshot]:
-        return list(self.by_id.values())
+        """The last snapshot of each id, in the order the ids first came."""
+        flat = list(itertools.chain.from_iterable(self._pages))
+        if self._count == len(self._ids):  # no id came twice: the pages end to end are that
+            return flat
+        return list(dict(zip(map(_id_of, flat), flat, strict=True)).values())
+
+
+def _where(flags: list[bool], flag: bool) -> Iterator[int]:
+    """The positions of ``flag`` in ``flags``, found in C: for the few in a page."""
+    at = -1
+    while True:
+        try:
+            at = flags.index(flag, at + 1)
+        except ValueError:
+            return
+        yield at
 
 
 class SeenItems:
-    """The snapshot built from each listed item last sweep, keyed by the item's raw JSON bytes.
+    """The snapshot built from each listed item, keyed by the item's raw JSON bytes.
 
     On a steady sweep almost every item is byte for byte what it was: its snapshot is reused without
-    decoding or normalizing it again, and the differ finds it unchanged at once. The key is the
-    hash of the item's bytes (not the bytes: they would cost more memory than the entity's state);
-    Python's hash of bytes is keyed per process, so a vendor cannot aim at a collision, and the odds
-    of a chance one are in docs/performance.md.
+    decoding or normalizing it again, and the differ skips it as the very object it applied last
+    cycle (:class:`~poller.pipeline.differ.Basis`). ``build`` must depend on the bytes alone: a
+    snapshot is reused for the same bytes whenever they come back.
+
+    The key is the hash of the item's bytes (not the bytes: they would cost more memory than the
+    entity's state); Python's hash of bytes is keyed per process, so a vendor cannot aim at a
+    collision, and the odds of a chance one are in docs/performance.md.
+
+    A page whose items all hash as those of the last sweep's page that began with the same item
+    is that page again: the same tuple of snapshots is handed out, without a look-up per item.
+
+    Nothing is rebuilt per sweep: only changed items add an entry. Entries no sweep lists any more
+    are pruned once they are more than ``SLACK`` of what a complete sweep listed: the next sweep
+    then also records what it lists, and if it completes, that record is the map from then on. So
+    the map stays within that share above the listing, and the record is rare on steady sweeps.
     """
 
+    #: what a complete sweep lets stale entries grow to, as a share of what it listed, before pruning
+    SLACK = 0.25
+
     def __init__(self) -> None:
-        self._last: dict[int, EntitySnapshot] = {}
-        self._current: dict[int, EntitySnapshot] = {}
+        self._built: dict[int, EntitySnapshot] = {}
+        #: the last sweep's pages by the key of their first item: their keys, and their snapshots
+        self._pages: dict[int, tuple[tuple[int, ...], tuple[EntitySnapshot, ...]]] = {}
+        #: this sweep's pages, the same way
+        self._listed_pages: dict[int, tuple[tuple[int, ...], tuple[EntitySnapshot, ...]]] = {}
+        #: how many items this sweep listed
+        self._listed = 0
+        #: what this sweep lists, when it is the one that prunes (None: it is not)
+        self._record: dict[int, EntitySnapshot] | None = None
 
     def snapshots(
-        self, items: Iterable[msgspec.Raw], build: Callable[[msgspec.Raw], EntitySnapshot]
-    ) -> list[EntitySnapshot]:
-        last, current = self._last, self._current
-        out: list[EntitySnapshot] = []
-        get, append = last.get, out.append
-        for raw in items:
-            key = hash(bytes(raw))
-            snap = get(key)
-            if snap is None:
-                snap = build(raw)
-            current[key] = snap
-            append(snap)
-        return out
+        self, items: Sequence[msgspec.Raw], build: Callable[[msgspec.Raw], EntitySnapshot]
+    ) -> tuple[EntitySnapshot, ...]:
+        """One snapshot per item, in order: the one already built where the bytes are the same.
+
+        Hashing and looking up run in C over the whole page; only the changed items are built.
+        """
+        keys = tuple(map(hash, map(bytes, items)))
+        if not keys:
+            return ()
+        last = self._pages.get(keys[0])
+        if last is not None and last[0] == keys:
+            page = last[1]
+            self._listed_pages[keys[0]] = last  # its keys are the ones the map holds
+        else:
+            found: list[EntitySnapshot | None]
+            if last is None:
+                found = list(map(self._built.get, keys))
+            else:
+                # the same page with a few items changed: where the keys are the same, so are the
+                # snapshots; only the others are looked up
+                found = [*last[1][: len(keys)], *itertools.repeat(None, len(keys) - len(last[1]))]
+                same = [*map(operator.eq, keys, last[0]), *itertools.repeat(False, len(keys) - len(last[0]))]
+                for i in _where(same, False):
+                    found[i] = self._built.get(keys[i])
+            built, missing = self._built, list(map(operator.is_, found, itertools.repeat(None)))
+            count = missing.count(True)
+            for i in range(len(keys)) if count == len(keys) else _where(missing, True) if count else ():
+                snap = build(items[i])
+                found[i] = built[keys[i]] = snap
+            page = tuple(cast(list[EntitySnapshot], found))
+            self._listed_pages[keys[0]] = (keys, page)
+        self._listed += len(page)
+        if self._record is not None:
+            self._record.update(zip(keys, page, strict=True))
+        return page
 
     def end_sweep(self, complete: bool) -> None:
-        """What this sweep saw is what the next one compares with; a partial sweep keeps the rest."""
-        if not complete:
-            self._current = {**self._last, **self._current}
-        self._last, self._current = self._current, {}
+        """A complete sweep prunes, or asks the next to; a partial one forgets nothing."""
+        if complete:
+            self._pages = self._listed_pages
+        else:
+            self._pages.update(self._listed_pages)
+        self._listed_pages = {}
+        if complete and self._record is not None:
+            self._built, self._record = self._record, None
+        elif complete and len(self._built) > self._listed + self.SLACK * self._listed:
+            self._record = {}
+        elif self._record is not None:
+            self._record = {}  # a partial record: the next sweep starts it again
+        self._listed = 0
+
+    def __len__(self) -> int:
+        return len(self._built)
 
     def copy(self) -> SeenItems:
         other = SeenItems()
-        other._last, other._current = dict(self._last), dict(self._current)
+        other._built, other._listed = dict(self._built), self._listed
+        other._pages, other._listed_pages = dict(self._pages), dict(self._listed_pages)
+        other._record = None if self._record is None else dict(self._record)
         return other
 
 

@@ -395,6 +395,7 @@ class TencentCccSource(Source):
     """
 
     vendor = VENDOR
+    reuses_snapshots = True
 
     def __init__(self, config: TencentCccAccount, ctx: AdapterContext, sdk_app_id: int) -> None:
         super().__init__(config, ctx, scope=str(sdk_app_id))

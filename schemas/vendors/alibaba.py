@@ -199,6 +199,23 @@ class ListTaskResponse(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     Data: TaskPage | None = None
 
 
+class TaskRawPage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The same page with each record left as its raw JSON: an unchanged record is not decoded again."""
+
+    PageNo: int
+    PageSize: int
+    Total: int
+    Record: list[msgspec.Raw] = []
+
+
+class ListTaskRawResponse(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    RequestId: str = ""
+    Code: str | None = None
+    Message: str | None = None
+    Success: bool | None = None
+    Data: TaskRawPage | None = None
+
+
 class ListTaskRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     PageNo: int
     PageSize: int

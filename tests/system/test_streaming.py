@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import msgspec
@@ -80,7 +81,7 @@ def test_an_unfinished_sweep_keeps_what_it_applied_and_never_reports_a_vanish() 
 async def test_listing_streams_each_page_and_keeps_the_last_sighting() -> None:
     pages: list[list[str]] = []
 
-    async def early(snapshots: list[EntitySnapshot]) -> None:
+    async def early(snapshots: Sequence[EntitySnapshot]) -> None:
         pages.append([s.raw_state for s in snapshots])
 
     listing = Listing(early)

@@ -379,6 +379,19 @@ async def test_aiccs_adapter_reads_every_page(signature: str, stringly: bool) ->
     assert observation.calls == []
 
 
+async def test_aiccs_hands_unchanged_tasks_back_as_last_sweeps_snapshots() -> None:
+    """What lets the differ skip them (see SeenItems and the differ's Basis); a change is built anew."""
+    async with AiccsSimulator(credentials={AK: SECRET}) as sim:
+        tasks = [sim.add_task(f"任务 {n}", total=10) for n in range(5)]
+        async with adapters(aiccs_source(sim, calls=False)) as (source,):
+            first = {e.id: e for e in (await source.observe(SourceState())).entities}
+            sim.set_task(tasks[3], status="RUNNING")
+            second = {e.id: e for e in (await source.observe(SourceState())).entities}
+    changed = str(tasks[3])
+    assert all(second[i] is first[i] for i in first if i != changed)
+    assert second[changed] is not first[changed] and second[changed].raw_state == "RUNNING"
+
+
 @pytest.mark.parametrize("signature", ["v3", "v1"])
 async def test_ids_that_need_percent_encoding_survive_signing_and_transport(signature: str) -> None:
     """Our signer, aiohttp's query encoding and the simulator's verification agree on odd values."""

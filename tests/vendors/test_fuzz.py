@@ -369,3 +369,20 @@ def test_huawei_token_answers_are_classified_or_trusted_never_a_crash(status: in
         return
     assert status == 200 and answer.access_token
     assert 0 < token_lifetime(answer) <= MAX_TOKEN_LIFETIME
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_bodies(aiccs_like()))
+def test_aiccs_raw_records_give_what_the_decoded_page_gives(body: bytes) -> None:
+    """The listing decodes records one by one (SeenItems): the same snapshots, the same refusals."""
+    from poller.vendors.alibaba_aiccs import decode_record, read_task_page, read_task_raw_page, task_entity
+
+    try:
+        whole = [task_entity(record) for record in read_task_page(Response(200, {}, body)).Record]
+    except SourceError:
+        whole = None
+    try:
+        each = [task_entity(decode_record(raw)) for raw in read_task_raw_page(Response(200, {}, body)).Record]
+    except SourceError:
+        each = None
+    assert each == whole

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from poller.pipeline.differ import Basis, Diff
 from poller.pipeline.state import SourceState
 from poller.tools.bench.baseline import (
     plain_decode_and_compare,
@@ -58,20 +59,28 @@ def _plain_sweep(bodies: Sequence[bytes], known: dict[int, dict[str, Any]]) -> N
         plain_decode_and_compare(known, body, "tencent-ccc", ACCOUNT)
 
 
+def _kept(cycle: Diff) -> tuple[SourceState, Basis | None]:
+    """What the source loop keeps of a finished cycle: the state it commits and the basis it hands
+    on (not the cycle's events or changed ids, which the commit and publish let go)."""
+    return cycle.state, cycle.basis
+
+
 def child_cpu(who: str, n: int, page_size: int, repeats: int, seed: int) -> CpuChild:
     """Run in a fresh process, so neither side pays for the other's objects in the GC's heap."""
     first, second = cpu_pages(n, page_size, seed)
     steady: list[float] = []
     cold: list[float] = []
     seen = SeenItems()
-    committed = our_sweep(first, SourceState(), seen).state if who == "ours" else SourceState()
+    committed, basis = _kept(our_sweep(first, SourceState(), seen)) if who == "ours" else (None, None)
     plain_known: dict[int, dict[str, Any]] = {}
     if who != "ours":
         _plain_sweep(first, plain_known)
     for repeat in range(repeats):
         if who == "ours":
-            # each repeat starts from what the first sweep left: the committed state and its seen items
-            steady.append(_cpu_rate(n, functools.partial(our_sweep, second, committed, seen.copy())))
+            # each repeat starts from what the first sweep left: the committed state, its seen items
+            # and the basis it handed the next cycle
+            assert committed is not None
+            steady.append(_cpu_rate(n, functools.partial(our_sweep, second, committed, seen.copy(), basis)))
             cold.append(_cpu_rate(n, functools.partial(our_sweep, first, SourceState(), SeenItems())))
         else:
             # the baseline updates its map in place: each repeat starts from a copy of the committed one

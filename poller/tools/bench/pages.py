@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import operator
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import msgspec
 
-from poller.pipeline.differ import Diff, SweepDiff
+from poller.pipeline.differ import Basis, Diff, SweepDiff
 from poller.pipeline.snapshot import EntitySnapshot, Observation
 from poller.pipeline.state import SourceState
 from poller.tools.bench.sizes import APP, FIRST_TASK_ID, PRIVACY, SOURCE
 from poller.transport import Response
-from poller.vendors.listing import SeenItems
+from poller.vendors.listing import Listing, SeenItems
 from poller.vendors.tencent_ccc import classify_raw, decode_task, normalize
 from schemas.vendors.tencent_ccc import AutoCalloutTaskInfo, DescribeAutoCalloutTasksResponse
 
@@ -50,20 +49,20 @@ def tencent_pages(states: Sequence[int], page_size: int) -> Iterator[bytes]:
         yield tencent_page(FIRST_TASK_ID + start, states[start : start + page_size], total)
 
 
-_id_of = operator.attrgetter("id")
-
-
-def our_sweep(bodies: Sequence[bytes], committed: SourceState, seen: SeenItems) -> Diff:
+def our_sweep(
+    bodies: Sequence[bytes], committed: SourceState, seen: SeenItems, basis: Basis | None = None
+) -> Diff:
     """What one Tencent poll cycle does with its pages: classify, decode, normalize, diff.
 
     Mirrors ``TencentCccSource.observe`` with the service's page sink after the HTTP exchanges:
     each page's envelope is decoded once (classification hands it back) with its tasks left raw;
     a task whose bytes match the last sweep's (``seen``) reuses its snapshot, the others are
-    decoded and normalized; each page is kept in the listing and diffed at once; the end of the
-    sweep diffs nothing twice and looks for vanished tasks.
+    decoded and normalized; each page is kept in the listing and diffed at once, against the last
+    cycle's ``basis`` as the source loop hands it on (the reused snapshots are skipped); the end of
+    the sweep diffs nothing twice and looks for vanished tasks.
     """
-    sweep = SweepDiff(SOURCE, committed, PRIVACY)
-    by_id: dict[str, EntitySnapshot] = {}
+    sweep = SweepDiff(SOURCE, committed, PRIVACY, basis=basis)
+    listing = Listing(None)
     totals: set[int | None] = set()
     parent = str(APP)
     now = datetime.now(UTC)
@@ -75,9 +74,8 @@ def our_sweep(bodies: Sequence[bytes], committed: SourceState, seen: SeenItems) 
         result = classify_raw(Response(200, {"Content-Type": "application/json"}, body)).Response
         assert result.Tasks is not None
         totals.add(result.TotalCount)
-        page = seen.snapshots(result.Tasks, build)
-        by_id.update(zip(map(_id_of, page), page, strict=True))  # what Listing.add does
-        sweep.apply(page, now)
-    complete = len(totals) == 1 and len(by_id) == next(iter(totals))
+        page = listing.keep(seen.snapshots(result.Tasks, build))
+        sweep.apply(page, now)  # what the service's page sink does with it
+    complete = len(totals) == 1 and len(listing) == next(iter(totals))
     seen.end_sweep(complete)
-    return sweep.finish(Observation(entities=list(by_id.values()), complete=complete), now)
+    return sweep.finish(Observation(entities=listing.snapshots(), complete=complete), now)
