@@ -38,6 +38,8 @@ NEXT_STATUSES: dict[str, tuple[str, ...]] = {
     "Executing": ("Executing", "Succeeded", "Succeeded", "Failed", "Paused"),
     "Paused": ("Executing", "Cancelled"),
 }
+#: where a job ends: no script moves it on, only the vendor restarting it (``restart_job``)
+FINISHED_STATUSES = ("Succeeded", "Failed", "Cancelled")
 FAILURE_REASONS = ("NoAnswer", "Busy", "PoweredOff", "EmptyNumber", "OutOfService", "ContactBlockList")
 
 
@@ -170,6 +172,14 @@ class OutboundBotSimulator(AlibabaSimulator):
         instance_id, job = self._jobs[job_id]
         self._move(self.instances[instance_id], job, status)
         job.failure_reason = failure_reason
+
+    def restart_job(self, job_id: str) -> None:
+        """What the vendor does when a finished job is run again: it executes, without its old
+        failure reason, in the status index (and so the status filter) of its new status."""
+        job = self.job(job_id)
+        if job.status not in FINISHED_STATUSES:
+            raise ValueError(f"job {job_id} is {job.status}, not finished: nothing to restart")
+        self.set_status(job_id, "Executing")
 
     def _move(self, instance: SimInstance, job: SimJob, status: str) -> None:
         """Change a job's status and its place in the status index together."""

@@ -52,7 +52,8 @@ def child_main(args: list[str]) -> int:
         n, page_size, repeats, seed = (int(x) for x in rest)
         result = child_cpu(kind.removeprefix("cpu-"), n, page_size, repeats, seed)
     elif kind == "simulator":
-        anyio.run(child_simulator, rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
+        entities, page_size, seed, restarts = (int(x) for x in rest[1:5])
+        anyio.run(child_simulator, rest[0], entities, page_size, seed, restarts)
         return 0
     else:
         print(f"unknown child {kind!r}", file=sys.stderr)

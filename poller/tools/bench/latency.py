@@ -9,7 +9,7 @@ import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -34,11 +34,21 @@ from poller.tools.bench.scenarios import (
 )
 from poller.tools.bench.simprocess import SimulatorProcess
 from poller.tools.bench.sizes import OURS_PREFIX, PLAIN_PREFIX, Sizes
-from poller.tools.bench.tracker import ChangeTracker, parse_our_event, parse_plain_event, subscribed
+from poller.tools.bench.tracker import (
+    ChangeTracker,
+    EventRouter,
+    parse_our_event,
+    parse_plain_event,
+    subscribed,
+)
 from poller.tools.natsserver import NatsServer
 from poller.vendors.tencent_ccc import LIST_API
 
-__all__ = ["LatencyProbe", "arrival_rate", "bench_latency", "latency_run"]
+__all__ = ["RESTART_SHARE", "LatencyProbe", "arrival_rate", "bench_latency", "latency_run"]
+
+#: restarts are made in this first part of the change window: the drain then waits out each one's
+#: staleness bound mostly inside the window, not after it
+RESTART_SHARE = 0.5
 
 
 async def _watch_sweeps(service: Service, ends: list[float], stop: anyio.Event) -> None:
@@ -95,8 +105,11 @@ class LatencyProbe:
     tracker: ChangeTracker
     progress: Progress
     every: float
+    #: restarts of finished entities: a tracker of their own, never among the live changes' samples
+    restarts: ChangeTracker = field(default_factory=ChangeTracker)
     started: float = 0.0
     ends: float = 0.0
+    last_restart: float = 0.0
     first_sweep_seconds: float = 0.0
 
     async def report(self, phase: str) -> None:
@@ -107,6 +120,11 @@ class LatencyProbe:
             f"{self.name}: {phase}; {requests:,} requests, {throttled} throttled; "
             f"{t.appeared:,}/{self.scn.entities:,} appeared; changes {t.changes} seen {len(t.samples)}"
             + ("" if p50 is None else f", p50 {p50:.2f} s")
+            + (
+                f"; restarts {self.restarts.changes} seen {len(self.restarts.samples)}"
+                if self.restarts.changes
+                else ""
+            )
         )
 
     async def first_sweep(self) -> None:
@@ -127,12 +145,16 @@ class LatencyProbe:
             raise RuntimeError(f"{self.name}: the first sweep did not publish every entity in time")
         self.first_sweep_seconds = time.monotonic() - began
 
-    async def make_changes(self, seconds: float, per_second: float, seed: int) -> None:
+    def begin(self, seconds: float) -> None:
+        """The change window starts now (changes and restarts are timed within it)."""
+        self.started = time.monotonic()
+        self.ends = self.started + seconds
+
+    async def make_changes(self, per_second: float, seed: int) -> None:
         """Poisson arrivals, so change times are uniform with respect to the sweep's phase."""
         rng = random.Random(seed)
         ids = self.sim.ids
-        self.started = time.monotonic()
-        self.ends = self.started + seconds
+        seconds = self.ends - self.started
         next_change = self.started
         next_report = self.started + self.every
         while True:
@@ -150,14 +172,38 @@ class LatencyProbe:
                 next_report += self.every
         await anyio.sleep(max(0.0, self.ends - time.monotonic()))
 
+    async def make_restarts(self, ids: Sequence[str], seed: int) -> None:
+        """Restart these finished entities at uniform times over the window's first part (as the
+        changes are, uniform with respect to the relist's phase)."""
+        rng = random.Random(f"restart times {seed}")
+        span = RESTART_SHARE * (self.ends - self.started)
+        times = sorted(self.started + rng.uniform(0.0, span) for _ in ids)
+        for when, entity_id in zip(times, ids, strict=True):
+            await anyio.sleep(max(0.0, when - time.monotonic()))
+            raw, at = await self.sim.restart(entity_id)
+            self.restarts.made(entity_id, raw, at)
+            self.last_restart = at
+
     async def drain(self) -> None:
-        """Changes made near the end are still timed; one never seen counts as missed."""
+        """Changes made near the end are still timed; one never seen counts as missed. Restarts are
+        then waited for up to the staleness bound of the last one (the live changes' figures are
+        closed first, so the longer wait does not change them)."""
         await _wait(
             lambda: not self.tracker.pending,
             3 * self.scn.floor + 10,
             self.every,
             functools.partial(self.report, "draining"),
         )
+        self.tracker.close()
+        bound = self.scn.max_staleness
+        if self.restarts.changes and bound is not None:
+            await _wait(
+                lambda: not self.restarts.pending,
+                max(0.0, self.last_restart + bound - time.monotonic()),
+                self.every,
+                functools.partial(self.report, "draining restarts"),
+            )
+        self.restarts.close()
 
     def result(self, who: str, log: RequestLog, sweep_ends: list[float]) -> RunResult:
         arrivals = log.times(self.scn.api)
@@ -184,6 +230,10 @@ class LatencyProbe:
             max=max(samples) if samples else None,
             sweep_seconds=statistics.median(periods) if periods else None,
             first_sweep_seconds=round(self.first_sweep_seconds, 3),
+            restarts=self.restarts.changes,
+            restarts_missed=len(self.restarts.pending),
+            restart_p50=quantile(self.restarts.samples, 0.5),
+            restart_max=max(self.restarts.samples, default=None),
         )
 
 
@@ -205,13 +255,19 @@ async def latency_run(
 ) -> tuple[RunResult, dict[str, list[float]]]:
     """Fresh nats-server and simulator; the poller (ours or plain) sweeps; changes are timed."""
     ours = who == "ours"
-    tracker = ChangeTracker(parse_our_event if ours else parse_plain_event)
+    tracker = ChangeTracker()
     sweep_ends: list[float] = []
+    restarts = sizes.restarts if scn.max_staleness is not None else 0
     with NatsServer() as server:
         subject = f"{OURS_PREFIX if ours else PLAIN_PREFIX}.>"
-        async with SimulatorProcess(scn, seed) as sim, contextlib.AsyncExitStack() as stack:
+        async with SimulatorProcess(scn, seed, restarts) as sim, contextlib.AsyncExitStack() as stack:
             probe = LatencyProbe(scn, f"{scn.name} {who}", sim, tracker, progress, sizes.progress_every)
-            stack.enter_context(subscribed(server.url, subject, tracker))
+            router = EventRouter(
+                parse_our_event if ours else parse_plain_event,
+                tracker,
+                dict.fromkeys(sim.restartable, probe.restarts),
+            )
+            stack.enter_context(subscribed(server.url, subject, router))
             nc = await nats.connect(server.url)
             stack.push_async_callback(nc.close)
             stop = anyio.Event()
@@ -233,7 +289,10 @@ async def latency_run(
             elif plain is not None:
                 tg.start_soon(plain.run, stop)
             await probe.first_sweep()
-            await probe.make_changes(sizes.change_seconds, sizes.changes_per_second, seed)
+            probe.begin(sizes.change_seconds)
+            async with anyio.create_task_group() as changing:
+                changing.start_soon(probe.make_restarts, sim.restartable, seed)
+                await probe.make_changes(sizes.changes_per_second, seed)
             await probe.drain()
             stop.set()
             if service is not None:
@@ -243,6 +302,12 @@ async def latency_run(
     progress(
         f"{probe.name}: {result.limit_use:.1%} of the limit, {result.throttled} throttled, "
         f"p50 {fmt(result.p50, 's')}, p99 {fmt(result.p99, 's')} over {result.samples} changes"
+        + (
+            f"; restarts seen within {fmt(result.restart_max, 's')}, {result.restarts_missed} of "
+            f"{result.restarts} missed"
+            if result.restarts
+            else ""
+        )
     )
     return result, {api: log.times(api) for api in (scn.api, *scn.extra_apis)}
 
@@ -302,6 +367,11 @@ async def bench_latency(
                     ideal_p99=0.0,
                     measured=False,
                     note=scn,
+                    max_staleness=(
+                        OutboundBotActiveScenario.MAX_STALENESS
+                        if name == OutboundBotActiveScenario.name
+                        else None
+                    ),
                 )
             )
             continue
@@ -327,6 +397,7 @@ async def bench_latency(
                 ideal_p50=0.5 * scn.floor,
                 ideal_p99=0.99 * scn.floor,
                 measured=True,
+                max_staleness=scn.max_staleness,
                 ours=ours,
                 baseline=plain,
             )

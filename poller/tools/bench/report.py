@@ -15,6 +15,7 @@ from poller.tools.bench.results import (
     PublishResult,
     PushResult,
     Results,
+    RunResult,
 )
 from poller.tools.bench.sizes import (
     BYTES_PER_ENTITY_TARGET,
@@ -25,7 +26,7 @@ from poller.tools.bench.sizes import (
     R3_PUBLISH_TARGET,
 )
 
-__all__ = ["cluster_figures", "figures", "fmt", "push_figures", "render_table"]
+__all__ = ["RESTART_LABELS", "cluster_figures", "figures", "fmt", "push_figures", "render_table"]
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -75,6 +76,65 @@ def _figure(
         meets=meets,
         note=note,
     )
+
+
+#: the restart figures' key suffixes and labels (a row that follows what can change)
+RESTART_LABELS = {
+    "restart_seen_max": "finished job restarted → seen, max",
+    "restart_seen_p50": "finished job restarted → seen, p50",
+    "restart_missed": "restarts never seen",
+}
+
+
+def _restart_figures(
+    name: str, group: str, max_staleness: float, ours: RunResult, base: RunResult
+) -> list[Figure]:
+    """Restarts of finished entities, timed apart from the live changes: the relist's bound."""
+    labels = RESTART_LABELS
+    if not ours.restarts:
+        note = "not measured: no finished job was restarted in this run"
+        return [
+            _figure(f"{name}.{key}", group, label, "", None, None, "", None, note)
+            for key, label in labels.items()
+        ]
+
+    def of(run: RunResult, value: float | None) -> float | None:
+        return value if run.restarts else None
+
+    return [
+        _figure(
+            f"{name}.restart_seen_max",
+            group,
+            labels["restart_seen_max"],
+            "s",
+            ours.restart_max,
+            of(base, base.restart_max),
+            f"≤ {max_staleness:g} s",
+            ours.restart_max is not None and ours.restarts_missed == 0 and ours.restart_max <= max_staleness,
+            note="none seen",
+        ),
+        _figure(
+            f"{name}.restart_seen_p50",
+            group,
+            labels["restart_seen_p50"],
+            "s",
+            ours.restart_p50,
+            of(base, base.restart_p50),
+            "(no bar)",
+            None,
+            note="none seen",
+        ),
+        _figure(
+            f"{name}.restart_missed",
+            group,
+            f"{labels['restart_missed']} (of {ours.restarts})",
+            "n",
+            ours.restarts_missed,
+            of(base, base.restarts_missed),
+            "0",
+            ours.restarts_missed == 0,
+        ),
+    ]
 
 
 def figures(
@@ -164,15 +224,20 @@ def figures(
                 "(no bar)",
                 None,
             )
+            if row.max_staleness is not None:
+                out.extend(_restart_figures(row.name, group, row.max_staleness, o, b))
         else:
-            for key, label in (
+            labels = [
                 ("limit_use", "limit use"),
                 ("throttled", "throttling answers"),
                 ("latency_p50", "detection latency p50"),
                 ("latency_p99", "detection latency p99"),
                 ("missed", "changes never seen (missed)"),
                 ("first_sweep", "first sweep, every entity published"),
-            ):
+            ]
+            if row.max_staleness is not None:
+                labels += list(RESTART_LABELS.items())
+            for key, label in labels:
                 add(f"{row.name}.{key}", group, label, "", None, None, "", None, row.note)
     if decode is not None:
         group = f"CPU, one core ({decode.entities:,} Tencent tasks, pages of {decode.page_size})"

@@ -64,6 +64,12 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
     sweep_seconds: float | None
     #: poller start → every entity's first event received (the initial sync)
     first_sweep_seconds: float
+    #: finished entities restarted during the run, timed apart from the live changes above: how
+    #: many, how many were never seen, and restart → its status-change event received
+    restarts: int = 0
+    restarts_missed: int = 0
+    restart_p50: float | None = None
+    restart_max: float | None = None
 
 
 class LatencyRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,6 +90,8 @@ class LatencyRow(msgspec.Struct, frozen=True, kw_only=True):
     ideal_p99: float
     measured: bool
     note: str = ""
+    #: the poller's max_staleness where the scenario restarts finished entities (their bar)
+    max_staleness: float | None = None
     ours: RunResult | None = None
     baseline: RunResult | None = None
 

@@ -55,6 +55,9 @@ class Scenario(ABC):
     unit: str
     #: the latency bar as a multiple of the full-sweep floor
     bar_factor: float = LATENCY_FACTOR
+    #: the poller's ``max_staleness`` where it follows what can change: restarts of finished
+    #: entities are timed against it (None: a full-sweep scenario, no restarts made)
+    max_staleness: float | None = None
 
     def __init__(self, entities: int, page_size: int) -> None:
         self.entities = entities
@@ -79,6 +82,14 @@ class Scenario(ABC):
     @abstractmethod
     def apply_change(self, sim: Simulator, entity_id: str) -> str:
         """Change one entity's status in the simulator; returns its new raw value."""
+
+    def restartable(self, sim: Simulator, count: int, seed: int) -> list[str]:
+        """Up to ``count`` finished entities the vendor may restart during the run (none here)."""
+        return []
+
+    def apply_restart(self, sim: Simulator, entity_id: str) -> str:
+        """Restart one finished entity as the vendor would; returns its new raw value."""
+        raise NotImplementedError(f"{self.name} makes no restarts")
 
     @abstractmethod
     def source(self, url: str) -> dict[str, Any]:
@@ -220,6 +231,7 @@ class OutboundBotActiveScenario(OutboundBotScenario):
 
     Every change toggles a live job (executing ⇄ paused), so only reads of live jobs can see it in
     time: the poller follows them with targeted reads and spreads a relist over ``MAX_STALENESS``.
+    A few succeeded jobs are restarted (executing again) besides, timed against ``MAX_STALENESS``.
     """
 
     name = "alibaba-outboundbot.active"
@@ -228,6 +240,7 @@ class OutboundBotActiveScenario(OutboundBotScenario):
     bar_factor = TARGETED_LATENCY_FACTOR
     LIVE_FRACTION = 0.05
     MAX_STALENESS = 120.0
+    max_staleness = MAX_STALENESS
 
     def build(self, seed: int) -> tuple[Simulator, list[str]]:
         import random
@@ -248,6 +261,23 @@ class OutboundBotActiveScenario(OutboundBotScenario):
             for n in range(self.entities)
         ]
         return sim, [ids[n] for n in sorted(live)]
+
+    def restartable(self, sim: Simulator, count: int, seed: int) -> list[str]:
+        import random
+
+        from poller.simulators.alibaba_outboundbot import OutboundBotSimulator
+
+        assert isinstance(sim, OutboundBotSimulator)
+        succeeded = list(sim.instances[self.instance].by_status[self.group].get("Succeeded", {}))
+        # a generator of its own: the live jobs and the change stream stay what the seed made them
+        return random.Random(f"restarts {seed}").sample(succeeded, min(count, len(succeeded)))
+
+    def apply_restart(self, sim: Simulator, entity_id: str) -> str:
+        from poller.simulators.alibaba_outboundbot import OutboundBotSimulator
+
+        assert isinstance(sim, OutboundBotSimulator)
+        sim.restart_job(entity_id)
+        return sim.job(entity_id).status
 
     def source(self, url: str) -> dict[str, Any]:
         return {**super().source(url), "targeted_reads": True, "max_staleness": self.MAX_STALENESS}

@@ -75,6 +75,8 @@ class Sizes(msgspec.Struct, frozen=True, kw_only=True):
     baseline_publish_events: int
     memory_entities: int
     progress_every: float
+    #: finished entities restarted in each run of a scenario that follows what can change
+    restarts: int = 30
     #: the push row: calls placed (half their pushes dropped) and at what rate
     push_calls: int = 600
     push_per_second: float = 20.0
@@ -122,6 +124,7 @@ QUICK = Sizes(
     baseline_publish_events=1_000,
     memory_entities=20_000,
     progress_every=1.0,
+    restarts=3,
     push_calls=40,
     push_per_second=40.0,
     push_poll_interval=1.0,

@@ -7,7 +7,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -16,7 +16,14 @@ import nats
 
 from schemas import Event, JobStatusChanged, TaskAppeared, TaskStatusChanged
 
-__all__ = ["ChangeTracker", "ParsedEvent", "parse_our_event", "parse_plain_event", "subscribed"]
+__all__ = [
+    "ChangeTracker",
+    "EventRouter",
+    "ParsedEvent",
+    "parse_our_event",
+    "parse_plain_event",
+    "subscribed",
+]
 
 # -- detection latency ----------------------------------------------------------------------------
 ParsedEvent = tuple[str, str, str]
@@ -43,12 +50,11 @@ def parse_plain_event(data: bytes) -> ParsedEvent:
 class ChangeTracker:
     """Changes made in the simulator (with their time) matched to the events a subscriber receives.
 
-    ``made`` runs on the bench's event loop, ``on_message`` on the subscriber's thread: a lock keeps
-    the two apart.
+    ``made`` runs on the bench's event loop, ``seen`` on the subscriber's thread: a lock keeps the
+    two apart.
     """
 
-    def __init__(self, parse: Callable[[bytes], ParsedEvent]) -> None:
-        self.parse = parse
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self.pending: dict[str, tuple[float, str]] = {}
         #: change events that arrived before the simulator's answer to "change" did (a close race)
@@ -56,6 +62,7 @@ class ChangeTracker:
         self.samples: list[float] = []
         self.appeared = 0
         self.changes = 0
+        self.closed = False
 
     def made(self, entity_id: str, raw: str, at: float) -> None:
         with self._lock:
@@ -70,13 +77,16 @@ class ChangeTracker:
         with self._lock:
             return entity_id in self.pending
 
-    async def on_message(self, msg: Any) -> None:
-        received = time.monotonic()
-        what, entity_id, raw = self.parse(msg.data)
+    def close(self) -> None:
+        """The drain is over: what is pending now stays missed, whatever arrives later."""
+        with self._lock:
+            self.closed = True
+
+    def seen(self, what: str, entity_id: str, raw: str, received: float) -> None:
         with self._lock:
             if what == "appeared":
                 self.appeared += 1
-            elif what == "changed":
+            elif what == "changed" and not self.closed:
                 change = self.pending.get(entity_id)
                 if change is not None and change[1] == raw:
                     del self.pending[entity_id]
@@ -85,8 +95,35 @@ class ChangeTracker:
                     self.early[entity_id] = (raw, received)
 
 
+class EventRouter:
+    """One subscriber's events, parsed once, each change to the tracker that follows its entity.
+
+    ``routes`` names entities timed apart (a restart is not a live change); every other change, and
+    every appearance, goes to ``default``. The ids are known before the run, so a change event that
+    beats the simulator's answer still lands on its own tracker.
+    """
+
+    def __init__(
+        self,
+        parse: Callable[[bytes], ParsedEvent],
+        default: ChangeTracker,
+        routes: Mapping[str, ChangeTracker] | None = None,
+    ) -> None:
+        self.parse = parse
+        self.default = default
+        self.routes: Mapping[str, ChangeTracker] = routes or {}
+
+    def tracker(self, what: str, entity_id: str) -> ChangeTracker:
+        return self.routes.get(entity_id, self.default) if what == "changed" else self.default
+
+    async def on_message(self, msg: Any) -> None:
+        received = time.monotonic()
+        what, entity_id, raw = self.parse(msg.data)
+        self.tracker(what, entity_id).seen(what, entity_id, raw, received)
+
+
 @contextlib.contextmanager
-def subscribed(url: str, subject: str, tracker: ChangeTracker) -> Iterator[None]:
+def subscribed(url: str, subject: str, router: EventRouter) -> Iterator[None]:
     """A core-NATS subscriber in this process but on a thread and event loop of its own.
 
     A real subscriber does not share the poller's event loop: when the poller's loop is busy (a
@@ -96,7 +133,7 @@ def subscribed(url: str, subject: str, tracker: ChangeTracker) -> Iterator[None]
     with anyio.from_thread.start_blocking_portal() as portal:
         nc = portal.call(functools.partial(nats.connect, url, max_reconnect_attempts=-1))
         try:
-            portal.call(functools.partial(nc.subscribe, subject, cb=tracker.on_message))
+            portal.call(functools.partial(nc.subscribe, subject, cb=router.on_message))
             portal.call(nc.flush)
             yield
         finally:
