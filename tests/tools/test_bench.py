@@ -35,6 +35,8 @@ MEASURED_ALWAYS = (
 )
 OUTBOUNDBOT = ("limit_use", "throttled", "latency_p50", "latency_p99", "missed", "first_sweep")
 OUTBOUNDBOT_ROWS = ("alibaba-outboundbot", "alibaba-outboundbot.active")
+#: the active row only: finished jobs restarted, timed against the scenario's max_staleness
+RESTARTS = ("restart_seen_max", "restart_seen_p50", "restart_missed")
 
 
 def test_quick_bench_produces_every_figure_within_the_rate_limits(tmp_path: Path) -> None:
@@ -107,6 +109,21 @@ def test_quick_bench_produces_every_figure_within_the_rate_limits(tmp_path: Path
         assert active.ours.changes > 0 and active.ours.missed == 0
         assert "alibaba-outboundbot.active ours" in ours
         assert active.floor_seconds == active.pages / active.limit
+        # finished jobs restarted meanwhile are timed apart: each poller saw every one, within the
+        # scenario's max_staleness, and none of them is counted among the live changes above
+        assert active.max_staleness == bench.SCENARIOS[active.name].max_staleness
+        for run in (active.ours, active.baseline):
+            assert run is not None
+            assert run.restarts == bench.QUICK.restarts and run.restarts_missed == 0
+            assert run.restart_max is not None and 0 < run.restart_max <= active.max_staleness
+        slowest = figures["alibaba-outboundbot.active.restart_seen_max"]
+        assert slowest.meets and slowest.ours == active.ours.restart_max
+        assert slowest.baseline == active.baseline.restart_max
+        assert figures["alibaba-outboundbot.active.restart_missed"].ours == 0
+        assert figures["alibaba-outboundbot.active.restart_seen_p50"].label in table.getvalue()
+    for name in RESTARTS:
+        figure = figures[f"alibaba-outboundbot.active.{name}"]
+        assert figure.ours is not None or figure.note.startswith("not measured"), name
 
 
 def test_the_help_names_nothing_a_user_does_not_have() -> None:
