@@ -364,7 +364,9 @@ class Informer:
                 self.fail()
                 raise
             return False
-        self.counts = {ReadKind.RELIST: 0, ReadKind.TARGETED: 0, ReadKind.BY_ID: 0}
+        self.counts = {ReadKind.RELIST: 0, ReadKind.BY_ID: 0}
+        if self.status_filter:
+            self.counts[ReadKind.TARGETED] = 0
         targeted = self.targeted_estimate(len(self.live))
         if not self.status_filter:
             targeted = min(targeted, self._by_id_share())  # a round reads no more by id

@@ -491,17 +491,19 @@ class TencentCccSource(Source):
         self._committed = SourceState()
         self._cycle_read: set[int] = set()
         self._cycle_gone: set[str] = set()
-        #: the Unix second this cycle's reads began: a session ending later may postdate a task's read
-        self._reads_began = 0
-        #: a full look-back read since the cursor last moved did not move it (the listing was partial)
-        self._move_pending = False
+        #: task id → when its last read began (Unix seconds, our clock), of the followed tasks
+        self._read_at: dict[int, float] = {}
+        #: unknown session → when the first call-record read that listed it began (our clock)
+        self._listed_at: dict[str, float] = {}
+        #: when the cursor last moved (monotonic; None: not yet here)
+        self._last_moved: float | None = None
         #: session id → task id, learned from task details (rebuilt after a restart)
         self._session_task: dict[str, str] = {}
         #: sessions in the window that no followed task owns → their end, kept while re-read
         self._foreign: dict[str, int] = {}
         #: calls of the re-read margin already published, not handed out again
         self._emitted = EmittedCalls(CYCLE_CURSOR)
-        #: when the last full look-back read was (monotonic); None: the next read is full
+        #: when the last whole full look-back read was (monotonic); None: the next read is full
         self._last_full: float | None = None
         self._seen = SeenItems()
         #: what pushes are answered from: the last cycle's followed tasks and committed cursor
@@ -568,6 +570,7 @@ class TencentCccSource(Source):
             if not (task_id.isascii() and task_id.isdigit()) or listed is None:
                 continue  # never listed here: not a task to follow by id, the relist decides
             request = DescribeAutoCalloutTaskRequest(SdkAppId=self.sdk_app_id, TaskId=int(task_id))
+            began = time.time()
             try:
                 detail = await self._post(TASK_API, request, classify_task_state)
             except SourceError as error:
@@ -578,7 +581,8 @@ class TencentCccSource(Source):
                 else:
                     unread.append(task_id)
                 continue
-            self._learned(int(task_id), detail)
+            self._cycle_read.add(int(task_id))
+            self._learned(int(task_id), detail, began)
             total = listed.total
             name = listed.name
             found.append(
@@ -586,13 +590,15 @@ class TencentCccSource(Source):
             )
         return ReadByIds(found=found, unread=unread)
 
-    def _learned(self, task_id: int, detail: DescribeAutoCalloutTaskResult) -> None:
-        """A task read this cycle: which sessions are its calls (when calls are read)."""
-        self._cycle_read.add(task_id)
+    def _learned(self, task_id: int, detail: DescribeAutoCalloutTaskResult | None, began: float) -> None:
+        """A task read (``detail`` None: the vendor does not know it) that began at ``began`` (Unix
+        seconds): which sessions are its calls. A session that ended before that and is not among
+        them is not its call."""
         if not self.cfg.calls:
             return
+        self._read_at[task_id] = began
         owner = str(task_id)
-        for callee in detail.Callees or []:
+        for callee in detail.Callees or [] if detail is not None else []:
             for session in callee.Sessions or []:
                 self._session_task[session] = owner
 
@@ -609,7 +615,6 @@ class TencentCccSource(Source):
         listing = Listing(early)
         self._committed = committed
         self._cycle_read, self._cycle_gone = set(), set()
-        self._reads_began = int(time.time())
         try:
             await self.informer.read(committed, listing, self._read, self._read_ids)
         except BaseException:
@@ -674,15 +679,16 @@ class TencentCccSource(Source):
 
         async def one(task_id: int) -> None:
             request = DescribeAutoCalloutTaskRequest(SdkAppId=self.sdk_app_id, TaskId=task_id)
+            began = time.time()
             try:
-                detail = await self._post(TASK_API, request, classify_task)
+                detail: DescribeAutoCalloutTaskResult | None = await self._post(
+                    TASK_API, request, classify_task
+                )
             except ClientError:
-                if skip_unknown:
-                    return
-                raise
-            for callee in detail.Callees or []:
-                for session in callee.Sessions or []:
-                    self._session_task[session] = str(task_id)
+                if not skip_unknown:
+                    raise
+                detail = None
+            self._learned(task_id, detail, began)
 
         slots = anyio.CapacityLimiter(self._limiters[TASK_API].limit)
 
@@ -821,16 +827,18 @@ class TencentCccSource(Source):
         followed, cursors = self._followed(states, committed, until, now)
         self._push_followed, self._push_until = followed, until
         cfg, clock = self.cfg, time.monotonic()
-        # a complete listing whose cycle comes after a full read that could not move the cursor reads
-        # the full look-back too, so the cursor moves (targeted cycles end a pass only now and then)
+        # a complete listing reads the full look-back when the cursor last moved that long ago, even
+        # if a full read came since (it could not move the cursor: targeted cycles end a pass only
+        # now and then)
         full = (
             self._last_full is None
             or clock - self._last_full >= cfg.cdr_full_every
             or cfg.cdr_recent >= cfg.cdr_lookback
-            or (complete and self._move_pending)
+            or (complete and (self._last_moved is None or clock - self._last_moved >= cfg.cdr_full_every))
         )
         depth = cfg.cdr_lookback if full else cfg.cdr_recent
         start = max(until - int(depth), now - _MAX_BACK, now - _MAX_RANGE)
+        records_read = time.time()
         records, whole = await self._cdrs(start, now)
         emitted = self._emitted
         emitted.begin(committed.cursors, until)
@@ -851,18 +859,31 @@ class TencentCccSource(Source):
         for session in [s for s, ended in foreign.items() if ended <= until]:
             del foreign[session]
         unknown = [r for r in fresh if r.SessionId not in self._session_task and r.SessionId not in foreign]
-        # a task read by id this cycle told its sessions already
-        unread = [task for task in followed if task not in self._cycle_read]
-        if unknown and unread:
-            await self._learn_sessions(unread, skip_unknown=True)
-        # a session that ended after this cycle's reads began may have been placed after its task's
-        # read: undecided until the next cycle's read, and the cursor stays before it
+        read_at, following = self._read_at, set(followed)
+        for task in [t for t in read_at if t not in following]:
+            del read_at[task]
+        # a task read that began after a session ended (by its record), or after a call-record read
+        # that listed it (our own clock), lists it if it is the task's: one that does not list it
+        # does not own it. A read from before is no proof: the session may be younger than it
+        listed_at = {r.SessionId: self._listed_at.get(r.SessionId, records_read) for r in unknown}
+        self._listed_at = listed_at
+        proof_from = {
+            r.SessionId: min(listed_at[r.SessionId], (r.EndedTimestamp or 0) + _READ_SKEW) for r in unknown
+        }
+        if unknown:
+            # tasks read by id this cycle are not read again: the next cycle's read tells
+            latest = max(proof_from.values())
+            stale = [t for t in followed if t not in self._cycle_read and read_at.get(t, 0.0) < latest]
+            if stale:
+                await self._learn_sessions(stale, skip_unknown=True)
+        oldest = min((read_at.get(t, 0.0) for t in followed), default=None)
         undecided_from: int | None = None
         for r in unknown:
             if r.SessionId in self._session_task:
                 continue
             ended = r.EndedTimestamp or 0
-            if self._cycle_read and ended >= self._reads_began - _READ_SKEW:
+            if oldest is not None and oldest < proof_from[r.SessionId]:
+                # neither a seat's own call nor passed by the cursor until a read proves it
                 undecided_from = ended if undecided_from is None else min(undecided_from, ended)
             elif complete:
                 # not a call of any task that can still place calls (a manual call, say): not looked
@@ -882,7 +903,6 @@ class TencentCccSource(Source):
                 self._session_task.pop(r.SessionId, None)  # published before: never needed again
         if whole and full:
             self._last_full = clock
-            self._move_pending = not complete
         if whole and full and complete:
             # a window that did not page consistently is read again from the same cursor next cycle
             # (never the current second: a record ending in it may still be listed after this read);
@@ -892,6 +912,7 @@ class TencentCccSource(Source):
             if undecided_from is not None:
                 moved = min(moved, undecided_from - 1)
             cursors[CDR_CURSOR] = max(until, moved)
+            self._last_moved = clock
         return calls, cursors
 
 
