@@ -443,10 +443,11 @@ class TencentCccSource(Source):
       per cycle follow the calls of the last minutes, not of the last hour.
     * ``DescribeAutoCalloutTask`` per task, only to learn which sessions are auto-callout calls and
       of which task: only when the window holds a session not yet known, and only for the tasks that
-      can still place calls (not terminal, or terminal until the cursor passes their end). A task
-      this cycle's targeted reads already read is not read again: that read told its sessions too.
-      A session such a read may have come too early for (it ended after the cycle's reads began) is
-      neither taken for a seat's own call nor passed by the cursor; the next cycle's read tells.
+      can still place calls (not terminal, or terminal until the cursor passes their end), and of
+      those only the ones no read since the session ended has told about. A task this cycle's
+      targeted reads already read is not read again: that read told its sessions too. A session
+      such a read came too early for (it ended after it) is neither taken for a seat's own call nor
+      passed by the cursor; the next cycle's read tells.
 
     A pushed record names no task, so the push receiver asks :meth:`task_of` and the same session map
     answers: a pushed call is published exactly when polling would publish it, with its task.
@@ -558,7 +559,8 @@ class TencentCccSource(Source):
 
     def _listed(self, task_id: str) -> EntitySnapshot | EntityState | None:
         """The task as last listed or published: what its own read cannot tell is taken from it."""
-        return self.informer.relist.by_id.get(task_id) or self._committed.entities.get(task_id)
+        listed = self.informer.relist.by_id.get(task_id)
+        return listed if listed is not None else self._committed.entities.get(task_id)
 
     async def _read_ids(self, task_ids: list[str]) -> ReadByIds:
         """Each task's own read; one the vendor does not know is left to the relist, one that fails

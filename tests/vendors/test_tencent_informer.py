@@ -208,6 +208,23 @@ async def test_a_targeted_cycle_reads_live_tasks_by_id_and_a_relist_slice_not_th
     assert targeted == {ReadKind.RELIST: len(listed), ReadKind.BY_ID: LIVE}
 
 
+async def test_more_live_tasks_than_a_rounds_share_take_turns() -> None:
+    share = 5
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}, rate_limit=LIMIT) as sim:
+        _, live = world(sim)
+        limits = {LIST_API: LIMIT // 2, TASK_API: share, CDR_API: LIMIT}
+        async with source_of(sim, rate_limits=limits) as source:
+            _, state, _ = await step(source, SourceState())
+            rounds: list[list[str]] = []
+            for _ in range(3):  # before the relist slices reach the live tasks' pages
+                mark = len(sim.listing_reads)
+                _, state, _ = await step(source, state)
+                rounds.append(by_id(sim.listing_reads[mark:]))
+    assert [len(ids) for ids in rounds] == [share] * 3
+    read = [task for ids in rounds for task in ids]
+    assert len(set(read)) == len(read) and set(read) <= {str(t) for t in live}
+
+
 async def test_alternating_relist_and_per_task_reads_of_an_unchanged_world_publish_no_events() -> None:
     async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}, rate_limit=LIMIT) as sim:
         world(sim)
