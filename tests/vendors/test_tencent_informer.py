@@ -37,6 +37,7 @@ from poller.vendors.tencent_ccc import (
     STATES,
     TASK_API,
     TencentCccAccount,
+    TencentCccSource,
     normalize_read,
 )
 from schemas import CallFinished, TaskAppeared, TaskStatusChanged, TaskVanished
@@ -409,3 +410,33 @@ async def test_a_seats_own_call_holds_no_task_read_and_is_decided_once_the_reads
     assert {str(t) for t in live} <= set(reads[0])
     assert all(set(cycle) <= {str(t) for t in live} for cycle in reads[1:])
     assert all(max(Counter(cycle).values(), default=1) == 1 for cycle in reads)
+
+
+async def test_a_call_placed_after_its_tasks_read_is_not_taken_for_a_seats_own() -> None:
+    """A record whose session its task's read (earlier in the cycle) could not list yet: in the
+    cycle that completes the relist it is left undecided, not a seat's own call, and the next
+    cycle's read of the task tells whose it is."""
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}, rate_limit=LIMIT) as sim:
+        first = sim.add_task(APP, state=1, callees=3)  # on page 0: the slice ending a pass reads the last
+        world(sim)
+        extra = {"calls": True, "max_staleness": 1.0, "cdr_settle": 0, "cdr_full_every": 0.5}
+        async with source_of(sim, **extra) as source:
+            assert isinstance(source, TencentCccSource)
+            _, state, _ = await step(source, SourceState())
+            for _ in range(20):  # up to the cycle whose relist slice ends the pass
+                remaining = source.informer.relist.remaining(PAGE)
+                if remaining is not None and 0 < remaining <= LIMIT:
+                    break
+                _, state, _ = await step(source, state)
+            call = sim.place_call(APP, first, end_status=(1, "ok"))
+            (callee,) = [c for c in sim.apps[APP].tasks[first].callees if call.SessionId in c.sessions]
+            callee.sessions.remove(call.SessionId)  # the task's read in this cycle does not list it
+            ending, state, ending_events = await step(source, state)
+            callee.sessions.append(call.SessionId)
+            after, state, after_events = await step(source, state)
+    assert ending.complete  # a cycle that could take the record for a seat's own call
+    assert not [e for e in ending_events if isinstance(e, CallFinished)]
+    assert ending.cursors.get("cdr.until", 0) < (call.EndedTimestamp or 0)
+    published = [(e.call_id, e.task_id) for e in after_events if isinstance(e, CallFinished)]
+    assert published == [(call.SessionId, str(first))]
+    assert not after.complete
