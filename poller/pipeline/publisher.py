@@ -38,6 +38,7 @@ from nats.aio.client import Client
 
 from poller.errors import PublishRejected
 from poller.pipeline.nats_faults import PermanentFault, permanent_fault
+from poller.pipeline.nats_wire import header_value_ok, wire_sender
 from poller.pipeline.subjects import SOURCE_HEADER, subject_for
 from schemas.events import CallFinished, EventBase, event_type
 
@@ -169,6 +170,8 @@ class Publisher:
         #: late (its round gave up) and ignored, as its event is retried with the same id
         self._pending: dict[str, tuple[_Answers, int]] = {}
         self._tokens = 0
+        #: writes the publish command itself (``None``: this nats-py lacks the calls, use ``publish``)
+        self._wire = wire_sender(nc) if header_value_ok(subject_prefix) else None
         #: (event class, vendor, account) -> subject
         self._subjects: dict[tuple[type[EventBase], str, str], str] = {}
 
@@ -313,6 +316,9 @@ class Publisher:
                 self._failed(f"{type(exc).__name__}: {exc}")
                 return len(batch), permanent_fault(exc)
             publish, pending, encode = self._nc.publish, self._pending, self._encode
+            wire = self._wire if header_value_ok(source_key) and header_value_ok(reply_prefix) else None
+            send = wire.send if wire is not None else None
+            tail = wire.header_tail(SOURCE_HEADER, source_key) if wire is not None else b""
             subjects, subject_of = self._subjects, self._subject
             yield_every = self.yield_every
             sent = 0
@@ -324,13 +330,17 @@ class Publisher:
                 reply = f"{reply_prefix}{token}"
                 # registered first: a flush inside publish may let the ack in before it returns
                 pending[reply] = (answers, index)
+                event_id = event.event_id
                 try:
-                    await publish(
-                        subject,
-                        payload,
-                        reply=reply,
-                        headers={"Nats-Msg-Id": event.event_id, SOURCE_HEADER: source_key},
-                    )
+                    if send is not None and header_value_ok(event_id):
+                        await send(subject, reply, event_id, tail, payload)
+                    else:
+                        await publish(
+                            subject,
+                            payload,
+                            reply=reply,
+                            headers={"Nats-Msg-Id": event_id, SOURCE_HEADER: source_key},
+                        )
                 except Exception as exc:
                     # the connection refuses more: the rest of the round waits for the retry
                     pending.pop(reply, None)
