@@ -16,7 +16,9 @@ instead of being retried forever.
 
 Each event goes out as a core publish whose reply subject is a token under one wildcard inbox the
 publisher subscribes to once; JetStream answers there and the token says which event the ack is
-for. ``js.publish_async`` would do the same but keeps a future and a pending-ack entry per message,
+for. The publish command is written by :mod:`poller.pipeline.nats_wire` (the header block built
+without ``Client.publish``'s per-call dict parsing), or by ``Client.publish`` where that cannot.
+``js.publish_async`` would do the same but keeps a future and a pending-ack entry per message,
 which is most of its cost here (docs/performance.md, Publish path); it also loses error acks (its
 callback raises instead of failing the future), so a stream's refusal only surfaced as a timeout.
 """
