@@ -12,7 +12,11 @@ Within that guarantee, starts are paced one ``window / limit`` apart rather than
 worth at once: a burst queues up at the vendor's front door, is stamped there over tens of
 milliseconds and crowds the next window (seen in the benchmark as one throttling answer per run);
 paced, every request meets an idle gateway, and pages (hence detection latency) are spread evenly.
-Pacing runs on a grid, so the event loop's lateness in one wake-up does not cost a start.
+Pacing runs on a grid, so the event loop's lateness in one wake-up does not cost a start. Starts
+left unused for a while (the event loop busy with a cycle's end, the barrier between two rounds of
+reads, a short pause between polls) are made up for, up to ``CATCH_UP`` of a window of them: they
+follow at twice the pace, never together, until the grid is caught up. A longer idle spell is made
+up for no further than that, and a throttling pause not at all.
 
 A throttling answer pauses every worker of that API at once and lowers the effective limit, which
 then climbs back linearly.
@@ -34,6 +38,8 @@ DEFAULT_MARGIN = 0.02
 #: the credential of a limit that covers an API for every caller together (Alibaba AICCS): a fleet of
 #: replicas splits it between the replicas that use it
 FLEET_WIDE = "*"
+#: the share of a window of stalled starts that is made up for afterwards, at twice the pace
+CATCH_UP = 0.25
 
 
 class Slot:
@@ -73,6 +79,8 @@ class SlidingWindowLimiter:
         self._paused_until = 0.0
         #: the earliest time the next start may be allowed (the pacing grid)
         self._next_start = -math.inf
+        #: half a spacing after the last start: how fast starts behind the grid catch up
+        self._not_before = -math.inf
         self._reduced_to = float(limit)
         self._reduced_at = -1e18
         self.started = 0
@@ -114,19 +122,24 @@ class SlidingWindowLimiter:
                 if now < self._paused_until:
                     await anyio.sleep(self._paused_until - now)
                     continue
-                if now < self._next_start:
-                    await anyio.sleep(self._next_start - now)
+                earliest = max(self._next_start, self._not_before)
+                if now < earliest:
+                    await anyio.sleep(earliest - now)
                     continue
                 limit = self.effective_limit(now)
                 if self._occupied(now) < limit:
                     slot = Slot(self)
                     self._slots.append(slot)
                     self.started += 1
-                    # the next grid point: a wake-up late by less than one spacing keeps the grid
-                    # (lateness does not add up); after an idle spell the grid restarts from now
+                    # the next grid point: lateness does not add up, and the grid stays where it
+                    # was for a stall of up to CATCH_UP of a window (its starts follow half a
+                    # spacing apart until they are back on it)
                     spacing = self.window / limit
-                    on_grid = now - self._next_start < spacing
-                    self._next_start = (self._next_start if on_grid else now) + spacing
+                    resume = max(self._next_start, now - CATCH_UP * self.window)
+                    if self._next_start == -math.inf:
+                        resume = now  # a new limiter has left nothing unused
+                    self._next_start = resume + spacing
+                    self._not_before = now + spacing / 2
                     return slot
                 sent = [s.sent_at for s in self._slots if s.sent_at != math.inf]
                 wait = (min(sent) + self.window - now) if sent else self.window
@@ -139,6 +152,8 @@ class SlidingWindowLimiter:
         now = self.clock()
         self.throttle_answers += 1
         self._paused_until = max(self._paused_until, now + (retry_after if retry_after else self.window))
+        # nothing held back by the pause is made up for: the vendor asked for less, not later
+        self._next_start = max(self._next_start, self._paused_until)
         self._reduced_to = max(1.0, self.effective_limit(now) * 0.7)
         self._reduced_at = now
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import anyio
 import pytest
@@ -12,7 +13,7 @@ from poller.secrets import Secret
 from poller.simulators.base import Fault, max_in_window
 from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.transport import limiter_trace
-from poller.transport.ratelimit import LimiterRegistry, SlidingWindowLimiter
+from poller.transport.ratelimit import CATCH_UP, LimiterRegistry, SlidingWindowLimiter
 from poller.vendors.base import AdapterContext
 from poller.vendors.tencent_ccc import LIST_API, TencentCccAccount, TencentCccSource
 
@@ -138,6 +139,51 @@ async def test_starts_are_paced_evenly_and_lateness_does_not_add_up() -> None:
     # 60 starts on the grid: 59 spacings, not 59 spacings plus every wake-up's lateness
     rate = (len(starts) - 1) / (starts[-1] - starts[0])
     assert rate >= 0.96 * 20, rate
+
+
+async def test_a_stall_costs_no_starts_and_its_starts_follow_at_twice_the_pace() -> None:
+    """The event loop held up (a cycle's end) for less than CATCH_UP of a window: made up for."""
+    limit = 20
+    limiter = SlidingWindowLimiter(limit)
+    spacing = limiter.window / limit
+    stall = 0.6 * CATCH_UP * limiter.window
+    starts: list[float] = []
+    # counted before the stall comes round again a window later (it is made up for again then)
+    horizon = 0.9 * limiter.window + 2 * stall
+
+    async def worker() -> None:
+        while not starts or limiter.clock() - starts[0] < horizon:
+            slot = await limiter.acquire()
+            slot.sent()
+            starts.append(limiter.clock())
+            if len(starts) == 5:
+                time.sleep(stall)  # noqa: ASYNC251  (blocks the event loop, as a cycle's end does)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(worker)
+    counted = [t for t in starts if t - starts[0] < horizon]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert max_in_window(starts, limiter.window) <= limit
+    assert min(gaps) >= 0.5 * spacing - 0.002  # made up at twice the pace, never together
+    # as many starts as the grid holds in that time; without making up for it, the stall would cost three
+    on_grid = int(horizon / spacing) + 1
+    assert len(counted) >= on_grid - 1, (len(counted), on_grid)
+
+
+async def test_a_throttling_pause_is_not_made_up_for() -> None:
+    limit = 20
+    limiter = SlidingWindowLimiter(limit)
+    for _ in range(5):
+        (await limiter.acquire()).sent()
+    limiter.throttled(retry_after=0.2)
+    starts: list[float] = []
+    for _ in range(6):
+        (await limiter.acquire()).sent()
+        starts.append(limiter.clock())
+    spacing = limiter.window / limiter.effective_limit()
+    # after the pause, starts are paced at the lowered limit from the start: no catching up
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.9 * spacing
 
 
 async def test_a_big_sweep_does_not_starve_a_small_source_on_the_same_credential() -> None:
