@@ -16,7 +16,9 @@ instead of being retried forever.
 
 Each event goes out as a core publish whose reply subject is a token under one wildcard inbox the
 publisher subscribes to once; JetStream answers there and the token says which event the ack is
-for. ``js.publish_async`` would do the same but keeps a future and a pending-ack entry per message,
+for. The publish command is written by :mod:`poller.pipeline.nats_wire` (the header block built
+without ``Client.publish``'s per-call dict parsing), or by ``Client.publish`` where that cannot.
+``js.publish_async`` would do the same but keeps a future and a pending-ack entry per message,
 which is most of its cost here (docs/performance.md, Publish path); it also loses error acks (its
 callback raises instead of failing the future), so a stream's refusal only surfaced as a timeout.
 """
@@ -38,6 +40,7 @@ from nats.aio.client import Client
 
 from poller.errors import PublishRejected
 from poller.pipeline.nats_faults import PermanentFault, permanent_fault
+from poller.pipeline.nats_wire import header_value_ok, wire_sender
 from poller.pipeline.subjects import SOURCE_HEADER, subject_for
 from schemas.events import CallFinished, EventBase, event_type
 
@@ -51,6 +54,8 @@ _PROBE_EVERY = 1.0
 _SOURCE_KEY = ""
 #: the status header a no-responders answer carries (no stream covers the subject)
 _NO_RESPONDERS = "503"
+#: distinct subjects remembered before the memo starts over
+_SUBJECTS_KEPT = 4096
 
 
 class PublishStats(msgspec.Struct, kw_only=True):
@@ -121,20 +126,14 @@ class _Round:
 class _Answers:
     """What came back for one round's sent events; wakes the round once every one is answered."""
 
-    __slots__ = ("acks", "all_in", "errors", "sent")
+    __slots__ = ("acks", "all_in", "answered", "errors", "sent")
 
     def __init__(self) -> None:
         self.sent = 0
+        self.answered = 0
         self.acks: list[tuple[int, _Ack]] = []
         self.errors: list[tuple[int, Exception]] = []
         self.all_in: anyio.Event | None = None
-
-    def answered(self) -> int:
-        return len(self.acks) + len(self.errors)
-
-    def check(self) -> None:
-        if self.all_in is not None and self.answered() >= self.sent:
-            self.all_in.set()
 
 
 class Publisher:
@@ -173,6 +172,10 @@ class Publisher:
         #: late (its round gave up) and ignored, as its event is retried with the same id
         self._pending: dict[str, tuple[_Answers, int]] = {}
         self._tokens = 0
+        #: writes the publish command itself (``None``: this nats-py lacks the calls, use ``publish``)
+        self._wire = wire_sender(nc) if header_value_ok(subject_prefix) else None
+        #: (event class, vendor, account) -> subject
+        self._subjects: dict[tuple[type[EventBase], str, str], str] = {}
 
     async def publish(
         self, events: Sequence[EventBase], source_key: str = "", progress: PublishProgress | None = None
@@ -263,8 +266,8 @@ class Publisher:
             return  # late: its round timed out, the event is retried with the same id
         answers, index = entry
         headers = msg.headers
-        if headers and headers.get("Status"):
-            status = headers["Status"]
+        status = headers.get("Status") if headers else None
+        if status:
             if status == _NO_RESPONDERS:
                 answers.errors.append((index, nats.js.errors.NoStreamResponseError()))
             else:
@@ -281,7 +284,19 @@ class Publisher:
                     answers.errors.append((index, nats.errors.Error("nats: ack without a sequence")))
                 else:
                     answers.acks.append((index, ack))
-        answers.check()
+        answers.answered += 1
+        if answers.all_in is not None and answers.answered >= answers.sent:
+            answers.all_in.set()
+
+    def _subject(self, event: EventBase) -> str:
+        """The event's subject, kept per vendor, account and type (a few distinct ones per source)."""
+        key = (type(event), event.vendor, event.account)
+        subject = self._subjects.get(key)
+        if subject is None:
+            if len(self._subjects) >= _SUBJECTS_KEPT:
+                self._subjects.clear()
+            subject = self._subjects[key] = subject_for(self.prefix, event)
+        return subject
 
     async def _publish_round(
         self, events: Sequence[EventBase], batch: list[int], acked_seq: list[int], source_key: str
@@ -290,32 +305,44 @@ class Publisher:
         failure no retry can fix."""
         started = time.monotonic()
         answers = _Answers()
-        replies: list[str] = []
         failed = 0
         rejected: PermanentFault | None = None
+        # this round's reply tokens are first+1 .. token: a range, so no list of them is kept
+        first = token = self._tokens
+        self._tokens += len(batch)
+        reply_prefix = ""
         try:
             try:
                 reply_prefix = await self._reply_subjects()
             except Exception as exc:
                 self._failed(f"{type(exc).__name__}: {exc}")
                 return len(batch), permanent_fault(exc)
-            nc, pending, encode, prefix = self._nc, self._pending, self._encode, self.prefix
+            publish, pending, encode = self._nc.publish, self._pending, self._encode
+            wire = self._wire if header_value_ok(source_key) and header_value_ok(reply_prefix) else None
+            send = wire.send if wire is not None else None
+            tail = wire.header_tail(SOURCE_HEADER, source_key) if wire is not None else b""
+            subjects, subject_of = self._subjects, self._subject
             yield_every = self.yield_every
+            sent = 0
             for index in batch:
                 event = events[index]
                 payload = encode(event)
-                self._tokens += 1
-                reply = f"{reply_prefix}{self._tokens}"
+                subject = subjects.get((type(event), event.vendor, event.account)) or subject_of(event)
+                token += 1
+                reply = f"{reply_prefix}{token}"
                 # registered first: a flush inside publish may let the ack in before it returns
                 pending[reply] = (answers, index)
-                replies.append(reply)
+                event_id = event.event_id
                 try:
-                    await nc.publish(
-                        subject_for(prefix, event),
-                        payload,
-                        reply=reply,
-                        headers={"Nats-Msg-Id": event.event_id, SOURCE_HEADER: source_key},
-                    )
+                    if send is not None and header_value_ok(event_id):
+                        await send(subject, reply, event_id, tail, payload)
+                    else:
+                        await publish(
+                            subject,
+                            payload,
+                            reply=reply,
+                            headers={"Nats-Msg-Id": event_id, SOURCE_HEADER: source_key},
+                        )
                 except Exception as exc:
                     # the connection refuses more: the rest of the round waits for the retry
                     pending.pop(reply, None)
@@ -324,36 +351,41 @@ class Publisher:
                     if fault is not None:
                         what = f"{fault.detail} ({event_type(event)} of {len(payload)} bytes)"
                         rejected = PermanentFault(code=fault.code, detail=what)
-                    failed += len(batch) - answers.sent
+                    failed += len(batch) - sent
                     break
-                answers.sent += 1
-                if answers.sent % yield_every == 0:
+                sent += 1
+                if sent % yield_every == 0:
                     # the flusher writes what is buffered and the acks so far are taken in
                     await anyio.lowlevel.checkpoint()
-            if answers.answered() < answers.sent:
+            answers.sent = sent
+            if answers.answered < sent:
                 answers.all_in = anyio.Event()
                 with anyio.move_on_after(self.ack_timeout):
                     await answers.all_in.wait()
         finally:
-            for reply in replies:
-                self._pending.pop(reply, None)
+            # every answer popped its own entry; the unanswered ones (timed out, cancelled) go here
+            if answers.answered < token - first:
+                for unanswered in range(first + 1, token + 1):
+                    self._pending.pop(f"{reply_prefix}{unanswered}", None)
         for _, error in answers.errors:
             self._failed(f"{type(error).__name__}: {error}")
             if rejected is None:
                 rejected = permanent_fault(error)
         failed += len(answers.errors)
-        timed_out = answers.sent - answers.answered()
+        timed_out = answers.sent - answers.answered
         for _ in range(timed_out):
             self._failed("ack timeout")
         failed += timed_out
-        on_published = self._on_published
+        duplicates = 0
         for index, ack in answers.acks:
             acked_seq[index] = ack.seq
             if ack.duplicate:
-                self.stats.duplicates += 1
-            else:
-                self.stats.published += 1
-            if on_published is not None:
+                duplicates += 1
+        self.stats.duplicates += duplicates
+        self.stats.published += len(answers.acks) - duplicates
+        on_published = self._on_published
+        if on_published is not None:
+            for index, _ in answers.acks:
                 on_published(events[index], time.monotonic() - started)
         return failed, rejected
 

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from poller.simulators.base import DemoSetup, Fault, Simulator, json_response
+from poller.simulators.base import DemoSetup, Fault, ListingRead, Simulator, json_response
 from poller.simulators.push import Pusher, PushPlan, PushRecord
 from poller.vendors.tencent_ccc import (
     CDR_API,
@@ -331,6 +331,7 @@ class TencentCccSimulator(Simulator):
         app = self._app(req.SdkAppId)
         if not isinstance(app, SimApp):
             return app
+        self.listing_reads.append(ListingRead(time.monotonic(), LIST_API, (), req.PageNumber))
         ordered = sorted(app.tasks.values(), key=lambda t: t.task_id)
         start = req.PageNumber * req.PageSize
         page = [
@@ -359,6 +360,8 @@ class TencentCccSimulator(Simulator):
         app = self._app(req.SdkAppId)
         if not isinstance(app, SimApp):
             return app
+        # a read of one task, logged like a listing filtered by its id (tests tell the reads apart)
+        self.listing_reads.append(ListingRead(time.monotonic(), TASK_API, (("TaskId", str(req.TaskId)),), 0))
         task = app.tasks.get(req.TaskId)
         if task is None:
             return _error("InvalidParameterValue", f"TaskId {req.TaskId} does not exist.")

@@ -16,7 +16,9 @@ outage is spread over rounds instead of starving targeted reads.
 and rounds, each round's relist slice beside one filtered listing per live status, and the live
 entities none of those lists returned (the leavers), read again by id. A vendor gives it two reads
 (a page of the listing, filtered by one status or not, and a batch of ids) and keeps what is its own
-(counts over the listing, calls, details) in the adapter.
+(counts over the listing, calls, details) in the adapter. A listing without a status filter
+(``status_filter`` false) has no live lists: every live entity the relist slice did not just read is
+a leaver, read by id each round, taking turns when there are more than a round's share.
 
 Only a complete pass may vanish anything: every page reported the same total and the pages held
 that many distinct entities. Each pass must end within half the maximum staleness, so an entity
@@ -25,6 +27,7 @@ that keeps its place in the listing is read at least once per maximum staleness.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import time
@@ -166,11 +169,14 @@ class RelistPass:
         remaining = self.remaining(page_size)
         return remaining is not None and remaining == 0
 
+    @property
+    def complete(self) -> bool:
+        """Every page reported the same total and the pages held that many distinct entities."""
+        return not self.ended_short and len(self.totals) == 1 and len(self.listed) == next(iter(self.totals))
+
     def finish(self) -> tuple[list[EntitySnapshot], bool]:
         """Every entity the pass knows and whether the pass was complete; the next pass starts."""
-        complete = (
-            not self.ended_short and len(self.totals) == 1 and len(self.listed) == next(iter(self.totals))
-        )
+        complete = self.complete
         entities = list(self.by_id.values())
         if complete:
             self.last_complete_started = self.started_at
@@ -239,6 +245,7 @@ class Informer:
         rounds: int,
         enabled: bool,
         report: ReadReport,
+        status_filter: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.vendor = vendor
@@ -255,6 +262,8 @@ class Informer:
         self.by_id_batch = by_id_batch
         self.rounds = rounds
         self.enabled = enabled
+        #: the listing can be filtered by status; without, the live entities are all read by id
+        self.status_filter = status_filter
         self._report = report
         self.relist = RelistPass(first_number, max_staleness, clock)
         #: entities last read in a live status: what the targeted reads must account for
@@ -276,20 +285,25 @@ class Informer:
         #: seconds from one round's start to the next one's (the relist paces its pass by it)
         self._round_seconds = 1.0
         self._round_started: float | None = None
+        #: the last leaver a round read when it could not read them all: the next round goes on after it
+        self._last_leaver: str | None = None
 
     # -- the choice -------------------------------------------------------------------------------------
     def pages(self, total: int) -> int:
         return -(-total // self.page_size)
 
     def targeted_estimate(self, live: int) -> int:
-        """Requests one round's live lists take: their last totals, else one page per status and more."""
+        """Requests one round's live lists take: their last totals, else one page per status and more
+        (without a status filter: a read by id per batch of live entities)."""
+        if not self.status_filter:
+            return math.ceil(live / self.by_id_batch)
         if self.status_totals:
             return sum(max(1, self.pages(self.status_totals.get(s, 0))) for s in self.live_statuses)
         return len(self.live_statuses) + math.ceil(live / self.page_size)
 
     def _follows(self, committed: SourceState) -> bool:
         """Targeted rounds, or one full sweep? Rounds only pay where a sweep takes longer than a round
-        (more pages than a window's share) and the live lists cost well under a sweep."""
+        (more pages than a window's share) and the live lists (or reads by id) cost well under a sweep."""
         if not self.enabled or self.filter_ignored or not committed.entities or self.last_total is None:
             return False
         assert self.live is not None
@@ -350,8 +364,12 @@ class Informer:
                 self.fail()
                 raise
             return False
-        self.counts = {ReadKind.RELIST: 0, ReadKind.TARGETED: 0, ReadKind.BY_ID: 0}
+        self.counts = {ReadKind.RELIST: 0, ReadKind.BY_ID: 0}
+        if self.status_filter:
+            self.counts[ReadKind.TARGETED] = 0
         targeted = self.targeted_estimate(len(self.live))
+        if not self.status_filter:
+            targeted = min(targeted, self._by_id_share())  # a round reads no more by id
         try:
             for _ in range(self.rounds):
                 await self._round(listing, read, read_ids, targeted, must_read)
@@ -367,6 +385,13 @@ class Informer:
     def swept(self) -> bool:
         """This cycle read the whole listing, consistently: an entity it left out is gone."""
         return not self.following and self._sweep_complete
+
+    @property
+    def complete(self) -> bool:
+        """What :meth:`end` will say of this cycle's reads: a complete sweep, or a complete pass ends."""
+        if not self.following:
+            return self._sweep_complete
+        return self.relist.done(self.page_size) and self.relist.complete
 
     def end(self, current: list[EntitySnapshot]) -> tuple[list[EntitySnapshot], bool]:
         """The cycle's entities and whether they are complete; reports the cycle's reads.
@@ -453,6 +478,8 @@ class Informer:
                 relist.listed_page(snaps, got.total)
                 self.last_total = got.total
                 read_in_cycle.update(snap.id for snap in snaps)
+                if not self.status_filter:
+                    seen.update(snap.id for snap in snaps)  # just read: no need to read it by id too
                 self.note(snaps)
                 await listing.add(snaps)
 
@@ -489,7 +516,7 @@ class Informer:
             async with anyio.create_task_group() as tg:
                 for _ in range(min(count, self.lists.limit)):
                     tg.start_soon(relist_worker)
-                for status in self.live_statuses:
+                for status in self.live_statuses if self.status_filter else ():
                     tg.start_soon(status_list, status)
         except BaseException:
             # the slice is read again next cycle: a failed cycle leaves no page of the pass unread
@@ -499,11 +526,12 @@ class Informer:
             return  # what the lists missed says nothing now: the next cycle is a full sweep
 
         # 2. live entities none of those lists returned (they left a live status, or moved while
-        # the lists were read), and what the adapter must have read; one window's share a round
+        # the lists were read; without a status filter, every live one the slice did not read), and
+        # what the adapter must have read; one window's share a round
         assert self.live is not None
         wanted = (self.live - seen) | {i for i in must_read if i not in read_in_cycle}
         batch = self.by_id_batch
-        leavers = sorted(wanted)[: max(1, math.floor(self.by_id.per_sharer())) * batch]
+        leavers = self._leavers(sorted(wanted), self._by_id_share() * batch)
         batches = iter([leavers[i : i + batch] for i in range(0, len(leavers), batch)])
         found: set[str] = set()
         unread: set[str] = set()
@@ -526,6 +554,21 @@ class Informer:
                 tg.start_soon(by_id_worker)
         # an entity no read returned is no longer followed here; only the relist may find it gone
         self.live.difference_update(i for i in leavers if i not in found and i not in unread)
+
+    def _by_id_share(self) -> int:
+        """Reads by id one round makes at most: one window's share of their budget."""
+        return max(1, math.floor(self.by_id.per_sharer()))
+
+    def _leavers(self, wanted: list[str], most: int) -> list[str]:
+        """Up to ``most`` of the sorted ``wanted`` ids; when they do not all fit, each round goes on
+        after the last id the round before read, so every one takes its turn."""
+        if len(wanted) <= most:
+            self._last_leaver = None
+            return wanted
+        start = 0 if self._last_leaver is None else bisect.bisect_right(wanted, self._last_leaver)
+        chosen = (wanted[start:] + wanted[:start])[:most]
+        self._last_leaver = chosen[-1]
+        return chosen
 
     def _ignored_filter(self, status: str) -> None:
         if not self.filter_ignored:

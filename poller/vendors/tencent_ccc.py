@@ -1,4 +1,12 @@
-"""Tencent Cloud CCC: ``DescribeAutoCalloutTasks`` per SdkAppId, TC3-HMAC-SHA256 signed, pages from 0."""
+"""Tencent Cloud CCC: ``DescribeAutoCalloutTasks`` per SdkAppId, TC3-HMAC-SHA256 signed, pages from 0.
+
+Reads follow what can change (see :mod:`poller.vendors.informer`): the listing has no status filter,
+but ``DescribeAutoCalloutTask`` reads one task on its own budget. Once an app's tasks are known and
+a full listing takes more than a window's share, each cycle re-reads every live task by its id and
+a slice of a relist spread over ``max_staleness``; with about as many live tasks as listing pages,
+full listings stay cheaper. Only the relist's complete passes can vanish a task, and only a complete
+listing (a sweep, or a pass that ends) lets the call-record cursor move.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +26,14 @@ from poller.errors import (
     AuthFailed,
     BadResponse,
     ClientError,
+    InternalError,
     ServerError,
     SourceError,
     Throttled,
     as_source_error,
 )
 from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation, PageSink
-from poller.pipeline.state import SourceState
+from poller.pipeline.state import VANISHED, EntityState, SourceState
 from poller.secrets import Secret
 from poller.transport import Response
 from poller.vendors.base import (
@@ -38,6 +47,7 @@ from poller.vendors.base import (
     server_status,
 )
 from poller.vendors.emitted import EmittedCalls
+from poller.vendors.informer import Informer, ListedPage, MaxStaleness, ReadByIds
 from poller.vendors.listing import Listing, SeenItems, sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
@@ -80,6 +90,11 @@ STATES = state_map(
     },
     field="State",
 )
+#: the states a task can still leave on its own (2 and 4 change only when the vendor restarts it)
+LIVE_STATES = ("0", "1", "3", "5")
+#: rounds of targeted reads in one cycle: the call records are read once per cycle, so a cycle is
+#: one round and a call waits no longer than a state change
+ROUNDS_PER_CYCLE = 1
 
 
 #: DescribeTelCdr ``EndStatus`` (outbound and shared values; inbound-only ones fall to ``unknown``)
@@ -146,6 +161,12 @@ class TencentCccAccount(AccountConfig, frozen=True, kw_only=True):
     cdr_backfill: Annotated[float, msgspec.Meta(ge=0, le=31 * 86400)] = 86400.0
     #: a DescribeTelCdr window claiming more records than this is a bad answer, not 1000s of pages
     max_cdr_records: Annotated[int, msgspec.Meta(ge=1)] = 100000
+    #: re-read only the tasks that can still change each cycle (DescribeAutoCalloutTask, one task a
+    #: request), plus a relist spread over ``max_staleness``; false: every cycle is one full listing
+    targeted_reads: bool = True
+    #: seconds within which every task, finished ones too (the vendor may restart them), is listed
+    #: again: the targeted reads spread a full relist over this
+    max_staleness: MaxStaleness = 300.0
 
 
 # -- TC3-HMAC-SHA256 ---------------------------------------------------------------------------
@@ -278,6 +299,14 @@ def classify_task(resp: Response) -> DescribeAutoCalloutTaskResult:
     return envelope.Response
 
 
+def classify_task_state(resp: Response) -> DescribeAutoCalloutTaskResult:
+    """``classify_task`` for a read that follows the task: an answer without its state is retried."""
+    result = classify_task(resp)
+    if result.State is None:
+        raise BadResponse("answer without State", api=TASK_API)
+    return result
+
+
 def classify_cdrs(resp: Response) -> DescribeTelCdrResult:
     envelope: DescribeTelCdrResponse = decode_or_bad(_decode_cdrs, _body(resp, CDR_API), CDR_API)
     raise_for(envelope.Response.Error, CDR_API)
@@ -294,6 +323,34 @@ def normalize(task: AutoCalloutTaskInfo, sdk_app_id: int | str) -> EntitySnapsho
         state=STATES.normalize(raw),
         raw_state=raw,
         total=task.CalleeCount,
+    )
+
+
+def normalize_read(
+    task: DescribeAutoCalloutTaskResult,
+    task_id: str,
+    sdk_app_id: int | str,
+    *,
+    listed_name: str | None,
+    listed_total: int | None,
+) -> EntitySnapshot:
+    """The snapshot :func:`normalize` builds from the listing, from one task's own read.
+
+    It must be that very snapshot, or the differ would see a change whenever the source alternates
+    between the two reads. The answer has no ``TaskId`` (the one asked for is its id) and no
+    ``CalleeCount``: ``Callees`` need not hold as many (the listing's count is the vendor's own), so
+    ``total`` is the last listed count, and the name too when the answer has none.
+    """
+    assert task.State is not None  # checked by classify_task_state
+    raw = str(task.State)
+    return EntitySnapshot(
+        kind=EntityKind.TASK,
+        id=task_id,
+        parent_id=str(sdk_app_id),
+        name=task.Name if task.Name is not None else listed_name,
+        state=STATES.normalize(raw),
+        raw_state=raw,
+        total=listed_total,
     )
 
 
@@ -350,6 +407,8 @@ _MAX_RANGE = 89 * 86400
 _MAX_BACK = 179 * 86400
 #: seconds a record's end may lie ahead of our clock
 _SKEW = 300
+#: seconds the vendor's clock may lag ours when a record's end is set against when a task was read
+_READ_SKEW = 5
 
 
 class _Asked:
@@ -384,7 +443,11 @@ class TencentCccSource(Source):
       per cycle follow the calls of the last minutes, not of the last hour.
     * ``DescribeAutoCalloutTask`` per task, only to learn which sessions are auto-callout calls and
       of which task: only when the window holds a session not yet known, and only for the tasks that
-      can still place calls (not terminal, or terminal until the cursor passes their end).
+      can still place calls (not terminal, or terminal until the cursor passes their end), and of
+      those only the ones no read since the session ended has told about. A task this cycle's
+      targeted reads already read is not read again: that read told its sessions too. A session
+      such a read came too early for (it ended after it) is neither taken for a seat's own call nor
+      passed by the cursor; the next cycle's read tells.
 
     A pushed record names no task, so the push receiver asks :meth:`task_of` and the same session map
     answers: a pushed call is published exactly when polling would publish it, with its task.
@@ -406,15 +469,42 @@ class TencentCccSource(Source):
         identity = f"{config.rate_limit_identity or config.secret_id}@{self.host}"
         self._limiters = {api: self.limiter(api, identity, limit) for api, limit in APIS.items()}
         self._limiter = self._limiters[LIST_API]
-        #: the last sweep's total: the next sweep requests every page at once
-        self._last_total: int | None = None
+        self.informer = Informer(
+            vendor=VENDOR,
+            account=self.account,
+            api=LIST_API,
+            kind=EntityKind.TASK,
+            live_statuses=LIVE_STATES,
+            status_filter=False,  # DescribeAutoCalloutTasks has none: live tasks are read by id
+            first_number=0,
+            page_size=config.page_size,
+            max_staleness=config.max_staleness,
+            max_entities=config.max_entities,
+            lists=self._limiter,
+            by_id=self._limiters[TASK_API],  # one task a request, on that API's own budget
+            by_id_batch=1,
+            rounds=ROUNDS_PER_CYCLE,
+            enabled=config.targeted_reads,
+            report=self.report_reads,
+        )
+        #: this cycle's committed state (what a task's own read takes its listed fields from), the
+        #: tasks read by id (with their sessions), and those the vendor said it does not know
+        self._committed = SourceState()
+        self._cycle_read: set[int] = set()
+        self._cycle_gone: set[str] = set()
+        #: task id → when its last read began (Unix seconds, our clock), of the followed tasks
+        self._read_at: dict[int, float] = {}
+        #: unknown session → when the first call-record read that listed it began (our clock)
+        self._listed_at: dict[str, float] = {}
+        #: when the cursor last moved (monotonic; None: not yet here)
+        self._last_moved: float | None = None
         #: session id → task id, learned from task details (rebuilt after a restart)
         self._session_task: dict[str, str] = {}
         #: sessions in the window that no followed task owns → their end, kept while re-read
         self._foreign: dict[str, int] = {}
         #: calls of the re-read margin already published, not handed out again
         self._emitted = EmittedCalls(CYCLE_CURSOR)
-        #: when the last full look-back read was (monotonic); None: the next read is full
+        #: when the last whole full look-back read was (monotonic); None: the next read is full
         self._last_full: float | None = None
         self._seen = SeenItems()
         #: what pushes are answered from: the last cycle's followed tasks and committed cursor
@@ -426,7 +516,9 @@ class TencentCccSource(Source):
 
     @property
     def apis(self) -> tuple[str, ...]:
-        return tuple(APIS) if self.cfg.calls else (LIST_API,)
+        if self.cfg.calls:
+            return tuple(APIS)
+        return (LIST_API, TASK_API) if self.cfg.targeted_reads else (LIST_API,)
 
     async def _post(self, api: str, body: msgspec.Struct, parse: Callable[[Response], T]) -> T:
         payload = msgspec.json.encode(body)
@@ -454,67 +546,151 @@ class TencentCccSource(Source):
         assert result.TotalCount is not None and result.Tasks is not None  # checked by classify
         return result.TotalCount, result.Tasks
 
+    def _build(self, raw: msgspec.Raw) -> EntitySnapshot:
+        return normalize(decode_task(raw), self.sdk_app_id)
+
+    async def _read(self, number: int, status: str | None) -> ListedPage:
+        """One page of the listing (``status`` is always None: it has no status filter)."""
+        total, tasks = await self._page(number)
+        if not self.informer.following:
+            # a page of a full sweep: unchanged tasks come back as last sweep's snapshots
+            return ListedPage(snapshots=self._seen.snapshots(tasks, self._build), total=total)
+        return ListedPage(snapshots=[self._build(raw) for raw in tasks], total=total)
+
+    def _listed(self, task_id: str) -> EntitySnapshot | EntityState | None:
+        """The task as last listed or published: what its own read cannot tell is taken from it."""
+        listed = self.informer.relist.by_id.get(task_id)
+        return listed if listed is not None else self._committed.entities.get(task_id)
+
+    async def _read_ids(self, task_ids: list[str]) -> ReadByIds:
+        """Each task's own read; one the vendor does not know is left to the relist, one that fails
+        otherwise stays followed (rejected credentials fail the cycle)."""
+        found: list[EntitySnapshot] = []
+        unread: list[str] = []
+        for task_id in task_ids:
+            listed = self._listed(task_id)
+            if not (task_id.isascii() and task_id.isdigit()) or listed is None:
+                continue  # never listed here: not a task to follow by id, the relist decides
+            request = DescribeAutoCalloutTaskRequest(SdkAppId=self.sdk_app_id, TaskId=int(task_id))
+            began = time.time()
+            try:
+                detail = await self._post(TASK_API, request, classify_task_state)
+            except SourceError as error:
+                if isinstance(error, AuthFailed | InternalError):
+                    raise
+                if isinstance(error, ClientError):
+                    self._cycle_gone.add(task_id)
+                else:
+                    unread.append(task_id)
+                continue
+            self._cycle_read.add(int(task_id))
+            self._learned(int(task_id), detail, began)
+            total = listed.total
+            name = listed.name
+            found.append(
+                normalize_read(detail, task_id, self.sdk_app_id, listed_name=name, listed_total=total)
+            )
+        return ReadByIds(found=found, unread=unread)
+
+    def _learned(self, task_id: int, detail: DescribeAutoCalloutTaskResult | None, began: float) -> None:
+        """A task read (``detail`` None: the vendor does not know it) that began at ``began`` (Unix
+        seconds): which sessions are its calls. A session that ended before that and is not among
+        them is not its call."""
+        if not self.cfg.calls:
+            return
+        self._read_at[task_id] = began
+        owner = str(task_id)
+        for callee in detail.Callees or [] if detail is not None else []:
+            for session in callee.Sessions or []:
+                self._session_task[session] = owner
+
+    def _end_sweep(self, failed: bool) -> None:
+        """Only full sweeps go through the seen items (a relist pass spans cycles): a cycle of
+        targeted rounds lets them go, a full one prunes them if it was complete."""
+        if self.informer.following:
+            if len(self._seen):
+                self._seen = SeenItems()
+        else:
+            self._seen.end_sweep(not failed and self.informer.swept)
+
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)
-        parent = str(self.sdk_app_id)
-
-        def build(raw: msgspec.Raw) -> EntitySnapshot:
-            return normalize(decode_task(raw), parent)
-
-        async def page(number: int) -> int:
-            total, tasks = await self._page(number)
-            await listing.add(self._seen.snapshots(tasks, build))
-            return total
-
+        self._committed = committed
+        self._cycle_read, self._cycle_gone = set(), set()
         try:
-            sweep = await sweep_pages(
-                0,
-                self.cfg.page_size,
-                page,
-                lambda total: total,
-                self._limiter.limit,
-                self._last_total,
-                max_total=self.config.max_entities,
-                api=LIST_API,
-            )
+            await self.informer.read(committed, listing, self._read, self._read_ids)
         except BaseException:
-            self._seen.end_sweep(complete=False)
+            self._end_sweep(failed=True)
             raise
-        self._last_total = sweep.total
-        complete = sweep.totals_agree and len(listing) == sweep.total
-        self._seen.end_sweep(complete)
-        entities = listing.snapshots()
-        if not self.cfg.calls:
-            return Observation(entities=entities, complete=complete)
-        calls, cursors = await self._calls(entities, committed, complete)
+        finally:
+            self._committed = SourceState()
+        self._end_sweep(failed=False)
+        current = listing.snapshots()
+        calls: list[CallSnapshot] = []
+        cursors: dict[str, int] = {}
+        if self.cfg.calls:
+            # the cursor moves only after a complete listing: a sweep, or a relist pass this cycle ends
+            complete = self.informer.complete
+            if self.informer.following:
+                known = self._known(current, committed)
+            else:
+                known = {snap.id: snap.state for snap in current}
+            try:
+                calls, cursors = await self._calls(known, committed, complete)
+            except BaseException:
+                self.informer.fail()
+                raise
+        # after the calls: a cycle that fails there leaves a finished relist pass to the next one
+        entities, complete = self.informer.end(current)
         return Observation(entities=entities, complete=complete, calls=calls, cursors=cursors)
+
+    def _known(self, current: list[EntitySnapshot], committed: SourceState) -> dict[str, TaskState]:
+        """Every task's state as far as this cycle knows: targeted reads read a few, the rest is as
+        committed (less those a read by id found gone)."""
+        kind, gone = EntityKind.TASK.value, self._cycle_gone
+        states = {
+            task_id: TaskState(entity.state)
+            for task_id, entity in committed.entities.items()
+            if entity.kind == kind and entity.state != VANISHED and task_id not in gone
+        }
+        states.update((snap.id, snap.state) for snap in current)
+        return states
 
     # -- calls --------------------------------------------------------------------------------------
     def _followed(
-        self, entities: list[EntitySnapshot], committed: SourceState, until: int, now: int
+        self, states: Mapping[str, TaskState], committed: SourceState, until: int, now: int
     ) -> tuple[list[int], dict[str, int]]:
         """The tasks that can still place calls, and the end marks of tasks newly seen terminal."""
         followed: list[int] = []
         ended: dict[str, int] = {}
-        for snap in entities:
-            key = ENDED_CURSOR.format(snap.id)
-            if not snap.state.terminal:
-                followed.append(int(snap.id))
+        for task_id, state in states.items():
+            if not state.terminal:
+                followed.append(int(task_id))
                 continue
+            key = ENDED_CURSOR.format(task_id)
             mark = committed.cursors.get(key)
             if mark is None:
                 mark = ended[key] = now
             if mark > until:
-                followed.append(int(snap.id))
+                followed.append(int(task_id))
         return followed, ended
 
-    async def _learn_sessions(self, task_ids: list[int]) -> None:
+    async def _learn_sessions(self, task_ids: list[int], *, skip_unknown: bool = False) -> None:
+        """Read these tasks' sessions; ``skip_unknown``: a task the vendor does not know (deleted
+        since it was listed) owns none we can learn, and the relist decides about it."""
+
         async def one(task_id: int) -> None:
             request = DescribeAutoCalloutTaskRequest(SdkAppId=self.sdk_app_id, TaskId=task_id)
-            detail = await self._post(TASK_API, request, classify_task)
-            for callee in detail.Callees or []:
-                for session in callee.Sessions or []:
-                    self._session_task[session] = str(task_id)
+            began = time.time()
+            try:
+                detail: DescribeAutoCalloutTaskResult | None = await self._post(
+                    TASK_API, request, classify_task
+                )
+            except ClientError:
+                if not skip_unknown:
+                    raise
+                detail = None
+            self._learned(task_id, detail, began)
 
         slots = anyio.CapacityLimiter(self._limiters[TASK_API].limit)
 
@@ -645,21 +821,26 @@ class TencentCccSource(Source):
         return list(records.values()), sweep.totals_agree and len(records) == sweep.total
 
     async def _calls(
-        self, entities: list[EntitySnapshot], committed: SourceState, complete: bool
+        self, states: Mapping[str, TaskState], committed: SourceState, complete: bool
     ) -> tuple[list[CallSnapshot], dict[str, int]]:
         now = int(time.time())
         until = committed.cursors.get(CDR_CURSOR, now - int(self.cfg.cdr_backfill))
         until = max(until, now - _MAX_BACK)
-        followed, cursors = self._followed(entities, committed, until, now)
+        followed, cursors = self._followed(states, committed, until, now)
         self._push_followed, self._push_until = followed, until
         cfg, clock = self.cfg, time.monotonic()
+        # a complete listing reads the full look-back when the cursor last moved that long ago, even
+        # if a full read came since (it could not move the cursor: targeted cycles end a pass only
+        # now and then)
         full = (
             self._last_full is None
             or clock - self._last_full >= cfg.cdr_full_every
             or cfg.cdr_recent >= cfg.cdr_lookback
+            or (complete and (self._last_moved is None or clock - self._last_moved >= cfg.cdr_full_every))
         )
         depth = cfg.cdr_lookback if full else cfg.cdr_recent
         start = max(until - int(depth), now - _MAX_BACK, now - _MAX_RANGE)
+        records_read = time.time()
         records, whole = await self._cdrs(start, now)
         emitted = self._emitted
         emitted.begin(committed.cursors, until)
@@ -680,14 +861,37 @@ class TencentCccSource(Source):
         for session in [s for s, ended in foreign.items() if ended <= until]:
             del foreign[session]
         unknown = [r for r in fresh if r.SessionId not in self._session_task and r.SessionId not in foreign]
-        if unknown and followed:
-            await self._learn_sessions(followed)
+        read_at, following = self._read_at, set(followed)
+        for task in [t for t in read_at if t not in following]:
+            del read_at[task]
+        # a task read that began after a session ended (by its record), or after a call-record read
+        # that listed it (our own clock), lists it if it is the task's: one that does not list it
+        # does not own it. A read from before is no proof: the session may be younger than it
+        listed_at = {r.SessionId: self._listed_at.get(r.SessionId, records_read) for r in unknown}
+        self._listed_at = listed_at
+        proof_from = {
+            r.SessionId: min(listed_at[r.SessionId], (r.EndedTimestamp or 0) + _READ_SKEW) for r in unknown
+        }
+        if unknown:
+            # tasks read by id this cycle are not read again: the next cycle's read tells
+            latest = max(proof_from.values())
+            stale = [t for t in followed if t not in self._cycle_read and read_at.get(t, 0.0) < latest]
+            if stale:
+                await self._learn_sessions(stale, skip_unknown=True)
+        oldest = min((read_at.get(t, 0.0) for t in followed), default=None)
+        undecided_from: int | None = None
         for r in unknown:
-            if r.SessionId not in self._session_task and complete:
+            if r.SessionId in self._session_task:
+                continue
+            ended = r.EndedTimestamp or 0
+            if oldest is not None and oldest < proof_from[r.SessionId]:
+                # neither a seat's own call nor passed by the cursor until a read proves it
+                undecided_from = ended if undecided_from is None else min(undecided_from, ended)
+            elif complete:
                 # not a call of any task that can still place calls (a manual call, say): not looked
                 # up again while it stays in the re-read margin; a listing that missed tasks cannot
                 # tell, so the next cycle looks again
-                foreign[r.SessionId] = r.EndedTimestamp or 0
+                foreign[r.SessionId] = ended
         calls = [
             call_snapshot(r, self._session_task[r.SessionId])
             for r in fresh
@@ -699,13 +903,18 @@ class TencentCccSource(Source):
         for r in records:
             if r.EndedTimestamp and r.EndedTimestamp <= until:
                 self._session_task.pop(r.SessionId, None)  # published before: never needed again
+        if whole and full:
+            self._last_full = clock
         if whole and full and complete:
             # a window that did not page consistently is read again from the same cursor next cycle
             # (never the current second: a record ending in it may still be listed after this read);
             # a shorter read may have missed a long call ending after the cursor, so it keeps it; and
             # a listing that missed tasks may have left their calls unclaimed, so it keeps it too
-            cursors[CDR_CURSOR] = max(until, now - max(1, int(self.cfg.cdr_settle)))
-            self._last_full = clock
+            moved = now - max(1, int(self.cfg.cdr_settle))
+            if undecided_from is not None:
+                moved = min(moved, undecided_from - 1)
+            cursors[CDR_CURSOR] = max(until, moved)
+            self._last_moved = clock
         return calls, cursors
 
 

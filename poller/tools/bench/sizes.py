@@ -84,6 +84,8 @@ class Sizes(msgspec.Struct, frozen=True, kw_only=True):
     #: the cluster row: events per publish run (each repeated), through R3 and a single server
     cluster_publish_events: int = 20_000
     cluster_publish_repeats: int = 3
+    #: interleaved repeats of ours and core publishing (the median of each is reported)
+    publish_repeats: int = 3
     #: stream-leader kills while the Publisher publishes at this rate, in publishes of a batch
     cluster_kills: int = 3
     cluster_failover_rate: float = 500.0
