@@ -30,7 +30,7 @@ from poller.vendors.alibaba_common import AlibabaAccount, RpcSigner, call_rpc, c
 from poller.vendors.base import AdapterContext, Source, Vendor, decode_or_bad
 from poller.vendors.emitted import EmittedCalls
 from poller.vendors.informer import Informer, ListedPage, MaxStaleness, ReadByIds
-from poller.vendors.listing import Listing, SeenItems, sweep_pages
+from poller.vendors.listing import Listing, sweep_pages
 from poller.vendors.normalize import UnreadableTime, UnreadableValues, outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
 from schemas.vendors.alibaba import (
@@ -38,10 +38,8 @@ from schemas.vendors.alibaba import (
     ListTaskDetailResponse,
     ListTaskRawResponse,
     ListTaskRequest,
-    ListTaskResponse,
     TaskDetailPage,
     TaskDetailRecord,
-    TaskPage,
     TaskRawPage,
     TaskRecord,
     decoder,
@@ -145,7 +143,6 @@ class AiccsAccount(AlibabaAccount, frozen=True, kw_only=True):
         return DEFAULT_ENDPOINT
 
 
-_decode_list = decoder(ListTaskResponse)
 _decode_raw_list = decoder(ListTaskRawResponse)
 _decode_record = decoder(TaskRecord)
 _decode_detail = decoder(ListTaskDetailResponse)
@@ -219,23 +216,13 @@ def task_entity(record: TaskRecord) -> EntitySnapshot:
     )
 
 
-def read_task_page(resp: Response) -> TaskPage:
-    """A classified 200 answer → its page of tasks, or a SourceError (the cycle fails as a whole)."""
-    answer: ListTaskResponse = decode_or_bad(_decode_list, resp.body, LIST_API)
-    check_envelope(
-        LIST_API, success=answer.Success, code=answer.Code, message=answer.Message, http_status=None
-    )
-    if answer.Data is None:
-        raise BadResponse("answer without Data", api=LIST_API)
-    return answer.Data
-
-
 def _build_task(raw: msgspec.Raw) -> EntitySnapshot:
     return task_entity(decode_record(raw))
 
 
 def read_task_raw_page(resp: Response) -> TaskRawPage:
-    """``read_task_page``, each record left as raw JSON (see :class:`~poller.vendors.listing.SeenItems`)."""
+    """A classified 200 answer → its page of tasks, each left as raw JSON (decoded only when its bytes
+    changed, see :class:`~poller.vendors.listing.SeenItems`), or a SourceError."""
     answer: ListTaskRawResponse = decode_or_bad(_decode_raw_list, resp.body, LIST_API)
     check_envelope(
         LIST_API, success=answer.Success, code=answer.Code, message=answer.Message, http_status=None
@@ -278,7 +265,6 @@ class AiccsSource(Source):
         self._limiter = self.limiter(LIST_API, API_WIDE, DEFAULT_LIMIT)
         self._classify = classifier(LIST_API)
         self._classify_detail = classifier(DETAIL_API)
-        self._seen = SeenItems()
         self.tz = timezone(timedelta(minutes=config.utc_offset_minutes))
         #: attempts of the re-read margin already published, not handed out again
         self._emitted = EmittedCalls(CYCLE_CURSOR)
@@ -317,10 +303,9 @@ class AiccsSource(Source):
 
     async def _read(self, number: int, status: str | None) -> ListedPage:
         page = await self._page(number, status)
-        if status is None and not self.informer.following:
-            # a page of a full sweep: unchanged records come back as last sweep's snapshots
-            return ListedPage(snapshots=self._seen.snapshots(page.Record, _build_task), total=page.Total)
-        return ListedPage(snapshots=[_build_task(raw) for raw in page.Record], total=page.Total)
+        return ListedPage(
+            snapshots=self.informer.snapshots(page.Record, _build_task, status), total=page.Total
+        )
 
     async def _read_ids(self, task_ids: list[str]) -> ReadByIds:
         found: list[EntitySnapshot] = []
@@ -331,23 +316,9 @@ class AiccsSource(Source):
             found.extend(snap for snap in map(_build_task, page.Record) if snap.id == task_id)
         return ReadByIds(found=found)
 
-    def _end_sweep(self, failed: bool) -> None:
-        """Only full sweeps go through the seen items (a relist pass spans cycles): a cycle of
-        targeted rounds lets them go, a full one prunes them if it was complete."""
-        if self.informer.following:
-            if len(self._seen):
-                self._seen = SeenItems()
-        else:
-            self._seen.end_sweep(not failed and self.informer.swept)
-
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)
-        try:
-            await self.informer.read(committed, listing, self._read, self._read_ids)
-        except BaseException:
-            self._end_sweep(failed=True)
-            raise
-        self._end_sweep(failed=False)
+        await self.informer.read(committed, listing, self._read, self._read_ids)
         current = listing.snapshots()
         calls: list[CallSnapshot] = []
         cursors: dict[str, int] = {}

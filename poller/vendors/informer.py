@@ -41,7 +41,7 @@ from poller.errors import TooLarge
 from poller.pipeline.snapshot import EntitySnapshot
 from poller.pipeline.state import SourceState
 from poller.transport.ratelimit import SlidingWindowLimiter
-from poller.vendors.listing import Listing, sweep_pages
+from poller.vendors.listing import Listing, SeenItems, sweep_pages
 from schemas import EntityKind
 
 __all__ = [
@@ -265,6 +265,8 @@ class Informer:
         #: the listing can be filtered by status; without, the live entities are all read by id
         self.status_filter = status_filter
         self._report = report
+        #: what a full sweep hands back unchanged (see :meth:`snapshots`)
+        self.seen = SeenItems()
         self.relist = RelistPass(first_number, max_staleness, clock)
         #: entities last read in a live status: what the targeted reads must account for
         self.live: set[str] | None = None
@@ -309,6 +311,19 @@ class Informer:
         assert self.live is not None
         full = self.pages(self.last_total)
         return 2 * self.targeted_estimate(len(self.live)) < full and full > self.lists.per_sharer()
+
+    def snapshots(
+        self, items: Sequence[msgspec.Raw], build: Callable[[msgspec.Raw], EntitySnapshot], status: str | None
+    ) -> Sequence[EntitySnapshot]:
+        """The snapshots of a page of raw items read for ``status`` (None: the listing unfiltered).
+
+        On a full sweep an unchanged item comes back as last sweep's very snapshot (through
+        :attr:`seen`), which the differ then skips. A relist pass spans cycles, so the seen items
+        could never be pruned by it: targeted rounds decode every item.
+        """
+        if status is None and not self.following:
+            return self.seen.snapshots(items, build)
+        return [build(raw) for raw in items]
 
     def note(self, snapshots: Iterable[EntitySnapshot]) -> None:
         """Keep the live set to what these reads say: in a live status, or not."""
@@ -361,9 +376,13 @@ class Informer:
             try:
                 self._sweep_complete = await self._sweep(listing, read)
             except BaseException:
+                self.seen.end_sweep(complete=False)
                 self.fail()
                 raise
+            self.seen.end_sweep(self._sweep_complete)
             return False
+        if len(self.seen):
+            self.seen = SeenItems()  # rounds decode plainly (below): nothing to keep for them
         self.counts = {ReadKind.RELIST: 0, ReadKind.BY_ID: 0}
         if self.status_filter:
             self.counts[ReadKind.TARGETED] = 0

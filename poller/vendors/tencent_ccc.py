@@ -48,7 +48,7 @@ from poller.vendors.base import (
 )
 from poller.vendors.emitted import EmittedCalls
 from poller.vendors.informer import Informer, ListedPage, MaxStaleness, ReadByIds
-from poller.vendors.listing import Listing, SeenItems, sweep_pages
+from poller.vendors.listing import Listing, sweep_pages
 from poller.vendors.normalize import outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
 from schemas.events import CallLearnedBy
@@ -506,7 +506,6 @@ class TencentCccSource(Source):
         self._emitted = EmittedCalls(CYCLE_CURSOR)
         #: when the last whole full look-back read was (monotonic); None: the next read is full
         self._last_full: float | None = None
-        self._seen = SeenItems()
         #: what pushes are answered from: the last cycle's followed tasks and committed cursor
         self._push_followed: list[int] | None = None
         self._push_until: int | None = None
@@ -552,10 +551,7 @@ class TencentCccSource(Source):
     async def _read(self, number: int, status: str | None) -> ListedPage:
         """One page of the listing (``status`` is always None: it has no status filter)."""
         total, tasks = await self._page(number)
-        if not self.informer.following:
-            # a page of a full sweep: unchanged tasks come back as last sweep's snapshots
-            return ListedPage(snapshots=self._seen.snapshots(tasks, self._build), total=total)
-        return ListedPage(snapshots=[self._build(raw) for raw in tasks], total=total)
+        return ListedPage(snapshots=self.informer.snapshots(tasks, self._build, None), total=total)
 
     def _listed(self, task_id: str) -> EntitySnapshot | EntityState | None:
         """The task as last listed or published: what its own read cannot tell is taken from it."""
@@ -604,27 +600,14 @@ class TencentCccSource(Source):
             for session in callee.Sessions or []:
                 self._session_task[session] = owner
 
-    def _end_sweep(self, failed: bool) -> None:
-        """Only full sweeps go through the seen items (a relist pass spans cycles): a cycle of
-        targeted rounds lets them go, a full one prunes them if it was complete."""
-        if self.informer.following:
-            if len(self._seen):
-                self._seen = SeenItems()
-        else:
-            self._seen.end_sweep(not failed and self.informer.swept)
-
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)
         self._committed = committed
         self._cycle_read, self._cycle_gone = set(), set()
         try:
             await self.informer.read(committed, listing, self._read, self._read_ids)
-        except BaseException:
-            self._end_sweep(failed=True)
-            raise
         finally:
             self._committed = SourceState()
-        self._end_sweep(failed=False)
         current = listing.snapshots()
         calls: list[CallSnapshot] = []
         cursors: dict[str, int] = {}

@@ -9,8 +9,9 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from poller.errors import SourceError
+from poller.errors import BadResponse, SourceError
 from poller.transport import Response
+from poller.vendors.base import decode_or_bad
 from poller.vendors.tencent_ccc import classify as tencent_classify
 
 json_values = st.recursive(
@@ -158,16 +159,16 @@ def test_outboundbot_answers_are_classified_or_trusted_never_a_crash(status: int
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(status=st.sampled_from([200, 200, 200, 400, 403, 500, 503]), body=_bodies(aiccs_like()))
 def test_aiccs_answers_are_classified_or_trusted_never_a_crash(status: int, body: bytes) -> None:
-    from poller.vendors.alibaba_aiccs import LIST_API, read_task_page, task_entity
+    from poller.vendors.alibaba_aiccs import LIST_API, decode_record, read_task_raw_page, task_entity
     from poller.vendors.alibaba_common import classifier
 
     try:
         classifier(LIST_API)(Response(status, {}, body))
-        page = read_task_page(Response(status, {}, body))
+        records = [decode_record(raw) for raw in read_task_raw_page(Response(status, {}, body)).Record]
     except SourceError:
         return
     assert status == 200
-    for record in page.Record:
+    for record in records:
         snapshot = task_entity(record)
         assert snapshot.id == str(record.Id) and snapshot.raw_state == record.Status
 
@@ -375,10 +376,22 @@ def test_huawei_token_answers_are_classified_or_trusted_never_a_crash(status: in
 @given(body=_bodies(aiccs_like()))
 def test_aiccs_raw_records_give_what_the_decoded_page_gives(body: bytes) -> None:
     """The listing decodes records one by one (SeenItems): the same snapshots, the same refusals."""
-    from poller.vendors.alibaba_aiccs import decode_record, read_task_page, read_task_raw_page, task_entity
+    from poller.vendors.alibaba_aiccs import LIST_API, decode_record, read_task_raw_page, task_entity
+    from poller.vendors.alibaba_common import check_envelope
+    from schemas.vendors.alibaba import ListTaskResponse, decoder
+
+    def whole_page(body: bytes) -> list[Any]:
+        """The page decoded as one typed answer: what the records decoded one by one must give."""
+        answer: ListTaskResponse = decode_or_bad(decoder(ListTaskResponse), body, LIST_API)
+        check_envelope(
+            LIST_API, success=answer.Success, code=answer.Code, message=answer.Message, http_status=None
+        )
+        if answer.Data is None:
+            raise BadResponse("answer without Data", api=LIST_API)
+        return answer.Data.Record
 
     try:
-        whole = [task_entity(record) for record in read_task_page(Response(200, {}, body)).Record]
+        whole = [task_entity(record) for record in whole_page(body)]
     except SourceError:
         whole = None
     try:
