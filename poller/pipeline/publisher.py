@@ -25,6 +25,7 @@ callback raises instead of failing the future), so a stream's refusal only surfa
 
 from __future__ import annotations
 
+import bisect
 import logging
 import random
 import time
@@ -40,7 +41,7 @@ from nats.aio.client import Client
 
 from poller.errors import PublishRejected
 from poller.pipeline.nats_faults import PermanentFault, permanent_fault
-from poller.pipeline.nats_wire import header_value_ok, wire_sender
+from poller.pipeline.nats_wire import header_status, header_value_ok, reply_tap, wire_sender
 from poller.pipeline.subjects import SOURCE_HEADER, subject_for
 from schemas.events import CallFinished, EventBase, event_type
 
@@ -74,14 +75,17 @@ class PublishProgress(msgspec.Struct, kw_only=True):
     stream_seq: int = 0
 
 
-class _AckError(msgspec.Struct):
+class _AckError(msgspec.Struct, gc=False):
     code: int = 0
     err_code: int | None = None
     description: str | None = None
 
 
-class _Ack(msgspec.Struct):
-    """JetStream's answer to one publish: where it was stored, or why not."""
+class _Ack(msgspec.Struct, gc=False):
+    """JetStream's answer to one publish: where it was stored, or why not.
+
+    ``gc=False`` (it holds no containers): an ack in flight is no work for the cyclic collector.
+    """
 
     stream: str = ""
     seq: int = 0
@@ -124,16 +128,39 @@ class _Round:
 
 
 class _Answers:
-    """What came back for one round's sent events; wakes the round once every one is answered."""
+    """What came back for one round's events, whose reply tokens are ``first + 1 … first + len``.
 
-    __slots__ = ("acks", "all_in", "answered", "errors", "sent")
+    Kept as flat lists of ints, indexed by the token's place in the round, so an answer in flight
+    allocates nothing that outlives it; wakes the round once every sent event is answered.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("all_in", "answered", "duplicates", "errors", "first", "sent", "seqs")
+
+    def __init__(self, first: int, size: int) -> None:
+        self.first = first
         self.sent = 0
         self.answered = 0
-        self.acks: list[tuple[int, _Ack]] = []
+        self.duplicates = 0
+        #: per event of the round: its stream sequence once acked, 0 unanswered, -1 refused
+        self.seqs = [0] * size
         self.errors: list[tuple[int, Exception]] = []
         self.all_in: anyio.Event | None = None
+
+    def ack(self, place: int, ack: _Ack) -> None:
+        self.seqs[place] = ack.seq
+        if ack.duplicate:
+            self.duplicates += 1
+        self._answered()
+
+    def refused(self, place: int, error: Exception) -> None:
+        self.seqs[place] = -1
+        self.errors.append((place, error))
+        self._answered()
+
+    def _answered(self) -> None:
+        self.answered += 1
+        if self.all_in is not None and self.answered >= self.sent:
+            self.all_in.set()
 
 
 class Publisher:
@@ -168,12 +195,16 @@ class Publisher:
         self._replies: Any = None
         self._reply_prefix = ""
         self._subscribing = anyio.Lock()
-        #: reply subject -> the round waiting for it and the event's index; a reply not in it is
+        #: the rounds waiting for answers, in the order of their tokens, and the first token of
+        #: each (so an answer's round is found by bisection); an answer no open round covers is
         #: late (its round gave up) and ignored, as its event is retried with the same id
-        self._pending: dict[str, tuple[_Answers, int]] = {}
+        self._open: list[_Answers] = []
+        self._firsts: list[int] = []
         self._tokens = 0
         #: writes the publish command itself (``None``: this nats-py lacks the calls, use ``publish``)
         self._wire = wire_sender(nc) if header_value_ok(subject_prefix) else None
+        #: takes the acks from the client's parser (``None``: the subscription's callback does)
+        self._tap = reply_tap(nc)
         #: (event class, vendor, account) -> subject
         self._subjects: dict[tuple[type[EventBase], str, str], str] = {}
 
@@ -248,10 +279,14 @@ class Publisher:
                 prefix = f"{self._nc.new_inbox()}."
                 # no pending limits: a round's acks are bounded by the window, and a dropped ack
                 # would only cost a timeout and a retry
-                self._replies = await self._nc.subscribe(
+                replies = await self._nc.subscribe(
                     f"{prefix}*", cb=self._on_reply, pending_msgs_limit=0, pending_bytes_limit=0
                 )
-                self._reply_prefix = prefix
+                if self._tap is not None:
+                    if self._replies is not None:
+                        self._tap.drop(self._replies._id)
+                    self._tap.route(replies._id, self._on_tapped)
+                self._replies, self._reply_prefix = replies, prefix
         return self._reply_prefix
 
     def _subscribed(self, sub: Any) -> bool:
@@ -260,33 +295,44 @@ class Publisher:
         return subs is None or subs.get(getattr(sub, "_id", None)) is sub
 
     async def _on_reply(self, msg: Any) -> None:
-        """One ack (or refusal) from JetStream, matched to its event by the reply subject."""
-        entry = self._pending.pop(msg.subject, None)
-        if entry is None:
-            return  # late: its round timed out, the event is retried with the same id
-        answers, index = entry
+        """One answer through the subscription's callback (where the client cannot be tapped)."""
         headers = msg.headers
-        status = headers.get("Status") if headers else None
+        self._answer(msg.subject, msg.data, headers.get("Status") if headers else None)
+
+    def _on_tapped(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
+        """One answer straight from the client's parser."""
+        self._answer(subject, data, header_status(headers))
+
+    def _answer(self, subject: str | bytes, data: bytes, status: str | None) -> None:
+        """One ack (or refusal) from JetStream, matched to its event by the reply token."""
+        try:
+            token = int(subject[len(self._reply_prefix) :])
+        except ValueError:
+            return  # not one of our tokens
+        at = bisect.bisect_left(self._firsts, token) - 1
+        if at < 0:
+            return  # late: its round gave up, the event is retried with the same id
+        answers = self._open[at]
+        place = token - answers.first - 1
+        if place >= len(answers.seqs) or answers.seqs[place]:
+            return  # late (beyond every open round), or answered already
         if status:
             if status == _NO_RESPONDERS:
-                answers.errors.append((index, nats.js.errors.NoStreamResponseError()))
+                answers.refused(place, nats.js.errors.NoStreamResponseError())
             else:
-                answers.errors.append((index, nats.errors.Error(f"nats: status {status} as the ack")))
+                answers.refused(place, nats.errors.Error(f"nats: status {status} as the ack"))
+            return
+        try:
+            ack = self._decode_ack(data)
+        except msgspec.DecodeError as exc:
+            answers.refused(place, nats.errors.Error(f"nats: undecodable ack: {exc}"))
+            return
+        if ack.error is not None:
+            answers.refused(place, _ack_error(ack.error))
+        elif ack.seq <= 0:
+            answers.refused(place, nats.errors.Error("nats: ack without a sequence"))
         else:
-            try:
-                ack = self._decode_ack(msg.data)
-            except msgspec.DecodeError as exc:
-                answers.errors.append((index, nats.errors.Error(f"nats: undecodable ack: {exc}")))
-            else:
-                if ack.error is not None:
-                    answers.errors.append((index, _ack_error(ack.error)))
-                elif ack.seq <= 0:
-                    answers.errors.append((index, nats.errors.Error("nats: ack without a sequence")))
-                else:
-                    answers.acks.append((index, ack))
-        answers.answered += 1
-        if answers.all_in is not None and answers.answered >= answers.sent:
-            answers.all_in.set()
+            answers.ack(place, ack)
 
     def _subject(self, event: EventBase) -> str:
         """The event's subject, kept per vendor, account and type (a few distinct ones per source)."""
@@ -304,20 +350,22 @@ class Publisher:
         """Send ``batch`` pipelined and await the acks: how many were not acked, and the first
         failure no retry can fix."""
         started = time.monotonic()
-        answers = _Answers()
         failed = 0
         rejected: PermanentFault | None = None
-        # this round's reply tokens are first+1 .. token: a range, so no list of them is kept
+        # this round's reply tokens are first+1 .. first+len(batch): a range, so no list is kept
         first = token = self._tokens
         self._tokens += len(batch)
-        reply_prefix = ""
+        answers = _Answers(first, len(batch))
+        # opened before the first send: a flush inside a send may let an ack in before it returns
+        self._open.append(answers)
+        self._firsts.append(first)
         try:
             try:
                 reply_prefix = await self._reply_subjects()
             except Exception as exc:
                 self._failed(f"{type(exc).__name__}: {exc}")
                 return len(batch), permanent_fault(exc)
-            publish, pending, encode = self._nc.publish, self._pending, self._encode
+            publish, encode = self._nc.publish, self._encode
             wire = self._wire if header_value_ok(source_key) and header_value_ok(reply_prefix) else None
             send = wire.send if wire is not None else None
             tail = wire.header_tail(SOURCE_HEADER, source_key) if wire is not None else b""
@@ -330,8 +378,6 @@ class Publisher:
                 subject = subjects.get((type(event), event.vendor, event.account)) or subject_of(event)
                 token += 1
                 reply = f"{reply_prefix}{token}"
-                # registered first: a flush inside publish may let the ack in before it returns
-                pending[reply] = (answers, index)
                 event_id = event.event_id
                 try:
                     if send is not None and header_value_ok(event_id):
@@ -345,7 +391,6 @@ class Publisher:
                         )
                 except Exception as exc:
                     # the connection refuses more: the rest of the round waits for the retry
-                    pending.pop(reply, None)
                     self._failed(f"{type(exc).__name__}: {exc}")
                     fault = permanent_fault(exc)
                     if fault is not None:
@@ -363,10 +408,9 @@ class Publisher:
                 with anyio.move_on_after(self.ack_timeout):
                     await answers.all_in.wait()
         finally:
-            # every answer popped its own entry; the unanswered ones (timed out, cancelled) go here
-            if answers.answered < token - first:
-                for unanswered in range(first + 1, token + 1):
-                    self._pending.pop(f"{reply_prefix}{unanswered}", None)
+            # closed: an answer that comes later (timed out, cancelled) finds no round and is dropped
+            at = bisect.bisect_left(self._firsts, first)
+            del self._open[at], self._firsts[at]
         for _, error in answers.errors:
             self._failed(f"{type(error).__name__}: {error}")
             if rejected is None:
@@ -376,17 +420,17 @@ class Publisher:
         for _ in range(timed_out):
             self._failed("ack timeout")
         failed += timed_out
-        duplicates = 0
-        for index, ack in answers.acks:
-            acked_seq[index] = ack.seq
-            if ack.duplicate:
-                duplicates += 1
-        self.stats.duplicates += duplicates
-        self.stats.published += len(answers.acks) - duplicates
+        acked = answers.answered - len(answers.errors)
+        self.stats.duplicates += answers.duplicates
+        self.stats.published += acked - answers.duplicates
         on_published = self._on_published
-        if on_published is not None:
-            for index, _ in answers.acks:
-                on_published(events[index], time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        for place, seq in enumerate(answers.seqs):
+            if seq > 0:
+                index = batch[place]
+                acked_seq[index] = seq
+                if on_published is not None:
+                    on_published(events[index], elapsed)
         return failed, rejected
 
     def _failed(self, why: str) -> None:

@@ -16,6 +16,8 @@ import pytest
 from nats.js.api import DiscardPolicy, StreamConfig
 
 from poller.errors import PublishRejected
+from poller.pipeline import publisher as publisher_module
+from poller.pipeline.nats_wire import reply_tap
 from poller.pipeline.publisher import Publisher, PublishProgress
 from poller.pipeline.subjects import SOURCE_HEADER
 from poller.tools.natsserver import NatsServer
@@ -57,6 +59,15 @@ async def stored_ids(js: Any) -> list[str]:
         msg = await js.get_msg(STREAM, seq)
         ids.append(msgspec.json.decode(msg.data, type=Event).event_id)
     return ids
+
+
+@pytest.fixture(params=["tapped", "callback"])
+def ack_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with acks taken from the client's parser, and again through the subscription's
+    callback, as on a nats-py the tap does not fit."""
+    if request.param == "callback":
+        monkeypatch.setattr(publisher_module, "reply_tap", lambda nc: None)
+    return str(request.param)
 
 
 def publisher(stream: Stream, **options: Any) -> Publisher:
@@ -101,6 +112,7 @@ def assert_entity_order(stored: Sequence[str], *chains: Sequence[str]) -> None:
         assert [position[event_id] for event_id in chain] == sorted(position[event_id] for event_id in chain)
 
 
+@pytest.mark.usefixtures("ack_path")
 async def test_a_stream_refusing_an_event_rejects_the_publish_and_holds_back_its_entity(
     nats_server: NatsServer,
 ) -> None:
@@ -126,6 +138,7 @@ async def test_a_stream_refusing_an_event_rejects_the_publish_and_holds_back_its
     assert (again.stats.published, again.stats.duplicates) == (3, 1)
 
 
+@pytest.mark.usefixtures("ack_path")
 async def test_an_event_not_stored_holds_back_the_later_events_of_its_entity(nats_server: NatsServer) -> None:
     events = [appeared("A"), elsewhere(status("A", 2)), status("A", 3), appeared("B"), status("B", 2)]
     async with jetstream(nats_server, subjects=["t.v.a.>"]) as stream:
@@ -238,6 +251,7 @@ async def test_a_publish_across_a_server_crash_stores_everything_once_in_entity_
         assert position[f"appeared-e{i}"] < position[f"status-e{i}-2"] < position[f"status-e{i}-3"]
 
 
+@pytest.mark.usefixtures("ack_path")
 async def test_the_same_id_twice_is_stored_once_and_counted_as_a_duplicate(nats_server: NatsServer) -> None:
     events = [appeared("A"), status("A", 2), appeared("A")]  # the third is the first again
     async with jetstream(nats_server) as stream:
@@ -248,6 +262,7 @@ async def test_the_same_id_twice_is_stored_once_and_counted_as_a_duplicate(nats_
     assert (pub.stats.published, pub.stats.duplicates, highest) == (2, 1, 2)
 
 
+@pytest.mark.usefixtures("ack_path")
 async def test_acks_arriving_after_their_timeout_are_ignored_and_the_retry_dedupes(
     nats_server: NatsServer,
 ) -> None:
@@ -268,9 +283,10 @@ async def test_acks_arriving_after_their_timeout_are_ignored_and_the_retry_dedup
     # the late fresh acks were dropped: the first round's events were counted by their retry
     assert pub.stats.duplicates >= 200
     assert pub.stats.published + pub.stats.duplicates == len(events)
-    assert not pub._pending
+    assert not pub._open
 
 
+@pytest.mark.usefixtures("ack_path")
 async def test_concurrent_publishes_share_one_reply_subscription(nats_server: NatsServer) -> None:
     batches = [
         [appeared(f"{n}-{i}") for i in range(300)] + [status(f"{n}-{i}", 2) for i in range(300)]
@@ -290,6 +306,7 @@ async def test_concurrent_publishes_share_one_reply_subscription(nats_server: Na
         assert_entity_order(final, *([f"appeared-{n}-{i}", f"status-{n}-{i}-2"] for i in range(300)))
 
 
+@pytest.mark.usefixtures("ack_path")
 async def test_a_reply_subscription_that_is_gone_is_made_again(nats_server: NatsServer) -> None:
     async with jetstream(nats_server) as stream:
         pub = publisher(stream)
@@ -299,3 +316,17 @@ async def test_a_reply_subscription_that_is_gone_is_made_again(nats_server: Nats
         final = await stored_ids(stream.js)
     assert final == ["appeared-A", "status-A-2"]
     assert pub.stats.failures == 0
+
+
+async def test_acks_come_from_the_clients_parser_where_the_client_allows_it(nats_server: NatsServer) -> None:
+    async with jetstream(nats_server) as stream:
+        pub = publisher(stream)
+        await pub.publish([appeared("A")], "src")
+        tap = reply_tap(stream.nc)
+        assert tap is not None
+        assert tap.routes() == {pub._replies._id}
+        await pub._replies.unsubscribe()
+        await pub.publish([status("A", 2)], "src")
+        assert tap.routes() == {pub._replies._id}  # the new subscription, and the old one let go
+        assert tap.failures == 0
+        assert await stored_ids(stream.js) == ["appeared-A", "status-A-2"]
