@@ -12,7 +12,9 @@ the stream holding an entity's later event without its earlier one. :class:`Publ
 how long a prefix of the events is acked, which is what a caller cut short may commit.
 A failure no retry can fix (an event larger than NATS or the stream accepts, no permission on its
 subject; see :mod:`poller.pipeline.nats_faults`) raises :class:`~poller.errors.PublishRejected`
-instead of being retried forever.
+instead of being retried forever. NATS tells a permission violation beside the publish, never as
+its ack: :mod:`poller.pipeline.nats_denials` hands it here, and the round's events on that subject
+are refused at once.
 
 Each event goes out as a core publish whose reply subject is a token under one wildcard inbox the
 publisher subscribes to once; JetStream answers there and the token says which event the ack is
@@ -40,6 +42,7 @@ import nats.js.errors
 from nats.aio.client import Client
 
 from poller.errors import PublishRejected
+from poller.pipeline.nats_denials import Denials, SubjectDenied
 from poller.pipeline.nats_faults import PermanentFault, permanent_fault
 from poller.pipeline.nats_wire import header_status, header_value_ok, reply_tap, wire_sender
 from poller.pipeline.subjects import SOURCE_HEADER, subject_for
@@ -134,10 +137,25 @@ class _Answers:
     allocates nothing that outlives it; wakes the round once every sent event is answered.
     """
 
-    __slots__ = ("all_in", "answered", "duplicates", "errors", "first", "sent", "seqs")
+    __slots__ = (
+        "all_in",
+        "answered",
+        "batch",
+        "by_subject",
+        "duplicates",
+        "errors",
+        "events",
+        "first",
+        "sent",
+        "seqs",
+    )
 
-    def __init__(self, first: int, size: int) -> None:
+    def __init__(self, first: int, size: int, events: Sequence[EventBase], batch: list[int]) -> None:
         self.first = first
+        #: the round's events (``events[batch[place]]``), looked at only when NATS refuses a subject
+        self.events, self.batch = events, batch
+        #: lower-cased subject -> (subject, place), built on the first refusal of the round
+        self.by_subject: dict[str, list[tuple[str, int]]] | None = None
         self.sent = 0
         self.answered = 0
         self.duplicates = 0
@@ -175,6 +193,7 @@ class Publisher:
         on_published: Callable[[EventBase, float], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
         scrub: Callable[[EventBase], EventBase] | None = None,
+        denials: Denials | None = None,
     ) -> None:
         """``nc`` is the connected ``nats.aio.client.Client``; ``window`` bounds a round's events in
         flight, ``yield_every`` how many are buffered before the socket gets them (so the server
@@ -207,6 +226,8 @@ class Publisher:
         self._tap = reply_tap(nc)
         #: (event class, vendor, account) -> subject
         self._subjects: dict[tuple[type[EventBase], str, str], str] = {}
+        if denials is not None:
+            denials.add(self)
 
     async def publish(
         self, events: Sequence[EventBase], source_key: str = "", progress: PublishProgress | None = None
@@ -334,6 +355,25 @@ class Publisher:
         else:
             answers.ack(place, ack)
 
+    def _places(self, answers: _Answers, lowered: str) -> list[tuple[str, int]]:
+        if answers.by_subject is None:
+            answers.by_subject = {}
+            for place, index in enumerate(answers.batch):
+                subject = self._subject(answers.events[index])
+                answers.by_subject.setdefault(subject.lower(), []).append((subject, place))
+        return answers.by_subject.get(lowered, [])
+
+    def in_flight(self, lowered: str) -> set[str]:
+        """The subjects of unanswered events that a permission violation on ``lowered`` may be about."""
+        return {s for a in self._open for s, place in self._places(a, lowered) if not a.seqs[place]}
+
+    def refuse(self, subject: str, error: SubjectDenied) -> None:
+        """NATS refused ``subject``: every unanswered event on it is refused (its ack never comes)."""
+        for answers in self._open:
+            for exact, place in self._places(answers, subject.lower()):
+                if exact == subject and not answers.seqs[place]:
+                    answers.refused(place, error)
+
     def _subject(self, event: EventBase) -> str:
         """The event's subject, kept per vendor, account and type (a few distinct ones per source)."""
         key = (type(event), event.vendor, event.account)
@@ -355,7 +395,7 @@ class Publisher:
         # this round's reply tokens are first+1 .. first+len(batch): a range, so no list is kept
         first = token = self._tokens
         self._tokens += len(batch)
-        answers = _Answers(first, len(batch))
+        answers = _Answers(first, len(batch), events, batch)
         # opened before the first send: a flush inside a send may let an ack in before it returns
         self._open.append(answers)
         self._firsts.append(first)

@@ -11,6 +11,9 @@ last wrote, and chunks are only written under a generation named after this stor
 a second writer of one source (two replicas during a hand-over, two processes on one file) can
 neither overwrite the winner's meta nor touch the chunks it points at: the loser gets
 :class:`StateFenced` and must stop polling that source.
+
+A write NATS refuses for lack of permission on its key's subject fails at once with
+:class:`~poller.pipeline.nats_denials.SubjectDenied` (through ``denials``), not after a timeout.
 """
 
 from __future__ import annotations
@@ -22,18 +25,21 @@ import re
 import sys
 import uuid
 import zlib
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
 import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
+from poller.pipeline.nats_denials import Denials, guarded, kv_subject_prefix
 from poller.pipeline.state import EntityState, Health, SourceState
 
 __all__ = ["StateFenced", "StateStore", "chunk_of", "chunks_needed", "kv_key_token"]
 
+T = TypeVar("T")
 CHUNK_TARGET_BYTES = 256 * 1024
 #: entities sorted into chunks between two yields to the event loop during a commit (~5 ms)
 COMMIT_SLICE = 10_000
@@ -110,8 +116,10 @@ def _shared_values(chunk: dict[str, EntityState]) -> dict[str, EntityState]:
 class StateStore:
     """Loads and commits :class:`SourceState` records; one instance per poller process."""
 
-    def __init__(self, kv: Any, writer: str | None = None) -> None:
+    def __init__(self, kv: Any, writer: str | None = None, *, denials: Denials | None = None) -> None:
         self._kv = kv
+        self._denials = denials
+        self._prefix = kv_subject_prefix(kv)
         #: unique per store: names the chunk generations this store writes
         self.writer = writer or uuid.uuid4().hex[:12]
         self._meta: dict[str, Meta] = {}
@@ -126,6 +134,10 @@ class StateStore:
             return None, 0
         value = entry.value
         return (bytes(value) if value else None), int(entry.revision or 0)
+
+    async def _write(self, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A write of ``key``, failed at once if NATS says the user may not publish to its subject."""
+        return await guarded(self._denials, None if self._prefix is None else self._prefix + key, call)
 
     async def _get(self, key: str) -> bytes | None:
         return (await self._entry(key))[0]
@@ -181,7 +193,8 @@ class StateStore:
                         buckets[chunk][entity_id] = entity
                 await anyio.lowlevel.checkpoint()
             for chunk, content in buckets.items():
-                await self._kv.put(_chunk_key(source_key, meta, chunk), _encode(content))
+                key, value = _chunk_key(source_key, meta, chunk), _encode(content)
+                await self._write(key, partial(self._kv.put, key, value))
         if (
             dirty
             or relayout
@@ -193,7 +206,8 @@ class StateStore:
             for chunk in range(old.chunks):
                 # a stale chunk of an old generation is harmless garbage if its purge fails
                 with contextlib.suppress(Exception):
-                    await self._kv.purge(_chunk_key(source_key, old, chunk))
+                    key = _chunk_key(source_key, old, chunk)
+                    await self._write(key, partial(self._kv.purge, key))
         self._meta[source_key] = meta
 
     async def _write_meta(self, source_key: str, value: bytes) -> int:
@@ -203,8 +217,8 @@ class StateStore:
         known = self._revision.get(source_key, 0)
         try:
             if known:
-                return int(await self._kv.update(key, value, last=known))
-            return int(await self._kv.create(key, value))
+                return int(await self._write(key, partial(self._kv.update, key, value, last=known)))
+            return int(await self._write(key, partial(self._kv.create, key, value)))
         except KeyWrongLastSequenceError:
             current, revision = await self._entry(key)
             if current == value:

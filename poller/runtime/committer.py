@@ -30,9 +30,9 @@ class Committer:
     what is pending is committed within the shutdown grace, and the grace's end cancels a commit
     still retrying (a stop cut short hands over only what its acked events say).
 
-    A commit NATS refuses for good (a state larger than the bucket's values may be) is retried
-    slowly; meanwhile ``status.commit_fault`` names the refusal, for readiness and the source's
-    health, and ``on_refused`` is told each time.
+    A commit NATS refuses for good (a state larger than the bucket's values may be, keys the user
+    may not publish to) is retried slowly; meanwhile ``status.commit_fault`` names the refusal, for
+    readiness and the source's health, and ``on_refused`` is told each time.
     """
 
     def __init__(

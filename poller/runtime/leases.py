@@ -17,6 +17,10 @@ no clock is compared), plus one rate-limit window for the requests they sent bef
 that needs the limit waits for that join; a join NATS cannot complete is tried again, and nothing of
 the limit is spent meanwhile.
 
+A member or lease record NATS refuses for lack of permission on its subject fails at once
+(:mod:`poller.pipeline.nats_denials`), not after a timeout, and is reported as a ``member record``
+or ``lease`` fault (``on_fault``) until a write of that kind is accepted again.
+
 Leases decide who polls; the fenced state commits (:class:`~poller.pipeline.store.StateFenced`)
 decide who writes, so even a replica that wrongly believes it owns a source cannot overwrite the
 state of the one that does.
@@ -30,12 +34,16 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio
 import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+
+from poller.pipeline.nats_denials import Denials, SubjectDenied, guarded, kv_subject_prefix
+from poller.pipeline.nats_faults import PermanentFault, permanent_fault
 
 __all__ = [
     "HANDOVER_WINDOW",
@@ -48,6 +56,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("poller.runtime.leases")
+T = TypeVar("T")
+#: the operations a refused record is reported as (``aicc_nats_refusals_total``, /readyz)
+MEMBER_WRITE, LEASE_WRITE = "member record", "lease"
 
 #: how long after a release the next owner waits: one rate-limit window and a margin
 HANDOVER_WINDOW = 1.2
@@ -118,9 +129,17 @@ class Ownership:
         *,
         budgets_of: Callable[[str], frozenset[Budget]] = lambda _account: frozenset(),
         apply_shares: Callable[[dict[Budget, float]], None] = lambda _shares: None,
+        denials: Denials | None = None,
+        on_fault: Callable[[str, PermanentFault | None], None] | None = None,
     ) -> None:
         """``budgets_of`` names the fleet-wide limits an account's sources spend; ``apply_shares``
-        gets this replica's part of each (1 / the replicas that spend it)."""
+        gets this replica's part of each (1 / the replicas that spend it); ``on_fault`` is told
+        (operation, fault) when NATS refuses a record for lack of permission, (operation, None)
+        once one is accepted again."""
+        self._denials = denials
+        self._on_fault = on_fault
+        #: the records NATS refuses now, by operation and key
+        self._refused: dict[str, dict[str, PermanentFault]] = {}
         self._budgets_of = budgets_of
         self._apply_shares = apply_shares
         #: fleet-wide limits every other live member spends, from its member record
@@ -149,6 +168,22 @@ class Ownership:
         self._changed = anyio.Event()
         self._left = False
 
+    async def _write(self, what: str, kv: Any, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A write of a member or lease record, failed at once when NATS refuses its subject."""
+        prefix = kv_subject_prefix(kv)
+        refused = self._refused.setdefault(what, {})
+        try:
+            result = await guarded(self._denials, None if prefix is None else prefix + key, call)
+        except SubjectDenied as exc:
+            fault = refused[key] = permanent_fault(exc) or PermanentFault(code="permission", detail=f"{exc}")
+            if self._on_fault is not None:
+                self._on_fault(what, fault)
+            raise
+        # the fault lasts while any record of the kind is refused (permissions are per subject)
+        if refused.pop(key, None) is not None and not refused and self._on_fault is not None:
+            self._on_fault(what, None)
+        return result
+
     @property
     def refresh_every(self) -> float:
         return self.ttl / 3
@@ -168,7 +203,8 @@ class Ownership:
             budgets=sorted(f"{v}/{a}" for v, a in self.my_budgets()),
             as_of=self._as_of,
         )
-        return int(await self._members_kv.put(f"member.{self.replica_id}", _encode(record)))
+        key, kv = f"member.{self.replica_id}", self._members_kv
+        return int(await self._write(MEMBER_WRITE, kv, key, partial(kv.put, key, _encode(record))))
 
     async def _refresh(self) -> int | None:
         """Write our record, read everyone's and set our shares from them; returns our record's
@@ -313,7 +349,8 @@ class Ownership:
         """Stop claiming anything; the others see our member key gone at their next refresh."""
         self._left = True
         try:
-            await self._members_kv.delete(f"member.{self.replica_id}")
+            key, kv = f"member.{self.replica_id}", self._members_kv
+            await self._write(MEMBER_WRITE, kv, key, partial(kv.delete, key))
         except Exception as exc:
             log.warning("could not remove our member key", extra={"error": type(exc).__name__})
 
@@ -404,7 +441,8 @@ class Ownership:
             return
         record = LeaseRecord(owner="", released_at=time.time())
         try:
-            await self._leases_kv.update(_lease_key(account_key), _encode(record), last=revision)
+            key, kv = _lease_key(account_key), self._leases_kv
+            await self._write(LEASE_WRITE, kv, key, partial(kv.update, key, _encode(record), last=revision))
         except Exception as exc:  # it expires with the TTL anyway
             log.warning(
                 "could not release a lease", extra={"account": account_key, "error": type(exc).__name__}
@@ -435,7 +473,7 @@ class Ownership:
                     held.lost.set()
 
     async def _try_acquire(self, account_key: str) -> float | None:
-        key = _lease_key(account_key)
+        key, kv = _lease_key(account_key), self._leases_kv
         mine = _encode(LeaseRecord(owner=self.replica_id))
         try:
             entry = await self._leases_kv.get(key)
@@ -443,12 +481,16 @@ class Ownership:
             entry = None
         try:
             if entry is None or not entry.value:
-                self._revisions[account_key] = int(await self._leases_kv.create(key, mine))
+                created = await self._write(LEASE_WRITE, kv, key, partial(kv.create, key, mine))
+                self._revisions[account_key] = int(created)
                 return time.time()
             record = _decode_lease(entry.value)
             if record.owner not in ("", self.replica_id):
                 return None
-            self._revisions[account_key] = int(await self._leases_kv.update(key, mine, last=entry.revision))
+            updated = await self._write(
+                LEASE_WRITE, kv, key, partial(kv.update, key, mine, last=entry.revision)
+            )
+            self._revisions[account_key] = int(updated)
             return record.released_at + HANDOVER_WINDOW if record.owner == "" else time.time()
         except (KeyWrongLastSequenceError, msgspec.DecodeError, msgspec.ValidationError):
             return None  # someone else was faster (or wrote something we cannot read): not ours
@@ -458,10 +500,13 @@ class Ownership:
         if revision is None:
             return False
         try:
+            key, kv, mine = (
+                _lease_key(account_key),
+                self._leases_kv,
+                _encode(LeaseRecord(owner=self.replica_id)),
+            )
             self._revisions[account_key] = int(
-                await self._leases_kv.update(
-                    _lease_key(account_key), _encode(LeaseRecord(owner=self.replica_id)), last=revision
-                )
+                await self._write(LEASE_WRITE, kv, key, partial(kv.update, key, mine, last=revision))
             )
             return True
         except KeyWrongLastSequenceError:

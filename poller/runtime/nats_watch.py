@@ -15,6 +15,7 @@ from typing import Any
 
 from poller.errors import NatsClosed, NatsRejected
 from poller.ops.metrics import Metrics
+from poller.pipeline.nats_denials import Denials
 from poller.pipeline.nats_faults import PermanentFault, is_auth_failure, permanent_fault
 
 __all__ = ["ASYNC_FAULT_MEMORY", "NatsWatch"]
@@ -27,6 +28,8 @@ ASYNC_FAULT_MEMORY = 60.0
 class NatsWatch:
     def __init__(self, url: str, metrics: Metrics, *, stopping: Callable[[], bool], stop: Callable[[], None]):
         self._url = url
+        #: the writers of this connection, which a permission violation is handed to first
+        self.denials = Denials()
         self._metrics = metrics
         self._stopping = stopping
         self._stop = stop
@@ -46,7 +49,12 @@ class NatsWatch:
         self._metrics.nats_refusals.labels(what, fault.code).inc()
 
     def client_error(self, exc: Exception) -> None:
-        """Errors the server sends beside any request (a permission violation): no call raises them."""
+        """Errors the server sends beside any request (a permission violation): no call raises them.
+
+        A violation the write it refused claims is that write's fault (its writer reports it); one
+        no writer claims is the connection's."""
+        if self.denials.report(exc):
+            return
         fault = permanent_fault(exc)
         if fault is not None:
             self.fault("connection", fault)

@@ -296,9 +296,11 @@ class Service:
                     coordination.lease_ttl,
                     budgets_of=_fleet_budgets,
                     apply_shares=self._apply_fleet_shares,
+                    denials=self._nats.denials,
+                    on_fault=self._nats.fault,
                 )
             self.infrastructure_ready = True
-            self.store = StateStore(kv)
+            self.store = StateStore(kv, denials=self._nats.denials)
             self.publisher = Publisher(
                 self._nc,
                 subject_prefix=cfg.subject_prefix,
@@ -306,6 +308,7 @@ class Service:
                 on_published=lambda _e, seconds: self.metrics.publish_seconds.observe(seconds),
                 on_failure=lambda _why: self.metrics.publish_failures.inc(),
                 scrub=self.redactor.event,
+                denials=self._nats.denials,
             )
             self._new_loop = partial(
                 SourceLoop,

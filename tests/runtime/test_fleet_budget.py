@@ -183,6 +183,9 @@ async def test_replicas_that_cannot_announce_themselves_spend_nothing_of_a_fleet
                     for service in services:
                         await service.started.wait()
                 await anyio.sleep(4.0)  # long enough for a replica that gives up on announcing
+                # the refused record is the members' write fault, not a connection-level one
+                faults = [service.status_view().nats_faults for service in services]
+                metrics = services[0].metrics_exposition().decode()
                 granted = time.monotonic()
                 server.reconfigure(MEMBERS_REFUSED % '"nobody.>"')
 
@@ -197,3 +200,8 @@ async def test_replicas_that_cannot_announce_themselves_spend_nothing_of_a_fleet
     times = sim.log.times(api=LIST_API)
     assert max_in_window(times) <= LIMIT, max_in_window(times)
     assert sim.log.count("throttled") == 0
+    for listed in faults:
+        (fault,) = listed
+        assert fault.startswith("member record: permission:") and '"$KV.aicc_poller_members.member.' in fault
+    assert 'aicc_nats_refusals_total{code="permission",operation="member record"}' in metrics
+    assert 'operation="connection"' not in metrics

@@ -198,51 +198,69 @@ authorization {
   users = [{
     user: poller, password: right-password-42,
     permissions: {
-      publish: {allow: ["$JS.API.>", "$KV.>", "_INBOX.>", "aicc.tencent-ccc.allowed.>"]},
+      publish: {allow: ["$JS.API.>", "$KV.>", "_INBOX.>", %s]},
       subscribe: {allow: [">"]}
     }
   }]
 }
 """
+ALLOWED_ONLY, EVERY_EVENT = '"aicc.tencent-ccc.allowed.>"', '"aicc.>"'
 
 
-async def test_a_subject_without_publish_permission_is_on_readyz_and_the_rest_keeps_going() -> None:
-    with NatsServer(config=PERMISSIONS) as server:
+async def test_an_event_subject_without_publish_permission_is_its_sources_rejection_at_once() -> None:
+    """NATS tells a publish permission violation beside the publish, never as its ack: the event on
+    that subject is refused at once (the source's ``publish_rejected``, not a connection fault nor a
+    publish retried on timeouts), the other source keeps going, and once the permission is granted
+    the refused source's events are in the stream exactly once."""
+    with NatsServer(config=PERMISSIONS % ALLOWED_ONLY) as server:
+        url = server.url.replace("nats://", "nats://poller:right-password-42@")
         async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
             sim.add_task(BIG_APP)
             sim.add_task(SMALL_APP)
             config = make_config(
                 server.url,
                 [
-                    tencent_source(sim, [BIG_APP], account="denied", failure_backoff=0.5),
+                    tencent_source(sim, [BIG_APP], account="denied", failure_backoff=0.2),
                     tencent_source(sim, [SMALL_APP], account="allowed"),
                 ],
-                nats={"user": "poller", "password": "right-password-42", "ack_timeout": 1.0},
+                # a timeout far longer than the test waits for the refusal
+                nats={"user": "poller", "password": "right-password-42", "ack_timeout": 8.0},
                 http={"enabled": True, "host": "127.0.0.1", "port": 0},
             )
-            service = Service(config)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(service.run)
-                with anyio.fail_after(15):
-                    await service.started.wait()
+            async with running(config) as service:
+                await wait_until(lambda: service.http_port is not None)
+                port = service.http_port
+                assert port is not None
 
                 async def refused() -> bool:
-                    assert service.http_port is not None
-                    status, body = await _readyz(service.http_port)
-                    return status == 503 and "nats_accepts" in body["failing"]  # type: ignore[operator]
+                    status, body = await _readyz(port)
+                    return status == 503 and "events_accepted" in body["failing"]  # type: ignore[operator]
 
-                await wait_until(refused, timeout=15)
+                with anyio.fail_after(6):  # well before one ack could time out
+                    await wait_until(refused, timeout=6)
                 allowed = next(s for s in service.statuses.values() if s.source.account == "allowed")
                 await wait_until(lambda: allowed.last_success is not None, timeout=15)
-                assert service.http_port is not None
-                _, body = await _readyz(service.http_port)
+                _, body = await _readyz(port)
                 metrics = service.metrics_exposition().decode()
-                tg.cancel_scope.cancel()
-            events = await _events(server.url.replace("nats://", "nats://poller:right-password-42@"))
-    faults = body["nats_faults"]
-    assert isinstance(faults, list) and "permission" in faults[0] and "aicc.tencent-ccc.denied" in faults[0]
-    assert 'aicc_nats_refusals_total{code="permission",operation="connection"}' in metrics
-    assert {e.account for e in events} == {"allowed"}
+                server.reconfigure(PERMISSIONS % EVERY_EVENT)  # the operator grants the permission
+
+                async def published() -> bool:
+                    return any(e.account == "denied" for e in await _events(url))
+
+                await wait_until(published, timeout=20)
+                await wait_until(lambda: all(s.caught_up for s in service.statuses.values()), timeout=10)
+            events = await _events(url)
+    (denied,) = body["rejected_sources"]  # type: ignore[misc]
+    assert "tencent-ccc.denied" in denied and body["nats_faults"] == []
+    (problem,) = body["sources_failing"]  # type: ignore[misc]
+    assert problem["reason"] == "publish_rejected" and "permission" in problem["detail"]
+    assert '"aicc.tencent-ccc.denied.' in problem["detail"]
+    assert 'aicc_nats_refusals_total{code="permission",operation="publish"}' in metrics
+    assert 'operation="connection"' not in metrics
+    ids = [e.event_id for e in events]
+    assert len(ids) == len(set(ids))
+    appeared = [e for e in events if isinstance(e, TaskAppeared)]
+    assert sorted(e.account for e in appeared) == ["allowed", "denied"]
 
 
 def test_permanent_and_transient_nats_failures_are_told_apart() -> None:
@@ -347,44 +365,109 @@ async def test_a_state_commit_refused_for_good_is_on_readyz_and_clears_when_a_co
     assert committed  # the state is in the bucket now
 
 
+#: the poller may not write the state of one source; the test's own user reads everything
 KV_DENIED = """
 authorization {
-  users = [{
-    user: poller, password: right-password-42,
-    permissions: {
-      publish: {allow: [">"], deny: ["$KV.aicc_poller_state.>"]},
-      subscribe: {allow: [">"]}
+  users = [
+    {user: admin, password: admin-password-29},
+    {
+      user: poller, password: right-password-42,
+      permissions: {publish: {allow: [">"], deny: [%s]}, subscribe: {allow: [">"]}}
     }
-  }]
+  ]
 }
 """
+ADMIN = "nats://admin:admin-password-29@"
 
 
-async def test_a_state_bucket_without_publish_permission_is_on_readyz_while_commits_fail() -> None:
-    """NATS reports a publish permission violation beside the request, which itself only times out:
-    the commit is retried as if NATS were slow, and /readyz names the refused subject (the bucket and
-    the source's key) under ``nats_faults`` for as long as the commits keep trying."""
-    with NatsServer(config=KV_DENIED) as server:
-        async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}) as sim:
+async def test_a_state_commit_without_permission_is_its_sources_commit_rejected_and_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NATS refuses one source's state commit for lack of permission on its keys' subject. It tells
+    so only beside the request, which itself would time out: the store's write fails at once, so the
+    commit is that source's ``commit_rejected`` naming the bucket and key (not a connection fault),
+    counted, while its events go on. Once permitted, a restarted poller replays what was published
+    but not committed: everything is committed and each event is in the stream exactly once."""
+    monkeypatch.setattr("poller.runtime.connection.PERMANENT_RETRY", 0.4)
+    with NatsServer(config=KV_DENIED % '"$KV.aicc_poller_state.tencent-ccc.denied.>"') as server:
+        admin = server.url.replace("nats://", ADMIN)
+        async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}, rate_limit=200) as sim:
+            task = sim.add_task(BIG_APP, state=0)
             sim.add_task(SMALL_APP)
             config = make_config(
                 server.url,
-                [tencent_source(sim, [SMALL_APP], account="denied")],
-                nats={"user": "poller", "password": "right-password-42", "ack_timeout": 1.0},
+                [
+                    tencent_source(sim, [BIG_APP], account="denied", poll_interval=0.2),
+                    tencent_source(sim, [SMALL_APP], account="allowed", poll_interval=0.2),
+                ],
+                # a timeout far longer than the test waits for the refusal
+                nats={"user": "poller", "password": "right-password-42", "ack_timeout": 8.0},
                 http={"enabled": True, "host": "127.0.0.1", "port": 0},
                 shutdown_grace=1.0,
             )
-            async with running(config) as service:
+            with caplog.at_level(logging.WARNING, logger="poller.runtime"):
+                async with running(config) as service:
+                    await wait_until(lambda: service.http_port is not None)
+                    port = service.http_port
+                    assert port is not None
+
+                    async def commit_rejected() -> bool:
+                        status, body = await _readyz(port)
+                        return status == 503 and any(
+                            p["reason"] == "commit_rejected"  # type: ignore[index]
+                            for p in body["sources_failing"]  # type: ignore[attr-defined]
+                        )
+
+                    with anyio.fail_after(6):  # well before one commit could time out
+                        await wait_until(commit_rejected, timeout=6)
+                    _, refused = await _readyz(port)
+                    metrics = service.metrics_exposition().decode()
+                    (denied,) = [k for k, s in service.statuses.items() if s.source.account == "denied"]
+                    sim.set_state(BIG_APP, task, 1)  # events go on while the state is not committed
+
+                    async def moved() -> bool:
+                        return any(isinstance(e, TaskStatusChanged) for e in await _events(admin))
+
+                    await wait_until(moved, timeout=15)
+            transient = [r for r in caplog.records if r.getMessage() == "state commit failed, retrying"]
+            server.reconfigure(KV_DENIED % '"nobody.>"')  # the operator grants the permission
+            sim.set_state(BIG_APP, task, 2)
+            async with running(config) as service:  # loads what is committed, replays the rest
                 await wait_until(lambda: service.http_port is not None)
                 port = service.http_port
                 assert port is not None
 
-                async def refused() -> bool:
-                    status, body = await _readyz(port)
-                    return status == 503 and "nats_accepts" in body["failing"]  # type: ignore[operator]
+                async def settled() -> bool:
+                    status, _ = await _readyz(port)
+                    events = await _events(admin)
+                    return status == 200 and any(isinstance(e, SourceRecovered) for e in events)
 
-                await wait_until(refused, timeout=15)
-                _, body = await _readyz(port)
-    faults = body["nats_faults"]
-    assert isinstance(faults, list) and len(faults) == 1
-    assert "permission" in faults[0] and "$kv.aicc_poller_state.tencent-ccc.denied" in faults[0].lower()
+                await wait_until(settled, timeout=20)
+                await wait_until(lambda: all(s.caught_up for s in service.statuses.values()), timeout=10)
+            events = await _events(admin)
+        nc = await nats.connect(admin)
+        kv = await nc.jetstream().key_value("aicc_poller_state")
+        committed = {k.removesuffix(".meta") for k in await kv.keys() if k.endswith(".meta")}
+        await nc.close()
+    assert refused["failing"] == ["states_committed"] and refused["nats_faults"] == []
+    assert refused["uncommitted_sources"] == [denied]
+    (problem,) = refused["sources_failing"]  # type: ignore[misc]
+    assert problem["key"] == denied and problem["reason"] == "commit_rejected"
+    # the bucket and the source's key (its numeric app id masked, as all text leaving the process)
+    detail = problem["detail"]
+    assert "permission" in detail and '"$KV.aicc_poller_state.tencent-ccc.denied.' in detail
+    assert 'aicc_nats_refusals_total{code="permission",operation="state commit"}' in metrics
+    assert 'aicc_state_commits_total{result="refused",vendor="tencent-ccc"}' in metrics
+    assert 'operation="connection"' not in metrics
+    assert transient == []  # refused at once, never waited out as a timeout
+    assert committed == set(service.statuses)
+    ids = [e.event_id for e in events]
+    assert len(ids) == len(set(ids))
+    mine = [e for e in events if e.account == "denied"]
+    assert [type(e) for e in mine].count(TaskAppeared) == 1
+    moves = [e for e in mine if isinstance(e, TaskStatusChanged)]
+    assert len(moves) == 2 and len({e.event_id for e in moves}) == 2
+    (degraded,) = [e for e in mine if isinstance(e, SourceDegraded)]
+    assert degraded.reason == DegradeReason.COMMIT_REJECTED and "permission" in degraded.detail
+    (back,) = [e for e in mine if isinstance(e, SourceRecovered)]
+    assert back.episode == degraded.episode
