@@ -139,7 +139,9 @@ class FilterTrust:
     def distrust(self) -> float:
         """A strike: the filter is not relied on for the returned number of seconds."""
         self.strikes += 1
-        seconds = min(math.ldexp(self.cool_down, min(self.strikes - 1, 32)), max(self.cool_down, MAX_COOL_DOWN))
+        seconds = min(
+            math.ldexp(self.cool_down, min(self.strikes - 1, 32)), max(self.cool_down, MAX_COOL_DOWN)
+        )
         now = self.clock()
         self.struck_at = now
         self.until = now + seconds
