@@ -57,6 +57,7 @@ from poller.vendors.listing import Listing, SeenItems, sweep_pages
 from schemas import EntityKind
 
 __all__ = [
+    "MAX_COOL_DOWN",
     "FilterTrust",
     "Informer",
     "ListedPage",
