@@ -144,6 +144,19 @@ class Metrics:
             ["vendor", "account", "scope"],
             registry=r,
         )
+        self.read_filter_mismatches = Counter(
+            "aicc_read_filter_mismatches",
+            "Entities a status-filtered listing returned with another status, by verdict (moved: changed "
+            "since the cycle began; ignored: the filter is not applied, full listings for a cool-down)",
+            ["vendor", "account", "scope", "verdict"],
+            registry=r,
+        )
+        self.read_filter_distrusted = Gauge(
+            "aicc_read_filter_distrusted_seconds",
+            "Seconds before targeted reads resume after a status filter was ignored (0: relied on)",
+            ["vendor", "account", "scope"],
+            registry=r,
+        )
         self.degradations = Counter(
             "aicc_degradations", "Failed poll cycles by reason", ["vendor", "reason"], registry=r
         )
@@ -175,11 +188,23 @@ class Metrics:
             self.calls.labels(vendor, account, outcome).inc(0)
 
     def observe_reads(
-        self, vendor: str, account: str, scope: str, *, requests: dict[str, int], staleness: float
+        self,
+        vendor: str,
+        account: str,
+        scope: str,
+        *,
+        requests: dict[str, int],
+        staleness: float,
+        mismatches: dict[str, int],
+        distrusted: float,
     ) -> None:
-        """One cycle's scheduling choice: requests per kind of read, and how stale the oldest read is."""
+        """One cycle's scheduling choice: requests per kind of read, how stale the oldest read is, and
+        whether the status filter is relied on."""
         for kind, n in requests.items():
             self.read_requests.labels(vendor, account, scope, kind).inc(n)
+        for verdict, n in mismatches.items():
+            self.read_filter_mismatches.labels(vendor, account, scope, verdict).inc(n)
+        self.read_filter_distrusted.labels(vendor, account, scope).set(distrusted)
         if staleness != float("inf"):
             self.read_staleness.labels(vendor, account, scope).set(staleness)
 

@@ -7,13 +7,17 @@ are strings of epoch milliseconds, as the vendor sends them, whether or not ``st
 ``ListTask`` filters as documented: ``Status`` is one exact status (another value is a
 ``ParameterError``), ``TaskId`` one task id, ``TaskName`` a part of the name, ``RobotName`` the
 robot's name; the filters combine, and the filtered list is paged like the whole one (``Total`` is
-the filtered count). ``honor_status_filter=False`` models a server that ignores ``Status``.
+the filtered count). ``honor_status_filter=False`` models a server that ignores ``Status``;
+``filed_status`` one whose filter index lags behind its records (a task filed there is matched by
+that status, and answered with its own); ``on_list`` runs before each ``ListTask`` answer (a test's
+hook to create or delete tasks while a listing is paged).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -109,6 +113,10 @@ class AiccsSimulator(AlibabaSimulator):
             credentials=credentials, seed=seed, rate_limits={LIST_API: rate_limit}, stringly=stringly
         )
         self.honor_status_filter = honor_status_filter
+        #: task id → the status the filter still files it under (its record may have moved on)
+        self.filed_status: dict[int, str] = {}
+        #: called with (page number, filters) before each ListTask answer is built
+        self.on_list: Callable[[int, tuple[tuple[str, str], ...]], None] | None = None
         #: access key id → task id → task: each key sees its own account's tasks
         self.tasks: dict[str, dict[int, SimTask]] = {ak: {} for ak in credentials}
         #: access keys whose RAM policy lacks aiccs:ListTask
@@ -247,12 +255,15 @@ class AiccsSimulator(AlibabaSimulator):
         given = (("Status", status), ("TaskId", task_id), ("TaskName", name), ("RobotName", robot))
         filters = tuple((key, str(value)) for key, value in given if value not in (None, ""))
         self.listing_reads.append(ListingRead(time.monotonic(), LIST_API, filters, number))
+        if self.on_list is not None:
+            self.on_list(number, filters)
         if not self.honor_status_filter:
             status = None
+        filed = self.filed_status
         tasks = [
             t
             for t in sorted(self.tasks.get(credential, {}).values(), key=lambda t: t.task_id)
-            if (not status or t.status == status)
+            if (not status or filed.get(t.task_id, t.status) == status)
             and (task_id is None or t.task_id == task_id)
             and (not name or name in t.name)
             and (not robot or robot == t.robot_name)

@@ -142,11 +142,22 @@ class Source(ABC):
     def apis(self) -> Sequence[str]:
         return ()
 
-    def report_reads(self, requests: dict[str, int], staleness: float) -> None:
-        """One cycle's reads per kind and the relist's staleness, to the service's metrics."""
+    def report_reads(
+        self, requests: dict[str, int], staleness: float, mismatches: dict[str, int], distrusted: float
+    ) -> None:
+        """One cycle's reads per kind, the relist's staleness and how far the status filter is
+        relied on, to the service's metrics."""
         observe = self.ctx.observe_reads
         if observe is not None:
-            observe(self.vendor, self.account, self.scope, requests=requests, staleness=staleness)
+            observe(
+                self.vendor,
+                self.account,
+                self.scope,
+                requests=requests,
+                staleness=staleness,
+                mismatches=mismatches,
+                distrusted=distrusted,
+            )
 
     def limiter(self, api: str, credential: str, default_limit: int) -> SlidingWindowLimiter:
         limit = self.config.rate_limits.get(api, default_limit)

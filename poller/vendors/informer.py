@@ -20,9 +20,21 @@ entities none of those lists returned (the leavers), read again by id. A vendor 
 (``status_filter`` false) has no live lists: every live entity the relist slice did not just read is
 a leaver, read by id each round, taking turns when there are more than a round's share.
 
-Only a complete pass may vanish anything: every page reported the same total and the pages held
-that many distinct entities. Each pass must end within half the maximum staleness, so an entity
-that keeps its place in the listing is read at least once per maximum staleness.
+Only a complete pass may vanish anything. The listing's total may change while a pass pages through
+it (an account that creates or deletes tasks faster than a pass ends), and with offset paging an
+entity can then move across a page border and be skipped, or read twice. So a pass is complete
+when every page through the largest total it saw was read, no page came back empty inside the total
+it reported itself, and every known entity the pass and the reads of its span (targeted, by id) did
+not return was read by id at its end and is gone (:meth:`Informer._confirm_missing`): a skipped one
+is found, and read, there. Each pass must end within half the maximum staleness, so every entity
+is read at least once per maximum staleness, also under churn.
+
+A filtered list that returns an entity of another status is judged against what the entity was at
+the cycle's start: one whose status changed since then may have moved between the filter and the
+read (taken as it says, counted ``moved``); one the filter returns with the very status it already
+had says the filter is not applied (``ignored``). Then the source reads full listings for a
+cool-down (:class:`FilterTrust`: ``max_staleness``, doubled at each strike up to a day), after
+which targeted reads resume; a relist pass read wholly with targeted reads forgives the strikes.
 """
 
 from __future__ import annotations
@@ -39,15 +51,18 @@ import msgspec
 
 from poller.errors import TooLarge
 from poller.pipeline.snapshot import EntitySnapshot
-from poller.pipeline.state import SourceState
+from poller.pipeline.state import VANISHED, SourceState
 from poller.transport.ratelimit import SlidingWindowLimiter
 from poller.vendors.listing import Listing, SeenItems, sweep_pages
 from schemas import EntityKind
 
 __all__ = [
+    "MAX_COOL_DOWN",
+    "FilterTrust",
     "Informer",
     "ListedPage",
     "MaxStaleness",
+    "Mismatch",
     "ReadByIds",
     "ReadIds",
     "ReadKind",
@@ -71,12 +86,80 @@ class ReadKind:
     FULL = "full"
 
 
+class Mismatch:
+    """The verdicts on a filtered list's entity of another status (a metric label)."""
+
+    #: its status changed since the cycle began: it may have left the filtered one meanwhile
+    MOVED = "moved"
+    #: returned with the status it already had: the filter is not applied
+    IGNORED = "ignored"
+
+
 class ReadObserver(Protocol):
-    """Where a source reports its scheduling choices (the service passes the metrics)."""
+    """Where a source reports its scheduling choices (the service passes the metrics).
+
+    ``mismatches``: a filtered list's entities of another status, by verdict; ``distrusted``:
+    seconds left before targeted reads resume (0 while the status filter is relied on).
+    """
 
     def __call__(
-        self, vendor: str, account: str, scope: str, *, requests: dict[str, int], staleness: float
+        self,
+        vendor: str,
+        account: str,
+        scope: str,
+        *,
+        requests: dict[str, int],
+        staleness: float,
+        mismatches: dict[str, int],
+        distrusted: float,
     ) -> None: ...
+
+
+#: the longest cool-down a status filter that keeps being ignored is given before it is tried again
+MAX_COOL_DOWN = 86_400.0
+
+
+class FilterTrust:
+    """Whether a listing's status filter is relied on; off for a cool-down after it was ignored.
+
+    One bad answer (a glitch, a hostile answer) must not switch a source off targeted reads for
+    the process's lifetime, and a vendor that keeps ignoring its filter must not cost a wasted
+    round each cycle: each strike doubles the cool-down (from ``cool_down``, up to a day or
+    ``cool_down`` if longer); :meth:`proved` forgives the strikes.
+    """
+
+    def __init__(self, cool_down: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cool_down = cool_down
+        self.clock = clock
+        self.strikes = 0
+        #: when the current cool-down ends (None: relied on)
+        self.until: float | None = None
+        #: when the last strike happened (a pass that began after it proves the filter again)
+        self.struck_at: float | None = None
+
+    def distrust(self) -> float:
+        """A strike: the filter is not relied on for the returned number of seconds."""
+        self.strikes += 1
+        seconds = min(
+            math.ldexp(self.cool_down, min(self.strikes - 1, 32)), max(self.cool_down, MAX_COOL_DOWN)
+        )
+        now = self.clock()
+        self.struck_at = now
+        self.until = now + seconds
+        return seconds
+
+    def left(self) -> float:
+        """Seconds before the filter is relied on again (0 when it is)."""
+        return 0.0 if self.until is None else max(0.0, self.until - self.clock())
+
+    @property
+    def trusted(self) -> bool:
+        return self.left() == 0.0
+
+    def proved(self, since: float) -> None:
+        """A pass that began at ``since`` was read wholly with targeted reads and no strike."""
+        if self.struck_at is None or since > self.struck_at:
+            self.strikes = 0
 
 
 class RelistPass:
@@ -102,6 +185,12 @@ class RelistPass:
         self.listed: set[str] = set()
         #: a page inside the announced total came back empty: the total was wrong, the pass ends
         self.ended_short = False
+        #: a page past its own total came back empty: the listing shrank, no page after it is read
+        self.reached_end = False
+        #: every known entity the pass did not return was read by id and is gone (the Informer checks)
+        self.confirmed = False
+        #: known entities the pass missed that a read by id did not return either: gone
+        self.gone: set[str] = set()
 
     @property
     def total(self) -> int | None:
@@ -115,7 +204,9 @@ class RelistPass:
         pages = self.pages(page_size)
         if pages is None:
             return None
-        return 0 if self.ended_short else max(0, self.first_number + pages - self.next_number)
+        if self.ended_short or self.reached_end:
+            return 0
+        return max(0, self.first_number + pages - self.next_number)
 
     def staleness(self) -> float:
         """Seconds since the start of the last complete pass: the oldest a read can be (inf if none)."""
@@ -148,8 +239,12 @@ class RelistPass:
         self.next_number += count
         return range(start, start + count)
 
-    def listed_page(self, snapshots: Iterable[EntitySnapshot], total: int) -> None:
-        """One page of the pass; an empty page where the total promised more ends it, incomplete."""
+    def listed_page(
+        self, snapshots: Iterable[EntitySnapshot], total: int, number: int | None = None, page_size: int = 0
+    ) -> None:
+        """Page ``number`` of the pass. Empty where its own total promised more, it ends the pass
+        incomplete (the total was wrong); empty past its own total, the listing shrank meanwhile
+        and the pass has read to its end."""
         self.totals.add(total)
         empty = True
         for snap in snapshots:
@@ -157,7 +252,10 @@ class RelistPass:
             self.listed.add(snap.id)
             self.by_id[snap.id] = snap
         if empty and total > 0:
-            self.ended_short = True
+            if number is not None and (number - self.first_number) * page_size >= total:
+                self.reached_end = True
+            else:
+                self.ended_short = True
 
     def read(self, snapshots: Iterable[EntitySnapshot]) -> None:
         """A targeted read: fresher than what the pass listed earlier, but no proof of completeness."""
@@ -171,8 +269,9 @@ class RelistPass:
 
     @property
     def complete(self) -> bool:
-        """Every page reported the same total and the pages held that many distinct entities."""
-        return not self.ended_short and len(self.totals) == 1 and len(self.listed) == next(iter(self.totals))
+        """Every page was read, none came back empty inside its own total, and what the pass was to
+        find and did not is gone (:attr:`confirmed`); the totals need not agree."""
+        return not self.ended_short and self.confirmed
 
     def finish(self) -> tuple[list[EntitySnapshot], bool]:
         """Every entity the pass knows and whether the pass was complete; the next pass starts."""
@@ -207,8 +306,9 @@ class ReadByIds(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 ReadPage = Callable[[int, str | None], Awaitable[ListedPage]]
 #: the entities of these ids the vendor still has (an id it does not return is gone or moved away)
 ReadIds = Callable[[list[str]], Awaitable[ReadByIds]]
-#: where a cycle's requests per kind of read and the relist's staleness go
-ReadReport = Callable[[dict[str, int], float], None]
+#: where a cycle's requests per kind of read, the relist's staleness, the filtered lists' entities of
+#: another status by verdict, and the seconds left before targeted reads resume go
+ReadReport = Callable[[dict[str, int], float, dict[str, int], float], None]
 
 
 def _same(total: int) -> int:
@@ -274,9 +374,16 @@ class Informer:
         #: sweep of either requests every page at once, and they size the choice of reads
         self.last_total: int | None = None
         self.status_totals: dict[str, int] = {}
-        #: a filtered list returned an entity of another status: its filter is not to be relied on
+        #: a filtered list of this cycle returned an entity it had no business returning
         self.filter_ignored = False
+        #: whether the status filter is relied on (off for a cool-down after it was ignored)
+        self.trust = FilterTrust(max_staleness, clock)
         self.counts: dict[str, int] = {}
+        self.mismatches: dict[str, int] = {}
+        #: the committed state of the current cycle: what a mismatch is judged against
+        self._committed = SourceState()
+        #: the pass has read every page, but not yet every known entity it missed by id
+        self._confirming = False
         #: this cycle's reads were reported (a failure reported inside is not reported again)
         self._reported = False
         self.following = False
@@ -306,7 +413,7 @@ class Informer:
     def _follows(self, committed: SourceState) -> bool:
         """Targeted rounds, or one full sweep? Rounds only pay where a sweep takes longer than a round
         (more pages than a window's share) and the live lists (or reads by id) cost well under a sweep."""
-        if not self.enabled or self.filter_ignored or not committed.entities or self.last_total is None:
+        if not self.enabled or not self.trust.trusted or not committed.entities or self.last_total is None:
             return False
         assert self.live is not None
         full = self.pages(self.last_total)
@@ -367,6 +474,9 @@ class Informer:
                 if entity.kind == kind and entity.raw in self._live_set
             }
         self.following = self._follows(committed)
+        self._committed = committed
+        self.filter_ignored = False
+        self.mismatches = {}
         self._reported = False
         self._read_in_cycle = set()
         self._cycle_first = self.relist.next_number
@@ -395,6 +505,9 @@ class Informer:
                 if self.relist.done(self.page_size) or self.filter_ignored:
                     break
                 targeted = self.targeted_estimate(0)
+            self._confirming = False
+            if self.relist.done(self.page_size) and not self.filter_ignored:
+                await self._confirm_missing(committed, listing, read_ids)
         except BaseException:
             self.fail()
             raise
@@ -410,7 +523,12 @@ class Informer:
         """What :meth:`end` will say of this cycle's reads: a complete sweep, or a complete pass ends."""
         if not self.following:
             return self._sweep_complete
-        return self.relist.done(self.page_size) and self.relist.complete
+        return self._finishes and self.relist.complete
+
+    @property
+    def _finishes(self) -> bool:
+        """This cycle ends the relist pass: every page read, and every entity it missed read by id."""
+        return self.relist.done(self.page_size) and not self._confirming
 
     def end(self, current: list[EntitySnapshot]) -> tuple[list[EntitySnapshot], bool]:
         """The cycle's entities and whether they are complete; reports the cycle's reads.
@@ -421,8 +539,11 @@ class Informer:
         entities, complete = current, False
         if not self.following:
             complete = self._sweep_complete
-        elif self.relist.done(self.page_size):
+        elif self._finishes:
+            started = self.relist.started_at
             entities, complete = self.relist.finish()
+            if complete and not self.filter_ignored:
+                self.trust.proved(started)
         if complete and self.live is not None:
             self.live.intersection_update(snap.id for snap in entities)
         self._report_once()
@@ -438,7 +559,7 @@ class Informer:
     def _report_once(self) -> None:
         if not self._reported:
             self._reported = True
-            self._report(self.counts, self.relist.staleness())
+            self._report(self.counts, self.relist.staleness(), self.mismatches, self.trust.left())
 
     async def _sweep(self, listing: Listing, read: ReadPage) -> bool:
         started = self.relist.clock()
@@ -494,7 +615,7 @@ class Informer:
                 got = self._checked(await read(number, None))
                 self.counts[ReadKind.RELIST] += 1
                 snaps = got.snapshots
-                relist.listed_page(snaps, got.total)
+                relist.listed_page(snaps, got.total, number, size)
                 self.last_total = got.total
                 read_in_cycle.update(snap.id for snap in snaps)
                 if not self.status_filter:
@@ -509,8 +630,9 @@ class Informer:
                 got = self._checked(await read(number, status))
                 self.counts[ReadKind.TARGETED] += 1
                 snaps = got.snapshots
-                if any(snap.raw_state != status for snap in snaps):
-                    self._ignored_filter(status)
+                wrong = [snap for snap in snaps if snap.raw_state != status]
+                if wrong:
+                    self._mismatched(status, wrong)
                 seen.update(snap.id for snap in snaps)
                 read_in_cycle.update(snap.id for snap in snaps)
                 relist.read(snaps)
@@ -589,11 +711,72 @@ class Informer:
         self._last_leaver = chosen[-1]
         return chosen
 
-    def _ignored_filter(self, status: str) -> None:
+    async def _confirm_missing(self, committed: SourceState, listing: Listing, read_ids: ReadIds) -> None:
+        """The known entities the finished pass and the reads of its span did not return, read by id.
+
+        While paging, the listing may have shifted (an entity deleted on a page already read moves
+        the next one back across the border): such an entity was skipped, not deleted. Only one the
+        vendor does not return when asked by id is gone; one it returns is read (so the staleness
+        bound holds for it too); one whose read failed leaves the pass incomplete. One window's
+        share of reads by id per cycle: more wait for the next cycle, the pass still open.
+        """
+        relist = self.relist
+        if relist.ended_short:
+            return  # incomplete whatever the reads by id say
+        kind, by_id, gone = self.kind.value, relist.by_id, relist.gone
+        missing = sorted(
+            entity_id
+            for entity_id, entity in committed.entities.items()
+            if entity.kind == kind
+            and entity.state != VANISHED
+            and entity_id not in by_id
+            and entity_id not in gone
+        )
+        batch = self.by_id_batch
+        asked = missing[: self._by_id_share() * batch]
+        batches = iter([asked[i : i + batch] for i in range(0, len(asked), batch)])
+        unread: set[str] = set()
+
+        async def worker() -> None:
+            for ids in batches:
+                got = await read_ids(ids)
+                self.counts[ReadKind.BY_ID] += 1
+                wanted = set(ids)
+                snaps = [snap for snap in got.found if snap.id in wanted]
+                unread.update(got.unread)
+                relist.read(snaps)
+                self.note(snaps)
+                await listing.add(snaps)
+                gone.update(wanted.difference(snap.id for snap in snaps).difference(got.unread))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(-(-len(asked) // batch), self.by_id.limit)):
+                tg.start_soon(worker)
+        self._confirming = not unread and len(asked) < len(missing)
+        relist.confirmed = not unread and not self._confirming
+
+    def _mismatched(self, status: str, wrong: list[EntitySnapshot]) -> None:
+        """Entities a list filtered by ``status`` returned with another status: each is taken as it
+        says; one returned with the very status it had when the cycle began means the filter is
+        not applied, and the source reads full listings for a cool-down."""
+        entities = self._committed.entities
+        ignored = 0
+        for snap in wrong:
+            old = entities.get(snap.id)
+            ignored += old is not None and old.raw == snap.raw_state
+        counts = self.mismatches
+        if ignored < len(wrong):
+            counts[Mismatch.MOVED] = counts.get(Mismatch.MOVED, 0) + len(wrong) - ignored
+        if not ignored:
+            return
+        counts[Mismatch.IGNORED] = counts.get(Mismatch.IGNORED, 0) + ignored
         if not self.filter_ignored:
             self.filter_ignored = True
+            seconds = self.trust.distrust()
             log.warning(
-                "a status-filtered listing returned entities of other statuses: each is taken as it "
-                "says, and every cycle reads the full listing from now on",
+                "a status-filtered listing returned entities of other statuses they already had: each "
+                "is taken as it says, and the source reads full listings for %.0f s (strike %d)",
+                seconds,
+                self.trust.strikes,
                 extra={"vendor": self.vendor, "account": self.account, "api": self.api, "status": status},
             )

@@ -191,8 +191,10 @@ async def test_targeted_cycles_are_partial_and_only_a_complete_relist_vanishes()
             for cycle in range(40):
                 observation, state, events = await step(source, state)
                 observations.append(observation)
-                gone = {e.entity_id for e in events if isinstance(e, TaskVanished)}
-                if gone:
+                vanishes = {e.entity_id for e in events if isinstance(e, TaskVanished)}
+                assert not vanishes or observation.complete  # only a complete listing vanishes
+                gone |= vanishes
+                if len(gone) >= 2:  # in one pass, or over two (the one under way read one of them)
                     vanished_at = cycle
                     break
                 if cycle == 1:
@@ -200,7 +202,9 @@ async def test_targeted_cycles_are_partial_and_only_a_complete_relist_vanishes()
                     sim.remove_task(finished[0])
     assert observations[0].complete
     assert vanished_at is not None, "the relist never completed"
-    assert all(not o.complete for o in observations[2:vanished_at])
+    # targeted cycles are partial; the pass under way when they were removed (it had read them,
+    # or read them by id when it missed them) completes without vanishing them, the next vanishes
+    assert sum(o.complete for o in observations[2:vanished_at]) <= 1
     assert observations[vanished_at].complete
     assert gone == {str(live[0]), str(finished[0])}
     assert sum(1 for e in state.entities.values() if e.state != "vanished") == TASKS - 2
