@@ -291,26 +291,28 @@ def read_answer(resp: Response, api: str, decoder: msgspec.json.Decoder[T]) -> T
 _DURATION = re.compile(
     r"^(?:(?P<h>\d+)\s*(?:小时|时|h))?\s*(?:(?P<m>\d+)\s*(?:分钟|分|m|min))?\s*(?:(?P<s>\d+)\s*(?:秒|s))?$"
 )
-_reported_durations: set[str] = set()
 
 
-def duration_seconds(value: int | str | None) -> int | None:
-    """``27``, ``"27"``, ``"27秒"`` or ``"1分5秒"`` → seconds; anything else → None (logged once)."""
+def duration_seconds(value: int | str | None, unreadable: UnreadableValues | None = None) -> int | None:
+    """``27``, ``"27"``, ``"27秒"`` or ``"1分5秒"`` → seconds; None for none given, and for anything
+    else (a negative number, another shape), which is told to ``unreadable``."""
     if value is None:
         return None
     if isinstance(value, int):
-        return value if value >= 0 else None
-    text = value.strip()
-    if _digits(text):
-        return int(text)
-    match = _DURATION.match(text)
-    if text and match:
-        h, m, s = (int(match[g] or 0) for g in ("h", "m", "s"))
-        return h * 3600 + m * 60 + s
-    shape = re.sub(r"\d+", "N", text)[:32]
-    if shape not in _reported_durations:
-        _reported_durations.add(shape)
-        log.warning("unreadable call duration", extra={"vendor": VENDOR, "shape": shape})
+        if value >= 0:
+            return value
+    else:
+        text = value.strip()
+        if _digits(text):
+            return int(text)
+        match = _DURATION.match(text)
+        if text and match:
+            h, m, s = (int(match[g] or 0) for g in ("h", "m", "s"))
+            return h * 3600 + m * 60 + s
+        if not text:
+            return None
+    if unreadable is not None:
+        unreadable("duration_seconds", value)
     return None
 
 
@@ -427,9 +429,11 @@ def counts_of(entity: EntitySnapshot, old: EntityState | None) -> EntitySnapshot
 def call_snapshot(
     item: DoneCall, task_id: str, tz: timezone, detail: CallDetail | None, unreadable: UnreadableValues
 ) -> CallSnapshot:
-    """One finished call; a time that cannot be read is published as null and told to ``unreadable``."""
+    """One finished call; a time or duration that cannot be read is published as null and told to
+    ``unreadable``."""
     raw = raw_code(item.finishStatus)
     outcome = OUTCOMES.normalize(raw)
+    duration = duration_seconds(item.duration, unreadable)
     return CallSnapshot(
         call_id=str(item.callInstanceId),
         task_id=task_id,
@@ -438,13 +442,13 @@ def call_snapshot(
         failure_reason=None if outcome is CallOutcome.ANSWERED else FINISH_LABELS.get(raw),
         callee_number=item.customerTelephone,
         callee_name=item.customerName,
-        duration_seconds=duration_seconds(item.duration),
+        duration_seconds=duration,
         started_at=_event_time(item.startTime, tz, "started_at", unreadable),
         ended_at=_event_time(item.endTime, tz, "ended_at", unreadable),
         detail=detail,
         vendor_call_id=str(item.callInstanceId),
         caller_number=item.callerPhone or None,
-        talk_seconds=duration_seconds(item.duration),
+        talk_seconds=duration,
     )
 
 
