@@ -83,6 +83,7 @@ def build_receivers(
                 basic,
                 oauth,
                 sessions=partial(tencent_sessions, entry.account),
+                count_unreadable=count_unreadable,
             )
         elif isinstance(account, ByRobotAccount) and entry.token:
             receivers[key] = ByRobotCallbackReceiver(

@@ -23,6 +23,7 @@ from poller.pipeline.identity import SourceId
 from poller.push.guard import basic_auth_matches
 from poller.push.oauth import ClientCredentials
 from poller.push.receiver import Accepted, Rejected
+from poller.vendors.normalize import CountUnreadable, UnreadableValues
 from poller.vendors.tencent_ccc import VENDOR, call_snapshot, plausible_time
 from schemas.vendors.tencent_ccc import TelCdrInfo
 
@@ -67,6 +68,7 @@ class TencentCdrReceiver:
         oauth: ClientCredentials | None = None,
         *,
         sessions: Callable[[int], SessionTasks | None],
+        count_unreadable: CountUnreadable | None = None,
     ) -> None:
         self.account = account
         self.sdk_app_ids = frozenset(sdk_app_ids)
@@ -74,6 +76,7 @@ class TencentCdrReceiver:
         self.oauth = oauth
         #: the polling of an SdkAppId here, or None when this replica does not poll it now
         self._sessions = sessions
+        self.unreadable = UnreadableValues(VENDOR, account, count_unreadable)
 
     def authorized(self, headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
         header = headers.get("Authorization")
@@ -102,7 +105,9 @@ class TencentCdrReceiver:
         source = SourceId(vendor=VENDOR, account=self.account, scope=str(cdr.SdkAppId))
         if cdr.Direction is not None and cdr.Direction != _OUTBOUND:
             return Accepted(source=None, calls=[], push_id=push_id)  # inbound: not an outbound call
-        return Accepted(source=source, calls=[call_snapshot(cdr, "", learned_by="push")], push_id=push_id)
+        return Accepted(
+            source=source, calls=[call_snapshot(cdr, "", self.unreadable, learned_by="push")], push_id=push_id
+        )
 
     async def resolve(self, accepted: Accepted) -> Accepted:
         """The call with its task, or acknowledged without it when polling publishes no such call."""

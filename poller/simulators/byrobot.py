@@ -8,9 +8,10 @@ example does), ``send_call_index=False`` leaves ``callIndex`` out, ``counts_in_l
 getTasks carries the counts (the doc's example has ``null``), ``string_codes`` sends status codes as
 strings (as the field tables type them), ``errors_as_http_status`` answers errors with the envelope
 code as HTTP status too (the Java demo reads an error stream), and :meth:`ByRobotSimulator.write_times`
-writes one call's times in a shape the doc does not describe. The error codes (401 auth, 403 other
-company, 400 bad parameter, 404 unknown id, 429 throttled, 500 internal) are our choice: the vendor
-does not document them.
+writes one call's times in a shape the doc does not describe, :meth:`ByRobotSimulator.renumber` gives
+one call another ``callIndex`` (the server then files and sends it under that number). The error
+codes (401 auth, 403 other company, 400 bad parameter, 404 unknown id, 429 throttled, 500 internal)
+are our choice: the vendor does not document them.
 
 ``getTasks`` filters as documented: ``status`` is one task status (an integer; anything else is a
 bad parameter), ``taskName`` a part of the name; the filtered list is paged like the whole one
@@ -269,6 +270,11 @@ class ByRobotSimulator(Simulator):
         """Make the server write this call's times as given (a time format no doc describes)."""
         call = self.calls[instance_id][1]
         call.start_text, call.end_text = start, end
+
+    def renumber(self, instance_id: int, call_index: int) -> None:
+        """Make the server number this finished call ``call_index`` (a number the doc would not give:
+        far ahead, repeated, negative), for the cursor and in its answers alike."""
+        self.calls[instance_id][1].call_index = call_index
 
     def finish_calls(self, task_id: int, outcomes: Sequence[int]) -> list[int]:
         """Finish the task's next waiting callees with these finishStatus values, in this order."""

@@ -172,12 +172,15 @@ def call_snapshot(
     record: TaskDetailRecord, task_id: str, tz: timezone, unreadable: UnreadableValues
 ) -> CallSnapshot:
     """One attempt of one callee: the detail id and the retry count name it, so a retried callee
-    gives a new call and a re-read of the same attempt the same one. A time that cannot be read
-    is published as null and told to ``unreadable``."""
+    gives a new call and a re-read of the same attempt the same one. A time or a duration that
+    cannot be read is published as null and told to ``unreadable``."""
     raw = record.StatusCode or record.Status
     outcome = OUTCOMES.normalize(raw) if record.StatusCode else CallOutcome.UNKNOWN
     attempt = record.RetryCurTimes or 0
-    duration = record.Duration if record.Duration is not None and record.Duration >= 0 else None
+    duration = record.Duration
+    if duration is not None and duration < 0:
+        unreadable("duration_seconds", duration)
+        duration = None
     return CallSnapshot(
         call_id=f"{record.Id}.{attempt}",
         task_id=task_id,
@@ -407,7 +410,6 @@ class AiccsSource(Source):
                         margin.add(task_id)
         followed.extend(sorted(margin))
         calls: list[CallSnapshot] = []
-        impossible: list[int] = []
 
         prefix = ENDED_CURSOR.format("")
         published_until = {
@@ -439,7 +441,8 @@ class AiccsSource(Source):
                     continue  # an attempt without its end is not finished yet as far as we can tell
                 end = int(ended.timestamp())
                 if end > now + _SKEW:
-                    impossible.append(record.Id)  # "ending" in the future: new on every cycle
+                    # "ending" in the future: it would be new on every cycle, so left out, counted
+                    self.unreadable("ended_at", record.EndTime)
                     continue
                 if end > until:
                     call = call_snapshot(record, task_id, self.tz, self.unreadable)
@@ -462,16 +465,6 @@ class AiccsSource(Source):
             for task_id in followed:
                 tg.start_soon(bounded, task_id)
         cursors.update(emitted.mark())
-        if impossible:
-            log.warning(
-                "task details with an impossible end time left out",
-                extra={
-                    "vendor": VENDOR,
-                    "account": self.account,
-                    "api": DETAIL_API,
-                    "count": len(impossible),
-                },
-            )
         return calls, cursors
 
 

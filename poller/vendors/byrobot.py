@@ -14,7 +14,9 @@ One source per company. Each cycle:
    often) because vendors restart tasks and the listing may carry ``null`` counts (the doc's own
    example does). A task read by id in step 1 is not asked for its detail twice.
 3. ``queryDoneTaskPhones`` for the same active tasks, from the committed ``index`` cursor
-   (``Observation.cursors``), so the cursor only moves once the calls' events are acked.
+   (``Observation.cursors``), so the cursor only moves once the calls' events are acked. The cursor
+   trusts ``callIndex`` only while it numbers the task's calls 0, 1, 2, … as they end (see
+   :meth:`ByRobotSource._calls_by_index`): a value that cannot be such a number never moves it.
 4. Optionally ``phoneLogInfo`` per new call (``enrich_calls``) → :class:`CallDetail`.
 
 A task whose detail or calls fail this cycle keeps its committed counts and cursor and is retried
@@ -38,6 +40,7 @@ import hashlib
 import hmac
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -94,6 +97,8 @@ THROTTLE_CODES = frozenset({429})
 #: how many of the task's finished calls were published
 INDEX_CURSOR = "calls.{}"
 COUNT_CURSOR = "calls_seen.{}"
+#: no task numbers more calls than this: the calls a JSON number holds exactly in every reader
+MAX_CALL_INDEX = 2**53
 
 STATES = state_map(
     VENDOR,
@@ -286,26 +291,28 @@ def read_answer(resp: Response, api: str, decoder: msgspec.json.Decoder[T]) -> T
 _DURATION = re.compile(
     r"^(?:(?P<h>\d+)\s*(?:小时|时|h))?\s*(?:(?P<m>\d+)\s*(?:分钟|分|m|min))?\s*(?:(?P<s>\d+)\s*(?:秒|s))?$"
 )
-_reported_durations: set[str] = set()
 
 
-def duration_seconds(value: int | str | None) -> int | None:
-    """``27``, ``"27"``, ``"27秒"`` or ``"1分5秒"`` → seconds; anything else → None (logged once)."""
+def duration_seconds(value: int | str | None, unreadable: UnreadableValues | None = None) -> int | None:
+    """``27``, ``"27"``, ``"27秒"`` or ``"1分5秒"`` → seconds; None for none given, and for anything
+    else (a negative number, another shape), which is told to ``unreadable``."""
     if value is None:
         return None
     if isinstance(value, int):
-        return value if value >= 0 else None
-    text = value.strip()
-    if _digits(text):
-        return int(text)
-    match = _DURATION.match(text)
-    if text and match:
-        h, m, s = (int(match[g] or 0) for g in ("h", "m", "s"))
-        return h * 3600 + m * 60 + s
-    shape = re.sub(r"\d+", "N", text)[:32]
-    if shape not in _reported_durations:
-        _reported_durations.add(shape)
-        log.warning("unreadable call duration", extra={"vendor": VENDOR, "shape": shape})
+        if value >= 0:
+            return value
+    else:
+        text = value.strip()
+        if _digits(text):
+            return int(text)
+        match = _DURATION.match(text)
+        if text and match:
+            h, m, s = (int(match[g] or 0) for g in ("h", "m", "s"))
+            return h * 3600 + m * 60 + s
+        if not text:
+            return None
+    if unreadable is not None:
+        unreadable("duration_seconds", value)
     return None
 
 
@@ -422,9 +429,11 @@ def counts_of(entity: EntitySnapshot, old: EntityState | None) -> EntitySnapshot
 def call_snapshot(
     item: DoneCall, task_id: str, tz: timezone, detail: CallDetail | None, unreadable: UnreadableValues
 ) -> CallSnapshot:
-    """One finished call; a time that cannot be read is published as null and told to ``unreadable``."""
+    """One finished call; a time or duration that cannot be read is published as null and told to
+    ``unreadable``."""
     raw = raw_code(item.finishStatus)
     outcome = OUTCOMES.normalize(raw)
+    duration = duration_seconds(item.duration, unreadable)
     return CallSnapshot(
         call_id=str(item.callInstanceId),
         task_id=task_id,
@@ -433,13 +442,13 @@ def call_snapshot(
         failure_reason=None if outcome is CallOutcome.ANSWERED else FINISH_LABELS.get(raw),
         callee_number=item.customerTelephone,
         callee_name=item.customerName,
-        duration_seconds=duration_seconds(item.duration),
+        duration_seconds=duration,
         started_at=_event_time(item.startTime, tz, "started_at", unreadable),
         ended_at=_event_time(item.endTime, tz, "ended_at", unreadable),
         detail=detail,
         vendor_call_id=str(item.callInstanceId),
         caller_number=item.callerPhone or None,
-        talk_seconds=duration_seconds(item.duration),
+        talk_seconds=duration,
     )
 
 
@@ -483,6 +492,23 @@ def _has_total(api: str) -> Callable[[Page[Any]], None]:
 def _index_of(item: DoneCall) -> int:
     assert item.callIndex is not None
     return item.callIndex
+
+
+def _consecutive(items: list[DoneCall], position: int) -> bool:
+    """The calls an ``index`` answer must hold: the next ones after ``position``, each once."""
+    return sorted(_index_of(i) for i in items) == list(range(position + 1, position + 1 + len(items)))
+
+
+def index_faults(items: list[DoneCall], limit: int) -> list[DoneCall]:
+    """The calls whose ``callIndex`` cannot be the number the vendor gives a task's calls as they
+    end (0, 1, 2, …): negative, not below ``limit`` (the calls the task can have), or shared with
+    another call. A cursor moved to such a value would skip calls or publish one twice."""
+    shared = Counter(i.callIndex for i in items)
+    return [
+        i
+        for i in items
+        if i.callIndex is not None and (not 0 <= i.callIndex < limit or shared[i.callIndex] > 1)
+    ]
 
 
 def _numeric_id(item: DoneCall) -> tuple[int, str]:
@@ -550,6 +576,8 @@ class ByRobotSource(Source):
         self._failing: set[str] = set()
         #: the server answered a cursor request with calls at or below the cursor
         self.index_ignored = False
+        #: a cursor answer was not the calls right after the cursor (logged once)
+        self._gaps_reported = False
         self.informer = Informer(
             vendor=VENDOR,
             account=self.account,
@@ -807,9 +835,10 @@ class ByRobotSource(Source):
         result = _Followed(detail)
         if not calls_due:
             return result
+        counts = (detail.totalCount, detail.doneCount, plan.task.totalCount, plan.task.doneCount)
         try:
             items, result.cursors, result.calls_pending = await self._new_calls(
-                plan.task.callJobId, state, cursors
+                plan.task.callJobId, state, cursors, max((c for c in counts if c is not None), default=0)
             )
         except _Unsettled:
             result.unsettled = True
@@ -826,24 +855,30 @@ class ByRobotSource(Source):
         return await self._call(CALLS_API, _decode_calls, body=query, check=_has_total(CALLS_API))
 
     async def _new_calls(
-        self, job_id: int, state: TaskState, cursors: Mapping[str, int]
+        self, job_id: int, state: TaskState, cursors: Mapping[str, int], counts: int
     ) -> tuple[list[DoneCall], dict[str, int], bool]:
         """The task's calls not yet published, the cursor values that say so once they are, and
-        whether calls remain for a later cycle."""
+        whether calls remain for a later cycle. ``counts``: the most calls the task says it has.
+
+        A task counted by its place in the end-time order (``COUNT_CURSOR``) stays counted so: its
+        index cursor no longer says what was published after it."""
         cursor = cursors.get(INDEX_CURSOR.format(job_id), -1)
-        if not self.index_ignored:
+        if not self.index_ignored and COUNT_CURSOR.format(job_id) not in cursors:
             found = await self._calls_by_index(job_id, cursor)
             if found is not None:
                 return found
-        return await self._calls_by_paging(job_id, cursor, state, cursors)
+        return await self._calls_by_paging(job_id, cursor, state, cursors, counts)
 
     async def _calls_by_index(
         self, job_id: int, cursor: int
     ) -> tuple[list[DoneCall], dict[str, int], bool] | None:
         """Follow the ``index`` cursor (calls with a higher ``callIndex``, in that order).
 
-        None when the server shows it ignores the cursor: a call at or below it came back, or a
-        call without a ``callIndex``. Calls remain when the page budget ran out on a full page.
+        None when the server shows it ignores the cursor (a call at or below it came back, or a
+        call without a ``callIndex``: every task is paged from then on), or when a page is not the
+        calls right after the cursor, each once (a value jumped ahead, or a number is missing or
+        shared): this task is paged this cycle, which checks each value against the whole list
+        before the cursor passes it. Calls remain when the page budget ran out on a full page.
         """
         size = self.cfg.call_page_size
         position = cursor
@@ -860,6 +895,15 @@ class ByRobotSource(Source):
                         extra={"vendor": VENDOR, "account": self.account},
                     )
                 return None
+            if not _consecutive(items, position):
+                if not self._gaps_reported:
+                    self._gaps_reported = True
+                    log.warning(
+                        "queryDoneTaskPhones callIndex values not consecutive after the cursor; "
+                        "such a task's calls are read by paging",
+                        extra={"vendor": VENDOR, "account": self.account},
+                    )
+                return None
             items.sort(key=_index_of)
             fresh.extend(items)
             if items:
@@ -871,7 +915,7 @@ class ByRobotSource(Source):
         return fresh, ({key: position} if position != cursor else {}), pending
 
     async def _calls_by_paging(
-        self, job_id: int, cursor: int, state: TaskState, cursors: Mapping[str, int]
+        self, job_id: int, cursor: int, state: TaskState, cursors: Mapping[str, int], counts: int
     ) -> tuple[list[DoneCall], dict[str, int], bool]:
         """For a server that ignores ``index``: every page of the task's calls, filtered here.
 
@@ -879,6 +923,10 @@ class ByRobotSource(Source):
         may pass a call only once it is certain nothing below it is still unseen: when the pages
         agreed on the total and held that many calls, or up to the end of the unbroken run of
         indexes above the cursor (a call that moved between pages while we read shows up next time).
+        Only while every value can be the task's numbering: N calls listed whole are numbered
+        0…N-1, each once; a list still changing, no more than the task's ``counts`` and the calls
+        it lists allow. Any other value is counted as unreadable and the task's calls are counted
+        by their end-time order instead, for good.
         """
         size = self.cfg.call_page_size
 
@@ -894,7 +942,16 @@ class ByRobotSource(Source):
                 unique[str(item.callInstanceId)] = item
         settled = sweep.totals_agree and len(unique) == sweep.total
         items = list(unique.values())
-        if items and all(item.callIndex is not None for item in items):
+        key = COUNT_CURSOR.format(job_id)
+        indexed = key not in cursors and bool(items) and all(item.callIndex is not None for item in items)
+        faults: list[DoneCall] = []
+        if indexed:
+            listed = max(sweep.total, len(items))
+            numbers = len(items) if settled else min(MAX_CALL_INDEX, max(counts, cursor + 1) + listed)
+            faults = index_faults(items, numbers)
+            for item in faults:
+                self.unreadable("callIndex", item.callIndex)
+        if indexed and not faults:
             above = sorted((i for i in items if _index_of(i) > cursor), key=_index_of)
             if not settled:
                 run = cursor
@@ -906,7 +963,7 @@ class ByRobotSource(Source):
             if not above:
                 return [], {}, not settled
             return above, {INDEX_CURSOR.format(job_id): _index_of(above[-1])}, not settled
-        # No callIndex at all: the only position a call has is its place among the task's finished
+        # No callIndex to trust: the only position a call has is its place among the task's finished
         # calls. Ordered by (end time, id), a newly finished call sorts after every published one, so
         # the number already published is a cursor: skip that many, publish the rest. That needs the
         # whole list (a page that shifted while we read would miscount), and calls ending in the
@@ -914,18 +971,25 @@ class ByRobotSource(Source):
         # in that same second with a smaller id and sort before them.
         if not settled:
             raise _Unsettled()
+        # A task that had an index cursor before: the calls at or below it were published under it
+        # (the cursor stays as committed), wherever the end-time order puts them
+        numbered = Counter(i.callIndex for i in items)
+
+        def published(item: DoneCall) -> bool:
+            index = item.callIndex
+            return index is not None and 0 <= index <= cursor and numbered[index] == 1
+
         ordered = sorted(items, key=lambda i: (_order_time(i.endTime, self.tz), _numeric_id(i)))
         limit = len(ordered)
         if not state.terminal and ordered:
             last = _order_time(ordered[-1].endTime, self.tz)
             while limit > 0 and _order_time(ordered[limit - 1].endTime, self.tz) == last:
                 limit -= 1
-        key = COUNT_CURSOR.format(job_id)
         seen = cursors.get(key, 0)
         if limit == seen:
             return [], {}, False
         # fewer than before: calls were removed at the vendor; restart the count from here
-        return ordered[seen:limit], {key: limit}, False
+        return [i for i in ordered[seen:limit] if not published(i)], {key: limit}, False
 
     async def _enrich(self, items: list[DoneCall]) -> dict[str, CallDetail]:
         """phoneLogInfo of each call; any failure but a refusal for one call fails the task's calls."""

@@ -49,7 +49,7 @@ from poller.vendors.base import (
 from poller.vendors.emitted import EmittedCalls
 from poller.vendors.informer import Informer, ListedPage, MaxStaleness, ReadByIds
 from poller.vendors.listing import Listing, sweep_pages
-from poller.vendors.normalize import outcome_map, state_map
+from poller.vendors.normalize import UnreadableValues, outcome_map, state_map
 from schemas import CallOutcome, EntityKind, TaskState
 from schemas.events import CallLearnedBy
 from schemas.vendors.tencent_ccc import (
@@ -362,22 +362,43 @@ def plausible_time(timestamp: int | None) -> int | None:
     return timestamp if timestamp is not None and timestamp in _PLAUSIBLE else None
 
 
+def _time(timestamp: int | None, field: str, unreadable: UnreadableValues) -> int | None:
+    """A record's time, or None: none given (absent or 0), or none it can be (told to ``unreadable``)."""
+    if not timestamp:
+        return None
+    if timestamp not in _PLAUSIBLE:
+        unreadable(field, timestamp)
+        return None
+    return timestamp
+
+
 def _iso(timestamp: int | None) -> str | None:
-    valid = plausible_time(timestamp)
-    return datetime.fromtimestamp(valid, UTC).isoformat() if valid is not None else None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp is not None else None
 
 
-def call_snapshot(cdr: TelCdrInfo, task_id: str, learned_by: CallLearnedBy = "poll") -> CallSnapshot:
+def call_snapshot(
+    cdr: TelCdrInfo, task_id: str, unreadable: UnreadableValues, learned_by: CallLearnedBy = "poll"
+) -> CallSnapshot:
     """A CDR as a call; the polled and the pushed record of one session give equal snapshots
-    (up to ``task_id`` and ``learned_by``, which the event id does not hash)."""
+    (up to ``task_id`` and ``learned_by``, which the event id does not hash).
+
+    A time or duration it cannot be is null and told to ``unreadable`` under the field it would
+    fill (the answer time under ``talk_seconds``): talk and ring time need the answer time, so an
+    unreadable one leaves them null rather than 0 or the whole call."""
     raw = str(cdr.EndStatus)
     outcome = OUTCOMES.normalize(raw)
-    ended = plausible_time(cdr.EndedTimestamp)
-    accepted = plausible_time(cdr.AcceptTimestamp)
-    ringing = plausible_time(cdr.RingTimestamp)
-    talk = max(0, ended - accepted) if ended and accepted else (0 if ended else None)
+    ended = _time(cdr.EndedTimestamp, "ended_at", unreadable)
+    accepted = _time(cdr.AcceptTimestamp, "talk_seconds", unreadable)
+    ringing = _time(cdr.RingTimestamp, "ring_seconds", unreadable)
+    # answered when the answer time is there, unknown when it is there but unreadable
+    known = accepted is not None or not cdr.AcceptTimestamp
+    talk = (max(0, ended - accepted) if accepted else 0) if ended and known else None
     answered_or_ended = accepted or ended
-    ring = max(0, answered_or_ended - ringing) if ringing and answered_or_ended else None
+    ring = max(0, answered_or_ended - ringing) if ringing and answered_or_ended and known else None
+    duration = cdr.Duration
+    if duration is not None and duration < 0:
+        unreadable("duration_seconds", duration)
+        duration = None
     return CallSnapshot(
         call_id=cdr.SessionId,
         task_id=task_id,
@@ -386,8 +407,8 @@ def call_snapshot(cdr: TelCdrInfo, task_id: str, learned_by: CallLearnedBy = "po
         failure_reason=None if outcome is CallOutcome.ANSWERED else (cdr.EndStatusString or None),
         callee_number=cdr.Callee or cdr.ProtectedCallee or None,
         caller_number=cdr.Caller or cdr.ProtectedCaller or None,
-        duration_seconds=cdr.Duration if cdr.Duration is not None and cdr.Duration >= 0 else None,
-        started_at=_iso(cdr.StartTimestamp or cdr.Time),
+        duration_seconds=duration,
+        started_at=_iso(_time(cdr.StartTimestamp or cdr.Time, "started_at", unreadable)),
         ended_at=_iso(ended),
         vendor_call_id=cdr.SessionId,
         talk_seconds=talk,
@@ -827,19 +848,22 @@ class TencentCccSource(Source):
         records, whole = await self._cdrs(start, now)
         emitted = self._emitted
         emitted.begin(committed.cursors, until)
+        # a record whose end is no time, or lies in the future, is left out (one "ending" ahead would
+        # be new on every cycle) and counted each time it is read
+        ends: set[str] = set()
+        for r in records:
+            if r.EndedTimestamp and (plausible_time(r.EndedTimestamp) or _PLAUSIBLE.stop) > now + _SKEW:
+                self.unreadable("ended_at", r.EndedTimestamp)
+            else:
+                ends.add(r.SessionId)
         fresh = [
             r
             for r in records
-            if r.EndedTimestamp and until < r.EndedTimestamp and not emitted.published(r.SessionId)
+            if r.SessionId in ends
+            and r.EndedTimestamp
+            and until < r.EndedTimestamp
+            and not emitted.published(r.SessionId)
         ]
-        impossible = [r for r in fresh if (plausible_time(r.EndedTimestamp) or _PLAUSIBLE.stop) > now + _SKEW]
-        if impossible:
-            # a record "ending" in the future would be new on every cycle: counted and left out
-            log.warning(
-                "call records with an impossible end time left out",
-                extra={"vendor": VENDOR, "account": self.account, "api": CDR_API, "count": len(impossible)},
-            )
-            fresh = [r for r in fresh if r not in impossible]
         foreign = self._foreign
         for session in [s for s, ended in foreign.items() if ended <= until]:
             del foreign[session]
@@ -876,7 +900,7 @@ class TencentCccSource(Source):
                 # tell, so the next cycle looks again
                 foreign[r.SessionId] = ended
         calls = [
-            call_snapshot(r, self._session_task[r.SessionId])
+            call_snapshot(r, self._session_task[r.SessionId], self.unreadable)
             for r in fresh
             if r.SessionId in self._session_task
         ]

@@ -568,6 +568,63 @@ async def test_server_ignoring_the_cursor_still_gives_each_call_once(
     assert [e.completed for e in progress] == [3, 6, 7, 8]
 
 
+#: what a hostile server numbers one call of a task: far ahead of the task (a cursor moved there
+#: skips every later call), beyond what a JSON number holds exactly, an earlier call's, below zero
+HOSTILE_INDEXES = {"far ahead": 10**15, "beyond 2^53": 2**62, "repeated": 0, "negative": -7}
+
+
+@pytest.mark.parametrize(
+    ("honor_index", "hostile", "unreadable"),
+    [
+        # a server that files calls by their number never lists one numbered below the first cursor
+        (True, ("far ahead", "beyond 2^53", "repeated"), 4),
+        (False, tuple(HOSTILE_INDEXES), 5),
+    ],
+    ids=["cursor", "cursor-ignored"],
+)
+async def test_call_indexes_a_task_cannot_have_never_move_the_cursor(
+    nats_server: NatsServer, honor_index: bool, hostile: tuple[str, ...], unreadable: int
+) -> None:
+    """Each task's third call gets a hostile ``callIndex``: every call is still published once (none
+    skipped behind a jumped cursor), each value counted as unreadable."""
+    sim = simulator(honor_index=honor_index)
+    async with sim:
+        tasks = {why: sim.add_task(COMPANY, phones=5, status=1, finished=(0, 1)) for why in hostile}
+        async with running(make_config(nats_server.url, [byrobot_source(sim)])) as service:
+            await polls_done(service, 2)
+            for why, task in tasks.items():
+                (odd,) = sim.finish_calls(task, (2,))
+                sim.renumber(odd, HOSTILE_INDEXES[why])
+            await polls_done(service, 2)
+            for task in tasks.values():
+                sim.finish_calls(task, (4, 0))
+            await polls_done(service, 2)
+            for task in tasks.values():
+                sim.set_status(task, 2)
+
+            async def all_published() -> bool:
+                return len(calls_of(await stream_events(nats_server.url))) >= len(finished_calls(sim))
+
+            await wait_until(all_published)
+            await polls_done(service, 2)
+            assert service.publisher is not None
+            # the repeated number is shared with a published call, which cannot be told from the
+            # other: that one is published again, and JetStream drops it by its event id
+            assert service.publisher.stats.duplicates == 1
+            metrics = service.metrics_exposition().decode()
+        events = await stream_events(nats_server.url)
+
+    calls = calls_of(events)
+    expected = finished_calls(sim)
+    assert len(expected) == 5 * len(hostile)
+    assert sorted(c.call_id for c in calls) == sorted(expected)  # none lost, none doubled
+    assert all((c.task_id, c.raw_outcome) == tuple(map(str, expected[c.call_id])) for c in calls)
+    # one value each, read once: the task is counted by its calls' end-time order from then on
+    # (the repeated number counts for both calls that share it)
+    sample = 'aicc_vendor_values_unreadable_total{account="by-main",field="callIndex",vendor="byrobot"}'
+    assert f"{sample} {float(unreadable)}" in metrics
+
+
 async def test_enrichment_fills_call_detail_and_a_failing_task_waits_alone(nats_server: NatsServer) -> None:
     sim = simulator(string_codes=True)
     async with sim:

@@ -83,7 +83,7 @@ def test_tencent_call_answers_are_classified_or_become_calls_never_a_crash(body:
         except SourceError:
             continue
         for record in getattr(result, "TelCdrList", None) or []:
-            call = tencent_call(record, "1")
+            call = tencent_call(record, "1", UnreadableValues("tencent-ccc", "fuzz"))
             assert call.call_id == record.SessionId
             assert call.duration_seconds is None or call.duration_seconds >= 0
             assert call.talk_seconds is None or call.talk_seconds >= 0
@@ -134,9 +134,13 @@ def test_aiccs_detail_answers_are_classified_or_become_calls_never_a_crash(statu
 
 def test_a_record_ending_in_the_future_is_left_out_not_repeated() -> None:
     future = int(time.time()) + 86400
-    call = tencent_call(TelCdrInfo(SessionId="s", EndStatus=1, EndedTimestamp=10**15, Duration=-5), "1")
+    told: list[str] = []
+    values = UnreadableValues("tencent-ccc", "test", lambda _v, _a, field: told.append(field))
+    record = TelCdrInfo(SessionId="s", EndStatus=1, EndedTimestamp=10**15, Duration=-5)
+    call = tencent_call(record, "1", values)
     assert (call.ended_at, call.duration_seconds) == (None, None)  # not a time, not a duration
-    assert tencent_call(TelCdrInfo(SessionId="s", EndStatus=1, EndedTimestamp=future), "1").ended_at
+    assert told == ["ended_at", "duration_seconds"]
+    assert tencent_call(TelCdrInfo(SessionId="s", EndStatus=1, EndedTimestamp=future), "1", values).ended_at
 
 
 async def test_tencent_future_records_and_absurd_totals_never_become_events() -> None:

@@ -9,7 +9,7 @@ in ``aicc_vendor_values_unreadable_total``.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from poller.pipeline.state import SourceState
 from poller.simulators.alibaba_aiccs import AiccsSimulator
+from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tools.natsserver import NatsServer
 from poller.transport import LimiterRegistry
 from poller.vendors import VENDORS
@@ -28,6 +29,7 @@ from poller.vendors.base import AdapterContext, Source
 from poller.vendors.byrobot import UnreadableTime, _order_time, time_given, vendor_time
 from poller.vendors.byrobot import call_snapshot as byrobot_call
 from poller.vendors.normalize import UnreadableValues, value_shape
+from poller.vendors.tencent_ccc import CDR_API
 from poller.vendors.tencent_ccc import call_snapshot as tencent_call
 from schemas import CallFinished, Event
 from schemas.vendors.alibaba import TaskDetailRecord
@@ -42,10 +44,12 @@ from tests.helpers import (
     stream_payloads,
     wait_until,
 )
+from tests.system.test_tencent_e2e import SECRET_ID, SECRET_KEY, tencent_source
 from tests.vendors.test_alibaba_vendors import AK, SECRET, aiccs_source
 from tests.vendors.test_byrobot import COMPANY, byrobot_source, simulator
 
 UTC_PLUS_8 = timezone(timedelta(hours=8))
+TENCENT_APP = 1400000077
 INT64 = st.integers(-(2**63), 2**63 - 1)
 wall_clock = st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31)).map(
     lambda moment: moment.strftime("%Y-%m-%d %H:%M:%S")
@@ -101,12 +105,15 @@ def test_every_call_time_an_adapter_publishes_is_rfc3339_or_null(start: Any, end
             assert value is None or is_rfc3339(value)
         assert told.fields == [f for f, value in given_back.items() if value is None and texts[f]]
 
-    numbers = {"start": start, "end": end}
+    numbers = {"started_at": start, "ended_at": end}
     if all(v is None or isinstance(v, int) for v in numbers.values()):
+        told = Told("tencent-ccc")
         cdr = tencent_call(
-            TelCdrInfo(SessionId="s", EndStatus=1, StartTimestamp=start, EndedTimestamp=end), "1"
+            TelCdrInfo(SessionId="s", EndStatus=1, StartTimestamp=start, EndedTimestamp=end), "1", told.values
         )
-        assert all(v is None or is_rfc3339(v) for v in (cdr.started_at, cdr.ended_at))
+        epochs = {"started_at": cdr.started_at, "ended_at": cdr.ended_at}
+        assert all(v is None or is_rfc3339(v) for v in epochs.values())
+        assert sorted(told.fields) == sorted(f for f, value in epochs.items() if value is None and numbers[f])
 
 
 @pytest.mark.parametrize(
@@ -238,6 +245,7 @@ async def test_aiccs_attempts_with_times_it_cannot_read_are_counted_and_never_ve
         details = sim.task(task_id).details
         details[attempts[0].Id] = msgspec.structs.replace(attempts[0], StartTime="2024/05/06 10:00")
         details[attempts[1].Id] = msgspec.structs.replace(attempts[1], EndTime="下午三点")
+        details[attempts[2].Id] = msgspec.structs.replace(attempts[2], Duration=-20)
         config = make_config("nats://127.0.0.1:1", [aiccs_source(sim)])
         async with aiohttp.ClientSession() as http:
             ctx = AdapterContext(
@@ -259,7 +267,65 @@ async def test_aiccs_attempts_with_times_it_cannot_read_are_counted_and_never_ve
         .replace(tzinfo=UTC_PLUS_8)
         .isoformat()
     )
+    assert by_id[str(attempts[2].Id)].duration_seconds is None
     assert sorted(counted) == [
+        ("alibaba-aiccs", account.account, "duration_seconds"),
         ("alibaba-aiccs", account.account, "ended_at"),
         ("alibaba-aiccs", account.account, "started_at"),
     ]
+
+
+@pytest.mark.parametrize("duration", ["很久", "1:05", -3])
+def test_a_byrobot_duration_it_cannot_read_is_null_and_counted(duration: str | int) -> None:
+    told = Told("byrobot")
+    call = byrobot_call(DoneCall(callInstanceId=1, duration=duration), "1", UTC_PLUS_8, None, told.values)
+    assert (call.duration_seconds, call.talk_seconds) == (None, None)
+    assert told.fields == ["duration_seconds"]  # one value, counted once
+
+
+async def test_tencent_epoch_times_outside_2001_to_2100_are_counted_by_field(nats_server: NatsServer) -> None:
+    """A call whose start, answer and ring times are no times (and whose duration is negative; the
+    listing selects by ``Time``, which stays) is
+    published with those fields null, never 0 or the whole call; one whose end is no time, just
+    before 2001 or at 2100, is left out. Every such value is counted under its field."""
+    async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}, seed=4) as sim:
+        task = sim.add_task(TENCENT_APP, state=1)
+        good = sim.place_call(TENCENT_APP, task, end_status=(1, "ok"))
+        odd, before, after = (
+            sim.place_call(TENCENT_APP, task, end_status=(1, "ok"), listed=False) for _ in range(3)
+        )
+        odd = msgspec.structs.replace(odd, StartTimestamp=5, AcceptTimestamp=-3, RingTimestamp=2**40)
+        sim.list_cdr(TENCENT_APP, msgspec.structs.replace(odd, Duration=-5))
+        sim.list_cdr(TENCENT_APP, msgspec.structs.replace(before, EndedTimestamp=999_999_999))
+        sim.list_cdr(TENCENT_APP, msgspec.structs.replace(after, EndedTimestamp=4_102_444_800))
+        async with running(
+            make_config(nats_server.url, [tencent_source(sim, [TENCENT_APP], page_size=100)])
+        ) as service:
+
+            async def both_published() -> bool:
+                calls = [p for p in await stream_payloads(nats_server.url) if b'"call-finished"' in p]
+                return len(calls) == 2
+
+            await wait_until(both_published, timeout=15)
+            await polls_done(service, 2)
+        reads = sim.log.count(api=CDR_API)
+        metrics = service.metrics_exposition().decode()
+        payloads = await stream_payloads(nats_server.url)
+
+    assert [v for p in payloads for v in contract_violations(p)] == []
+    events = [msgspec.json.decode(p, type=Event) for p in payloads]
+    calls = {e.call_id: e for e in events if isinstance(e, CallFinished)}
+    assert set(calls) == {good.SessionId, odd.SessionId}  # the two without an end never
+    published = calls[odd.SessionId]
+    assert odd.EndedTimestamp is not None
+    assert published.ended_at == datetime.fromtimestamp(odd.EndedTimestamp, UTC).isoformat()
+    assert (published.started_at, published.talk_seconds, published.ring_seconds) == (None, None, None)
+    assert published.duration_seconds is None
+    assert calls[good.SessionId].talk_seconds == 20 and calls[good.SessionId].ring_seconds == 5
+    counted = {"started_at": 1, "talk_seconds": 1, "ring_seconds": 1, "duration_seconds": 1}
+    counted["ended_at"] = 2 * reads  # left out, so read (and counted) again on every read (one page)
+    for field, count in counted.items():
+        sample = (
+            f'aicc_vendor_values_unreadable_total{{account="tc-main",field="{field}",vendor="tencent-ccc"}}'
+        )
+        assert f"{sample} {float(count)}" in metrics
