@@ -312,12 +312,14 @@ class AiccsSource(Source):
 
     async def _read_ids(self, task_ids: list[str]) -> ReadByIds:
         found: list[EntitySnapshot] = []
+        unaskable: list[str] = []
         for task_id in task_ids:
             if not (task_id.isascii() and task_id.isdigit()):
-                continue  # not an id ListTask can be asked for: the relist decides
+                unaskable.append(task_id)  # not an id ListTask can be asked for: the relist decides
+                continue
             page = await self._page(1, task_id=int(task_id))
             found.extend(snap for snap in map(_build_task, page.Record) if snap.id == task_id)
-        return ReadByIds(found=found)
+        return ReadByIds(found=found, unaskable=unaskable)
 
     async def observe(self, committed: SourceState, early: PageSink | None = None) -> Observation:
         listing = Listing(early)

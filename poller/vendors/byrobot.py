@@ -679,8 +679,10 @@ class ByRobotSource(Source):
         otherwise is followed again (rejected credentials fail the cycle)."""
         found: list[EntitySnapshot] = []
         unread: list[str] = []
+        unaskable: list[str] = []
         for task_id in task_ids:
             if not _digits(task_id):
+                unaskable.append(task_id)
                 continue
             try:
                 detail = await self._detail(int(task_id))
@@ -694,7 +696,7 @@ class ByRobotSource(Source):
                 continue
             self._cycle_details[task_id] = detail
             found.append(self._listed(detail, detail))
-        return ReadByIds(found=found, unread=unread)
+        return ReadByIds(found=found, unread=unread, unaskable=unaskable)
 
     def _plan(self, task: TaskInfo, old: EntityState | None, now: float) -> _Plan:
         task_id = str(task.callJobId)

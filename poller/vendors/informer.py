@@ -273,6 +273,12 @@ class RelistPass:
         find and did not is gone (:attr:`confirmed`); the totals need not agree."""
         return not self.ended_short and self.confirmed
 
+    @property
+    def consistent(self) -> bool:
+        """Every page reported the same total and the pages held that many distinct entities: the
+        only proof of a missed entity's absence where it cannot be read by id."""
+        return not self.ended_short and len(self.totals) == 1 and len(self.listed) == next(iter(self.totals))
+
     def finish(self) -> tuple[list[EntitySnapshot], bool]:
         """Every entity the pass knows and whether the pass was complete; the next pass starts."""
         complete = self.complete
@@ -296,10 +302,12 @@ class ListedPage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 class ReadByIds(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """What one read by id found; ``unread`` ids failed on their own and stay followed."""
+    """What one read by id found; ``unread`` ids failed on their own and stay followed;
+    ``unaskable`` ids are not ids this API can be asked for (not found is no proof they are gone)."""
 
     found: list[EntitySnapshot]
     unread: list[str] = []
+    unaskable: list[str] = []
 
 
 #: one page (numbered as the vendor numbers them) of the listing, filtered by one status or not (None)
@@ -736,6 +744,7 @@ class Informer:
         asked = missing[: self._by_id_share() * batch]
         batches = iter([asked[i : i + batch] for i in range(0, len(asked), batch)])
         unread: set[str] = set()
+        unaskable: set[str] = set()
 
         async def worker() -> None:
             for ids in batches:
@@ -744,16 +753,22 @@ class Informer:
                 wanted = set(ids)
                 snaps = [snap for snap in got.found if snap.id in wanted]
                 unread.update(got.unread)
+                unaskable.update(got.unaskable)
                 relist.read(snaps)
                 self.note(snaps)
                 await listing.add(snaps)
-                gone.update(wanted.difference(snap.id for snap in snaps).difference(got.unread))
+                answered = wanted.difference(got.unread, got.unaskable)
+                gone.update(answered.difference(snap.id for snap in snaps))
 
         async with anyio.create_task_group() as tg:
             for _ in range(min(-(-len(asked) // batch), self.by_id.limit)):
                 tg.start_soon(worker)
-        self._confirming = not unread and len(asked) < len(missing)
-        relist.confirmed = not unread and not self._confirming
+        if unaskable and relist.consistent:
+            # no read by id can tell: a pass whose pages agree says they are gone, as it always did
+            gone.update(unaskable)
+            unaskable.clear()
+        self._confirming = not unread and not unaskable and len(asked) < len(missing)
+        relist.confirmed = not unread and not unaskable and not self._confirming
 
     def _mismatched(self, status: str, wrong: list[EntitySnapshot]) -> None:
         """Entities a list filtered by ``status`` returned with another status: each is taken as it

@@ -584,10 +584,12 @@ class TencentCccSource(Source):
         otherwise stays followed (rejected credentials fail the cycle)."""
         found: list[EntitySnapshot] = []
         unread: list[str] = []
+        unaskable: list[str] = []
         for task_id in task_ids:
             listed = self._listed(task_id)
             if not (task_id.isascii() and task_id.isdigit()) or listed is None:
-                continue  # never listed here: not a task to follow by id, the relist decides
+                unaskable.append(task_id)  # never listed here: not a task to follow by id, the relist decides
+                continue
             request = DescribeAutoCalloutTaskRequest(SdkAppId=self.sdk_app_id, TaskId=int(task_id))
             began = time.time()
             try:
@@ -607,7 +609,7 @@ class TencentCccSource(Source):
             found.append(
                 normalize_read(detail, task_id, self.sdk_app_id, listed_name=name, listed_total=total)
             )
-        return ReadByIds(found=found, unread=unread)
+        return ReadByIds(found=found, unread=unread, unaskable=unaskable)
 
     def _learned(self, task_id: int, detail: DescribeAutoCalloutTaskResult | None, began: float) -> None:
         """A task read (``detail`` None: the vendor does not know it) that began at ``began`` (Unix
