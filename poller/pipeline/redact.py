@@ -16,7 +16,7 @@ What is masked:
 
 Personal data follows the privacy policy (mask or hash, as the typed event fields do); where the
 policy is ``keep`` only :meth:`Redactor.event` keeps it, because the operator opted in for events —
-log lines and the operator's views never carry it.
+log lines, the operator's views and the state bucket (:meth:`Redactor.kept`) never carry it.
 """
 
 from __future__ import annotations
@@ -147,6 +147,8 @@ class Redactor:
         self._fields: dict[type, tuple[str, ...]] = {}
         #: an entity's name comes back in each of its events: the last few thousand answers, kept
         self._recent: dict[str, str] = {}
+        #: likewise for the names kept in state (a status change keeps the name it had)
+        self._kept: dict[str, str] = {}
         self._privacy = privacy or Privacy(PersonalDataPolicy.MASK)
         hashing = self._privacy.policy is PersonalDataPolicy.HASH
         #: what the operator's views and logs show: masked, or hashed if the policy hashes
@@ -162,12 +164,29 @@ class Redactor:
         #: text without any of these cannot hold anything masked here: most text skips every pass
         self._suspect = re.compile("|".join([_SUSPECT, secrets_pattern] if ordered else [_SUSPECT])).search
         self._recent = {}
+        self._kept = {}
 
     def __call__(self, text: str) -> str:
         """For logs, ``/readyz``, metric labels and control replies: personal data never kept."""
         if not self._suspect(text):
             return text
         return self._personal(self.secrets(text), self._outside)
+
+    def kept(self, text: str) -> str:
+        """For text the poller keeps outside the process (entity names in the state bucket): as
+        :meth:`__call__`, so under ``mask`` and ``hash`` it is what the events carry, and under
+        ``keep`` it is masked still (the bucket is bookkeeping, not an output the operator opted in
+        for). Stable: a kept text kept again, or published, is unchanged."""
+        if not self._suspect(text):
+            return text
+        done = self._kept.get(text)
+        if done is not None:
+            return done
+        redacted = self._personal(self.secrets(text), self._outside)
+        if len(self._kept) >= _RECENT_LIMIT:
+            self._kept.clear()
+        self._kept[text] = redacted
+        return redacted
 
     def secrets(self, text: str) -> str:
         """Credentials only (personal data untouched)."""
@@ -178,7 +197,7 @@ class Redactor:
         # each pass only where its cheap hint is present: most text needs none of them
         if "://" in text:
             text = mask_url_password(text)
-        if _CREDENTIAL_HINT(text):
+        if _has_separator(text) and _CREDENTIAL_HINT(text):  # a keyed credential has a separator
             text = _KEYED_CREDENTIAL.sub(_mask_credential, text)
         if "eyJ" in text:
             text = _JWT.sub(MASK, text)
@@ -243,9 +262,14 @@ class Redactor:
                 return privacy.phone(digits) or ""
             return mask_phone(digits)
 
-        if _NAME_HINT(text):
+        if _has_separator(text) and _NAME_HINT(text):
             text = _KEYED_NAME.sub(name, text)
         return _PHONE.sub(phone, text) if _DIGITS_HINT(text) else text
+
+
+def _has_separator(text: str) -> bool:
+    """Whether ``text`` has a key/value separator: a keyed credential or name cannot be without."""
+    return ":" in text or "=" in text or "：" in text
 
 
 def _may_hold_text(type_: msgspec.inspect.Type) -> bool:
