@@ -109,9 +109,11 @@ _CREDENTIAL_HINT = re.compile(r"(?i)" + _CREDENTIAL_WORD + r"|sign").search
 _NAME_HINT = re.compile(r"(?i)name|姓名|联系人|客户").search
 _BEARER_HINT = re.compile(r"(?i)bearer|basic").search
 _DIGITS_HINT = re.compile(r"\d{3}").search
-#: what every masked thing contains at least one of: three digits in a row (the shortest group of
-#: a separated phone number), a key/value separator, a scheme or token prefix
-_SUSPECT = r"\d{3}|[:=：]|(?i:bearer|basic)|eyJ"
+#: what every masked thing contains at least one of: seven digits with at most one separator after
+#: the fourth (every phone number and digit run masked here has them: a mobile's last two groups, a
+#: landline's number), a key/value separator, a scheme or token prefix. A name such as ``task-1024``
+#: has none, so it costs one search
+_SUSPECT = r"\d{4}[-\s.]?\d{3}|[:=：]|(?i:bearer|basic)|eyJ"
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -170,7 +172,7 @@ class Redactor:
         """For logs, ``/readyz``, metric labels and control replies: personal data never kept."""
         if not self._suspect(text):
             return text
-        return self._personal(self.secrets(text), self._outside)
+        return self._personal(self._credentials(text), self._outside)
 
     def kept(self, text: str) -> str:
         """For text the poller keeps outside the process (entity names in the state bucket): as
@@ -182,7 +184,7 @@ class Redactor:
         done = self._kept.get(text)
         if done is not None:
             return done
-        redacted = self._personal(self.secrets(text), self._outside)
+        redacted = self._personal(self._credentials(text), self._outside)
         if len(self._kept) >= _RECENT_LIMIT:
             self._kept.clear()
         self._kept[text] = redacted
@@ -192,6 +194,10 @@ class Redactor:
         """Credentials only (personal data untouched)."""
         if not self._suspect(text):
             return text
+        return self._credentials(text)
+
+    def _credentials(self, text: str) -> str:
+        """:meth:`secrets` of text already found suspect."""
         if self._secrets is not None:
             text = self._secrets.sub(MASK, text)
         # each pass only where its cheap hint is present: most text needs none of them
@@ -212,7 +218,7 @@ class Redactor:
         done = self._recent.get(text)
         if done is not None:
             return done
-        redacted = self.secrets(text)
+        redacted = self._credentials(text)
         if self._privacy.policy is not PersonalDataPolicy.KEEP:
             redacted = self._personal(redacted, self._privacy)
         if len(self._recent) >= _RECENT_LIMIT:
