@@ -16,8 +16,8 @@ A write NATS refuses for lack of permission on its key's subject fails at once w
 :class:`~poller.pipeline.nats_denials.SubjectDenied` (through ``denials``), not after a timeout.
 
 The bucket is outside the process, so entity names are kept redacted (see
-:class:`~poller.pipeline.state.EntityState`); a state written before that was so is redacted and
-written anew when it is loaded.
+:class:`~poller.pipeline.state.EntityState`); a state written before that was so is redacted when
+loaded, and its next commit rewrites every chunk (:meth:`StateStore.names_pending` asks for one).
 """
 
 from __future__ import annotations
@@ -141,6 +141,8 @@ class StateStore:
         self.writer = writer or uuid.uuid4().hex[:12]
         #: what a name stored raw (by an older poller) is redacted to at load
         self._kept = (redactor or Redactor()).kept
+        #: sources loaded with names stored raw: their next commit rewrites every chunk
+        self._raw_names: set[str] = set()
         self._meta: dict[str, Meta] = {}
         #: revision of each source's meta as loaded or last written by us (0: absent)
         self._revision: dict[str, int] = {}
@@ -181,13 +183,18 @@ class StateStore:
             vanish_held=meta.vanish_held,
         )
         if raw_meta and not meta.names_kept:
-            # the same state, its names redacted: no raw name stays behind in the bucket
-            await self.commit(source_key, state, None)
+            self._raw_names.add(source_key)
         return state
+
+    def names_pending(self, source_key: str) -> bool:
+        """Whether the bucket still holds this source's names raw: a commit is due, even unchanged."""
+        return source_key in self._raw_names
 
     async def commit(self, source_key: str, state: SourceState, changed: Iterable[str] | None) -> None:
         """Persist ``state``; ``changed`` names the entities whose chunk must be rewritten (None: all)."""
         old = self._meta.get(source_key) or Meta()
+        if source_key in self._raw_names:
+            changed = None  # every chunk, so no raw name stays behind
         needed = chunks_needed(len(state.entities))
         # chunks are rewritten in place only in a generation this store wrote itself
         relayout = needed > old.chunks or changed is None or old.writer != self.writer
@@ -234,6 +241,7 @@ class StateStore:
                     key = _chunk_key(source_key, old, chunk)
                     await self._write(key, partial(self._kv.purge, key))
         self._meta[source_key] = meta
+        self._raw_names.discard(source_key)
 
     async def _write_meta(self, source_key: str, value: bytes) -> int:
         """Compare-and-set on the revision we know; our own earlier write (an ack lost in an outage,

@@ -282,7 +282,12 @@ class SourceLoop:
                     "a complete listing lost most entities at once; they vanish only if the next agrees",
                     extra={"vendor": source.vendor, "account": source.account, "held": new_state.vanish_held},
                 )
-            if events or changed or new_state.cursors != state.cursors:
+            if (
+                events
+                or changed
+                or new_state.cursors != state.cursors
+                or self._store.names_pending(status.key)
+            ):
                 committer.submit(new_state, changed)
             elif committer.idle:
                 status.caught_up = time.monotonic()
