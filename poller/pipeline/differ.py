@@ -11,6 +11,11 @@ A complete listing that misses most of the known entities at once (:class:`MassV
 nothing: the entities are marked ``held`` (committed with the state, so this survives restarts) and
 vanish only if the next complete listing misses them too. One empty or truncated answer that a
 vendor passes off as complete then costs a cycle of delay, not a vanish and re-appearance of all.
+
+The state keeps an entity's name redacted (:meth:`~poller.pipeline.redact.Redactor.kept`): it is
+committed to a bucket outside the process. A listing brings the raw name, so a name is compared as
+it is first and redacted only when that differs: a name with nothing to redact costs no redaction,
+and one with something to redact is not taken for a rename after a restart.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ __all__ = ["Basis", "Diff", "MassVanish", "PageUndo", "SweepDiff", "call_finishe
 import itertools
 import operator
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,6 +33,7 @@ import msgspec
 
 from poller.pipeline.identity import SourceId, event_id
 from poller.pipeline.privacy import Privacy
+from poller.pipeline.redact import Redactor
 from poller.pipeline.snapshot import CallSnapshot, EntitySnapshot, Observation
 from poller.pipeline.state import (
     INVENTORY_LISTED,
@@ -84,6 +90,8 @@ class Diff(msgspec.Struct, kw_only=True):
 _id_of = operator.attrgetter("id")
 #: the share of a basis's layout that may be empty slots (ids gone) before it is laid out anew
 _EMPTY_SLOTS = 0.25
+#: the redaction of a differ given none: no configured secret, personal data masked
+_MASKING = Redactor()
 
 
 def _status(state: str, raw: str) -> Status:
@@ -162,10 +170,13 @@ class SweepDiff:
         basis: Basis | None = None,
         *,
         hand_on: bool = True,
+        redactor: Redactor | None = None,
     ) -> None:
         self.source = source
         self.previous = previous
         self.privacy = privacy
+        #: the form of a name the state keeps (the service's redactor knows the configured secrets)
+        self.kept: Callable[[str], str] = (redactor or _MASKING).kept
         self.mass_vanish = mass_vanish
         self.vanish_held = previous.vanish_held
         #: this cycle's complete listing lost most entities at once (their vanish is held)
@@ -304,21 +315,24 @@ class SweepDiff:
         """The events of admitted snapshots, each diffed against its entity as this cycle left it."""
         events: list[EventBase] = []
         entities, changed = self.entities, self.changed
-        source, privacy = self.source, self.privacy
+        source, privacy, kept = self.source, self.privacy, self.kept
         vendor, account, key = source.vendor, source.account, source.key
         undo = self._undo
         for snap in todo:
             old = entities.get(snap.id)
             if undo is not None and snap.id not in undo:
                 undo[snap.id] = old
+            name = snap.name
+            if name is not None and (old is None or old.name != name):
+                name = kept(name)  # equal to the kept name: nothing in it to redact, or done before
             if old is not None and old.state != VANISHED:
                 status_changed = old.raw != snap.raw_state
                 progress_changed = snap.completed is not None and (
                     old.completed != snap.completed or old.total != snap.total
                 )
                 if not (status_changed or progress_changed):
-                    if old.name != snap.name or old.parent != snap.parent_id:
-                        entities[snap.id] = _remember(snap, old.seq)
+                    if old.name != name or old.parent != snap.parent_id:
+                        entities[snap.id] = _remember(snap, old.seq, name)
                         changed.add(snap.id)
                     continue
                 seq = old.seq + 1
@@ -385,7 +399,7 @@ class SweepDiff:
                         initial_inventory=self.initial_inventory,
                     )
                 )
-            entities[snap.id] = _remember(snap, seq)
+            entities[snap.id] = _remember(snap, seq, name)
             changed.add(snap.id)
         return events
 
@@ -421,7 +435,7 @@ class SweepDiff:
                 self.entities[entity_id] = old
         state = self._state(dict(self.previous.cursors))  # shares this cycle's entity map
         for event in acked:
-            apply_published(state, event, 0)
+            apply_published(state, event, 0, names=self.kept)
 
     def published(self, stream_seq: int) -> None:
         """Events up to this stream sequence are acked: the committed state will reflect them."""
@@ -514,7 +528,7 @@ class SweepDiff:
         self._undo = None
         state = self._state(dict(self.previous.cursors))
         for event in acked:
-            apply_published(state, event, 0)
+            apply_published(state, event, 0, names=self.kept)
         state.health = self.previous.health
         return state
 
@@ -600,17 +614,22 @@ class SweepDiff:
 
 
 def diff(
-    source: SourceId, previous: SourceState, observation: Observation, now: datetime, privacy: Privacy
+    source: SourceId,
+    previous: SourceState,
+    observation: Observation,
+    now: datetime,
+    privacy: Privacy,
+    redactor: Redactor | None = None,
 ) -> Diff:
     """A whole cycle at once: what :class:`SweepDiff` gives when nothing was streamed."""
-    return SweepDiff(source, previous, privacy).finish(observation, now)
+    return SweepDiff(source, previous, privacy, redactor=redactor).finish(observation, now)
 
 
 #: each kind's and state's plain value, looked up in C (the enum's ``value`` is a descriptor call)
 _VALUE: dict[str, str] = {member: member.value for member in (*EntityKind, *TaskState)}
 
 
-def _remember(snap: EntitySnapshot, seq: int) -> EntityState:
+def _remember(snap: EntitySnapshot, seq: int, name: str | None) -> EntityState:
     # raw values and parents repeat across thousands of entities: one shared string each
     parent = snap.parent_id
     return EntityState(
@@ -621,5 +640,5 @@ def _remember(snap: EntitySnapshot, seq: int) -> EntityState:
         completed=snap.completed,
         total=snap.total,
         parent=None if parent is None else sys.intern(parent),
-        name=snap.name,
+        name=name,
     )

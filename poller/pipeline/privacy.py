@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from enum import StrEnum
+
+#: what :meth:`Privacy._hash` gives: hashed again it would change, so a value passing the policy
+#: twice (a name kept in state, then published) is left as it is
+_HASHED = re.compile(r"h:[0-9a-f]{20}").fullmatch
 
 
 class PersonalDataPolicy(StrEnum):
@@ -24,6 +29,8 @@ class Privacy:
         return f"Privacy(policy={self.policy.value!r})"
 
     def _hash(self, value: str) -> str:
+        if _HASHED(value):
+            return value
         return "h:" + hmac.new(self._salt, value.encode(), hashlib.sha256).hexdigest()[:20]
 
     def phone(self, value: str | None) -> str | None:

@@ -16,7 +16,7 @@ What is masked:
 
 Personal data follows the privacy policy (mask or hash, as the typed event fields do); where the
 policy is ``keep`` only :meth:`Redactor.event` keeps it, because the operator opted in for events —
-log lines and the operator's views never carry it.
+log lines, the operator's views and the state bucket (:meth:`Redactor.kept`) never carry it.
 """
 
 from __future__ import annotations
@@ -109,9 +109,11 @@ _CREDENTIAL_HINT = re.compile(r"(?i)" + _CREDENTIAL_WORD + r"|sign").search
 _NAME_HINT = re.compile(r"(?i)name|姓名|联系人|客户").search
 _BEARER_HINT = re.compile(r"(?i)bearer|basic").search
 _DIGITS_HINT = re.compile(r"\d{3}").search
-#: what every masked thing contains at least one of: three digits in a row (the shortest group of
-#: a separated phone number), a key/value separator, a scheme or token prefix
-_SUSPECT = r"\d{3}|[:=：]|(?i:bearer|basic)|eyJ"
+#: what every masked thing contains at least one of: seven digits with at most one separator after
+#: the fourth (every phone number and digit run masked here has them: a mobile's last two groups, a
+#: landline's number), a key/value separator, a scheme or token prefix. A name such as ``task-1024``
+#: has none, so it costs one search
+_SUSPECT = r"\d{4}[-\s.]?\d{3}|[:=：]|(?i:bearer|basic)|eyJ"
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -147,6 +149,8 @@ class Redactor:
         self._fields: dict[type, tuple[str, ...]] = {}
         #: an entity's name comes back in each of its events: the last few thousand answers, kept
         self._recent: dict[str, str] = {}
+        #: likewise for the names kept in state (a status change keeps the name it had)
+        self._kept: dict[str, str] = {}
         self._privacy = privacy or Privacy(PersonalDataPolicy.MASK)
         hashing = self._privacy.policy is PersonalDataPolicy.HASH
         #: what the operator's views and logs show: masked, or hashed if the policy hashes
@@ -162,23 +166,44 @@ class Redactor:
         #: text without any of these cannot hold anything masked here: most text skips every pass
         self._suspect = re.compile("|".join([_SUSPECT, secrets_pattern] if ordered else [_SUSPECT])).search
         self._recent = {}
+        self._kept = {}
 
     def __call__(self, text: str) -> str:
         """For logs, ``/readyz``, metric labels and control replies: personal data never kept."""
         if not self._suspect(text):
             return text
-        return self._personal(self.secrets(text), self._outside)
+        return self._personal(self._credentials(text), self._outside)
+
+    def kept(self, text: str) -> str:
+        """For text the poller keeps outside the process (entity names in the state bucket): as
+        :meth:`__call__`, so under ``mask`` and ``hash`` it is what the events carry, and under
+        ``keep`` it is masked still (the bucket is bookkeeping, not an output the operator opted in
+        for). Stable: a kept text kept again, or published, is unchanged."""
+        if not self._suspect(text):
+            return text
+        done = self._kept.get(text)
+        if done is not None:
+            return done
+        redacted = self._personal(self._credentials(text), self._outside)
+        if len(self._kept) >= _RECENT_LIMIT:
+            self._kept.clear()
+        self._kept[text] = redacted
+        return redacted
 
     def secrets(self, text: str) -> str:
         """Credentials only (personal data untouched)."""
         if not self._suspect(text):
             return text
+        return self._credentials(text)
+
+    def _credentials(self, text: str) -> str:
+        """:meth:`secrets` of text already found suspect."""
         if self._secrets is not None:
             text = self._secrets.sub(MASK, text)
         # each pass only where its cheap hint is present: most text needs none of them
         if "://" in text:
             text = mask_url_password(text)
-        if _CREDENTIAL_HINT(text):
+        if _has_separator(text) and _CREDENTIAL_HINT(text):  # a keyed credential has a separator
             text = _KEYED_CREDENTIAL.sub(_mask_credential, text)
         if "eyJ" in text:
             text = _JWT.sub(MASK, text)
@@ -193,7 +218,7 @@ class Redactor:
         done = self._recent.get(text)
         if done is not None:
             return done
-        redacted = self.secrets(text)
+        redacted = self._credentials(text)
         if self._privacy.policy is not PersonalDataPolicy.KEEP:
             redacted = self._personal(redacted, self._privacy)
         if len(self._recent) >= _RECENT_LIMIT:
@@ -243,9 +268,14 @@ class Redactor:
                 return privacy.phone(digits) or ""
             return mask_phone(digits)
 
-        if _NAME_HINT(text):
+        if _has_separator(text) and _NAME_HINT(text):
             text = _KEYED_NAME.sub(name, text)
         return _PHONE.sub(phone, text) if _DIGITS_HINT(text) else text
+
+
+def _has_separator(text: str) -> bool:
+    """Whether ``text`` has a key/value separator: a keyed credential or name cannot be without."""
+    return ":" in text or "=" in text or "：" in text
 
 
 def _may_hold_text(type_: msgspec.inspect.Type) -> bool:

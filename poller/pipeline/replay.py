@@ -14,6 +14,7 @@ differ derives the missing change again, and the gap is logged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -29,8 +30,19 @@ log = logging.getLogger("poller.replay")
 _decode = msgspec.json.Decoder(Event).decode
 
 
-async def replay(js: Any, stream: str, subject_filter: str, source_key: str, state: SourceState) -> int:
-    """Apply this source's events published after ``state.stream_seq``; returns how many."""
+async def replay(
+    js: Any,
+    stream: str,
+    subject_filter: str,
+    source_key: str,
+    state: SourceState,
+    *,
+    names: Callable[[str], str],
+) -> int:
+    """Apply this source's events published after ``state.stream_seq``; returns how many.
+
+    ``names`` redacts the entity names kept in state (under ``keep`` the stream carries them raw).
+    """
     applied = 0
     gaps: set[str] = set()
     seq = state.stream_seq + 1
@@ -43,7 +55,7 @@ async def replay(js: Any, stream: str, subject_filter: str, source_key: str, sta
         if headers.get(SOURCE_HEADER) == source_key and msg.data:
             try:
                 event = _decode(msg.data)
-                if apply_published(state, event, msg.seq):
+                if apply_published(state, event, msg.seq, names=names):
                     applied += 1
                 else:
                     gaps.add(getattr(event, "entity_id", ""))

@@ -6,6 +6,8 @@ differ derives events from this state and replay applies stored events to it, so
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 
 from schemas import (
@@ -38,7 +40,12 @@ INVENTORY_LISTING = "inventory.listing"
 
 
 class EntityState(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """What the differ remembers of one entity. Kept tiny: there can be millions."""
+    """What the differ remembers of one entity. Kept tiny: there can be millions.
+
+    ``name`` is redacted (:meth:`~poller.pipeline.redact.Redactor.kept`), whatever the privacy
+    policy: the state is committed to a bucket outside the process. The other strings are our own
+    values (kind, state) or the vendor's identities and status codes, which events carry verbatim.
+    """
 
     kind: str
     state: str
@@ -71,8 +78,13 @@ class SourceState(msgspec.Struct, kw_only=True):
     vanish_held: int = 0
 
 
-def apply_published(state: SourceState, event: EventBase, at_seq: int) -> bool:
+def apply_published(
+    state: SourceState, event: EventBase, at_seq: int, *, names: Callable[[str], str]
+) -> bool:
     """Make ``state`` reflect one published event; False when it shows an earlier change is missing.
+
+    ``names`` gives the form of an entity name the state keeps (an event may carry it raw: under
+    the ``keep`` policy, or before the publisher redacted it).
 
     Idempotent: a change the state already reflects (an older or equal counter) is ignored. An
     entity's counter moves by one per change, so a counter further ahead is a gap: an event before
@@ -95,7 +107,7 @@ def apply_published(state: SourceState, event: EventBase, at_seq: int) -> bool:
                 state.stream_seq = max(state.stream_seq, at_seq)
                 return False
             if event.seq == known + 1 or (isinstance(event, TaskProgress) and event.seq == known):
-                _apply_change(entities, old, event)
+                _apply_change(entities, old, event, names)
         case SourceDegraded():
             if event.episode > state.health.episode or not state.health.degraded:
                 state.health = Health(
@@ -118,6 +130,7 @@ def _apply_change(
     entities: dict[str, EntityState],
     old: EntityState | None,
     event: TaskAppeared | TaskStatusChanged | JobStatusChanged | TaskProgress | TaskVanished,
+    names: Callable[[str], str],
 ) -> None:
     """One entity's next change (or, for progress, the rest of the change its status began)."""
     match event:
@@ -130,7 +143,7 @@ def _apply_change(
                 completed=event.completed,
                 total=event.total,
                 parent=event.parent_id,
-                name=event.name,
+                name=None if event.name is None else names(event.name),
             )
         case TaskStatusChanged() | JobStatusChanged() if old is not None:
             entities[event.entity_id] = msgspec.structs.replace(

@@ -14,6 +14,10 @@ neither overwrite the winner's meta nor touch the chunks it points at: the loser
 
 A write NATS refuses for lack of permission on its key's subject fails at once with
 :class:`~poller.pipeline.nats_denials.SubjectDenied` (through ``denials``), not after a timeout.
+
+The bucket is outside the process, so entity names are kept redacted (see
+:class:`~poller.pipeline.state.EntityState`); a state written before that was so is redacted when
+loaded, and its next commit rewrites every chunk (:meth:`StateStore.names_pending` asks for one).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from poller.pipeline.nats_denials import Denials, guarded, kv_subject_prefix
+from poller.pipeline.redact import Redactor
 from poller.pipeline.state import EntityState, Health, SourceState
 
 __all__ = ["StateFenced", "StateStore", "chunk_of", "chunks_needed", "kv_key_token"]
@@ -64,6 +69,8 @@ class Meta(msgspec.Struct, kw_only=True):
     cursors: dict[str, int] = {}
     health: Health = Health()
     vanish_held: int = 0
+    #: the entity names are redacted (False: written before they were, and rewritten at load)
+    names_kept: bool = False
 
 
 _KEY_TOKEN = re.compile(r"[^-_a-zA-Z0-9]")
@@ -93,12 +100,15 @@ _decode_chunk = msgspec.msgpack.Decoder(dict[str, EntityState]).decode
 _decode_meta = msgspec.msgpack.Decoder(Meta).decode
 
 
-def _shared_values(chunk: dict[str, EntityState]) -> dict[str, EntityState]:
+def _shared_values(
+    chunk: dict[str, EntityState], names: Callable[[str], str] | None
+) -> dict[str, EntityState]:
     """Decoding gives each entity its own copy of values that repeat across all of them (kind,
     state, raw value, parent): one shared string each brings a loaded map down to the size the
-    differ builds (about 150 bytes less per entity)."""
+    differ builds (about 150 bytes less per entity). ``names`` redacts names stored raw."""
     intern = sys.intern
     for entity_id, e in chunk.items():
+        name = e.name if names is None or e.name is None else names(e.name)
         chunk[entity_id] = EntityState(
             kind=intern(e.kind),
             state=intern(e.state),
@@ -107,7 +117,7 @@ def _shared_values(chunk: dict[str, EntityState]) -> dict[str, EntityState]:
             completed=e.completed,
             total=e.total,
             parent=None if e.parent is None else intern(e.parent),
-            name=e.name,
+            name=name,
             held=e.held,
         )
     return chunk
@@ -116,12 +126,23 @@ def _shared_values(chunk: dict[str, EntityState]) -> dict[str, EntityState]:
 class StateStore:
     """Loads and commits :class:`SourceState` records; one instance per poller process."""
 
-    def __init__(self, kv: Any, writer: str | None = None, *, denials: Denials | None = None) -> None:
+    def __init__(
+        self,
+        kv: Any,
+        writer: str | None = None,
+        *,
+        denials: Denials | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
         self._kv = kv
         self._denials = denials
         self._prefix = kv_subject_prefix(kv)
         #: unique per store: names the chunk generations this store writes
         self.writer = writer or uuid.uuid4().hex[:12]
+        #: what a name stored raw (by an older poller) is redacted to at load
+        self._kept = (redactor or Redactor()).kept
+        #: sources loaded with names stored raw: their next commit rewrites every chunk
+        self._raw_names: set[str] = set()
         self._meta: dict[str, Meta] = {}
         #: revision of each source's meta as loaded or last written by us (0: absent)
         self._revision: dict[str, int] = {}
@@ -146,24 +167,34 @@ class StateStore:
         raw_meta, revision = await self._entry(f"{source_key}.meta")
         meta = _decode_meta(raw_meta) if raw_meta else Meta()
         entities: dict[str, EntityState] = {}
+        names = None if meta.names_kept else self._kept
         if raw_meta:
             for chunk in range(meta.chunks):
                 raw = await self._get(_chunk_key(source_key, meta, chunk))
                 if raw:
-                    entities.update(_shared_values(_decode_chunk(raw)))
+                    entities.update(_shared_values(_decode_chunk(raw), names))
         self._meta[source_key] = meta
         self._revision[source_key] = revision
-        return SourceState(
+        state = SourceState(
             entities=entities,
             cursors=dict(meta.cursors),
             health=meta.health,
             stream_seq=meta.stream_seq,
             vanish_held=meta.vanish_held,
         )
+        if raw_meta and not meta.names_kept:
+            self._raw_names.add(source_key)
+        return state
+
+    def names_pending(self, source_key: str) -> bool:
+        """Whether the bucket still holds this source's names raw: a commit is due, even unchanged."""
+        return source_key in self._raw_names
 
     async def commit(self, source_key: str, state: SourceState, changed: Iterable[str] | None) -> None:
         """Persist ``state``; ``changed`` names the entities whose chunk must be rewritten (None: all)."""
         old = self._meta.get(source_key) or Meta()
+        if source_key in self._raw_names:
+            changed = None  # every chunk, so no raw name stays behind
         needed = chunks_needed(len(state.entities))
         # chunks are rewritten in place only in a generation this store wrote itself
         relayout = needed > old.chunks or changed is None or old.writer != self.writer
@@ -175,6 +206,7 @@ class StateStore:
             health=state.health,
             stream_seq=state.stream_seq,
             vanish_held=state.vanish_held,
+            names_kept=True,
         )
         if relayout:
             dirty = set(range(meta.chunks))
@@ -209,6 +241,7 @@ class StateStore:
                     key = _chunk_key(source_key, old, chunk)
                     await self._write(key, partial(self._kv.purge, key))
         self._meta[source_key] = meta
+        self._raw_names.discard(source_key)
 
     async def _write_meta(self, source_key: str, value: bytes) -> int:
         """Compare-and-set on the revision we know; our own earlier write (an ack lost in an outage,

@@ -300,7 +300,7 @@ class Service:
                     on_fault=self._nats.fault,
                 )
             self.infrastructure_ready = True
-            self.store = StateStore(kv, denials=self._nats.denials)
+            self.store = StateStore(kv, denials=self._nats.denials, redactor=self.redactor)
             self.publisher = Publisher(
                 self._nc,
                 subject_prefix=cfg.subject_prefix,

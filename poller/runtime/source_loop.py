@@ -199,7 +199,15 @@ class SourceLoop:
             failure: tuple[str, str, str] | None = None
             failed_since: datetime | None = None
             observation = None
-            sweep = SweepDiff(sid, state, self._privacy, mass_vanish, basis, hand_on=source.reuses_snapshots)
+            sweep = SweepDiff(
+                sid,
+                state,
+                self._privacy,
+                mass_vanish,
+                basis,
+                hand_on=source.reuses_snapshots,
+                redactor=self._redactor,
+            )
             with anyio.CancelScope() as scope:
                 self._poll_scopes.add(scope)
                 try:
@@ -234,7 +242,13 @@ class SourceLoop:
             if failure is not None and failure[1] == DegradeReason.PUBLISH_REJECTED:
                 # a page NATS refused was applied but not stored: keep nothing of this cycle
                 sweep = SweepDiff(
-                    sid, state, self._privacy, mass_vanish, basis, hand_on=source.reuses_snapshots
+                    sid,
+                    state,
+                    self._privacy,
+                    mass_vanish,
+                    basis,
+                    hand_on=source.reuses_snapshots,
+                    redactor=self._redactor,
                 )
             # a failed cycle still keeps the pages it applied: their events may be out already
             d = sweep.finish(observation, now) if observation is not None else sweep.unfinished()
@@ -268,7 +282,12 @@ class SourceLoop:
                     "a complete listing lost most entities at once; they vanish only if the next agrees",
                     extra={"vendor": source.vendor, "account": source.account, "held": new_state.vanish_held},
                 )
-            if events or changed or new_state.cursors != state.cursors:
+            if (
+                events
+                or changed
+                or new_state.cursors != state.cursors
+                or self._store.names_pending(status.key)
+            ):
                 committer.submit(new_state, changed)
             elif committer.idle:
                 status.caught_up = time.monotonic()
@@ -319,7 +338,9 @@ class SourceLoop:
                 )
                 await retry_nats(
                     "replay",
-                    lambda: replay(self._js, self._stream, subjects, status.key, state),
+                    lambda: replay(
+                        self._js, self._stream, subjects, status.key, state, names=self._redactor.kept
+                    ),
                     on_fault=on_fault,
                 )
                 return state

@@ -25,7 +25,7 @@ from poller.simulators.base import Fault, json_response
 from poller.simulators.huawei_aicc import CONTENT_TYPE, HuaweiAiccSimulator
 from poller.simulators.tencent_ccc import TencentCccSimulator, _error
 from poller.tools.natsserver import NatsServer, free_port
-from schemas import SourceDegraded
+from schemas import SourceDegraded, TaskAppeared
 from schemas.vendors.huawei import OAuthError
 from tests.helpers import stream_events, wait_until
 
@@ -181,3 +181,55 @@ failure_backoff = 0.1
     }
     leaks = {name: _leaks(text) for name, text in channels.items()}
     assert leaks == {name: [] for name in channels}, leaks
+
+
+async def test_the_state_bucket_of_a_real_run_keeps_no_personal_data_of_a_task_name(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The state bucket is a channel too: a task named with a callee's number and name is committed
+    with both redacted, and the events carry the name as before."""
+    tencent = TencentCccSimulator(credentials={TENCENT_ID: TENCENT_KEY})
+    async with tencent:
+        tencent.add_task(APP, name=f"回访 {MOBILE} 客户姓名：{NAME}", state=1)
+        config = tmp_path / "poller.toml"
+        config.write_text(
+            f"""
+[nats]
+url = "{nats_server.url}"
+[[sources]]
+vendor = "tencent-ccc"
+account = "named"
+secret_id = "{TENCENT_ID}"
+secret_key = "{TENCENT_KEY}"
+sdk_app_ids = [{APP}]
+endpoint = "{tencent.url}"
+poll_interval = 0.1
+"""
+        )
+        env = {**os.environ, "PYTHONPATH": os.getcwd()}
+        nc = await nats.connect(nats_server.url)
+        try:
+            async with await anyio.open_process(
+                [sys.executable, "-m", "poller.cli", "run", "--config", str(config)], env=env
+            ) as process:
+
+                async def committed() -> bool:
+                    try:
+                        kv = await nc.jetstream().key_value("aicc_poller_state")
+                        return bool([k for k in await kv.keys() if k.endswith(".meta")])
+                    except Exception:
+                        return False
+
+                await wait_until(committed, timeout=20)
+                process.send_signal(signal.SIGTERM)
+                with anyio.fail_after(15):
+                    assert await process.wait() == 0
+            kv = await nc.jetstream().key_value("aicc_poller_state")
+            bucket = b"".join([(await kv.get(key)).value or b"" for key in await kv.keys()])
+        finally:
+            await nc.close()
+    events = await stream_events(nats_server.url)
+    (appeared,) = [e for e in events if isinstance(e, TaskAppeared)]
+    assert appeared.name == f"回访 {MOBILE[:3]}******{MOBILE[-2:]} 客户姓名：{NAME[0]}**"  # as before
+    assert b"138" in bucket  # the masked number is there, the rest of it is not
+    assert _leaks(bucket.decode(errors="replace")) == []

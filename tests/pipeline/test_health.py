@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from poller.pipeline.health import health_transition
 from poller.pipeline.identity import SourceId
+from poller.pipeline.redact import Redactor
 from poller.pipeline.state import SourceState, apply_published
 from schemas import SourceDegraded, SourceRecovered
 
@@ -46,6 +47,8 @@ def test_replayed_degradation_keeps_the_first_failure_time() -> None:
     )
     assert isinstance(degraded, SourceDegraded)
     state = SourceState()
-    apply_published(state, degraded, 1)  # a restart between publish and commit rebuilds it so
+    apply_published(
+        state, degraded, 1, names=Redactor().kept
+    )  # a restart between publish and commit rebuilds it so
     _, (recovered,) = health_transition(source, state.health, None, NOW + timedelta(seconds=3))
     assert isinstance(recovered, SourceRecovered) and recovered.degraded_seconds == 15.0

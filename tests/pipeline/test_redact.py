@@ -241,3 +241,39 @@ def test_a_secret_cut_short_by_a_length_limit_is_masked_too(
     cut = data.draw(st.integers(min_value=8, max_value=len(secret)))
     out = Redactor([secret])(before + secret[:cut] + after)
     assert secret[:cut] not in out
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=80) | st.sampled_from(["name=张三 13812345678", "客户姓名：王小明 task-1"]))
+def test_a_name_kept_in_state_and_published_again_reads_as_published_under_every_policy(text: str) -> None:
+    """The vanish takes its name from state, where it is kept redacted; the publisher redacts it
+    again. Under mask and hash that is what the appearance published (a hash is not hashed again);
+    under keep the state still masks, and the publisher keeps that."""
+    for policy in PersonalDataPolicy:
+        redactor = Redactor(["configured-secret"], Privacy(policy, salt="pepper"))
+        kept = redactor.kept(text)
+        assert redactor.kept(kept) == kept
+        if policy is PersonalDataPolicy.KEEP:
+            assert redactor.event_text(kept) == kept == redactor(text)
+        else:
+            assert redactor.event_text(kept) == redactor.event_text(text) == kept
+
+
+def test_the_state_masks_personal_data_even_where_events_keep_it() -> None:
+    redactor = Redactor(privacy=Privacy(PersonalDataPolicy.KEEP))
+    assert redactor.event_text("客户姓名：王小明 13812345678") == "客户姓名：王小明 13812345678"
+    assert redactor.kept("客户姓名：王小明 13812345678") == "客户姓名：王** 138******78"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from("0123456789+-. ()86abc王"), max_size=40)
+    | st.from_regex(
+        r"(\+86|0086)?[ -]?1[3-9]\d[ .-]?\d{4}[ .-]?\d{4}|\(?0\d{2,3}\)?[ -]?\d{7,8}", fullmatch=True
+    )
+)
+def test_text_that_the_first_check_lets_through_has_nothing_to_mask(text: str) -> None:
+    """The cheap check that spares most text every pass lets through only what they would not change."""
+    redactor = Redactor()
+    if not redactor._suspect(text):
+        assert redactor._personal(redactor._credentials(text), Privacy(PersonalDataPolicy.MASK)) == text

@@ -11,6 +11,7 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
+from poller.pipeline.redact import Redactor
 from poller.pipeline.replay import replay
 from poller.pipeline.state import EntityState, SourceState
 from poller.pipeline.subjects import SOURCE_HEADER, subject_for
@@ -53,7 +54,7 @@ async def test_replay_applies_this_sources_events_and_stops_at_an_entitys_gap(js
         ],
     )
     state = SourceState()
-    applied = await replay(js, STREAM, "t.>", "src", state)
+    applied = await replay(js, STREAM, "t.>", "src", state, names=Redactor().kept)
     assert applied == 4  # A's appearance, B's three events
     assert state.entities["A"].seq == 1 and state.entities["A"].raw == "running"
     assert state.entities["B"].seq == 2 and state.entities["B"].raw == "finished"
@@ -64,9 +65,9 @@ async def test_replay_applies_this_sources_events_and_stops_at_an_entitys_gap(js
 async def test_replay_from_an_older_position_changes_nothing_it_already_reflects(js: Any) -> None:
     await store(js, [("src", appeared("A")), ("src", status("A", 2))])
     state = SourceState()
-    await replay(js, STREAM, "t.>", "src", state)
+    await replay(js, STREAM, "t.>", "src", state, names=Redactor().kept)
     again = SourceState(entities=dict(state.entities), stream_seq=0)
-    await replay(js, STREAM, "t.>", "src", again)
+    await replay(js, STREAM, "t.>", "src", again, names=Redactor().kept)
     assert (
         again.entities
         == state.entities
