@@ -94,8 +94,10 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
 
 _SEP = r"[-\s.]?"
-_MOBILE = rf"(?:(?:\+|00)?86{_SEP})?1[3-9]\d{_SEP}\d{{4}}{_SEP}\d{{4}}"
-_LANDLINE = r"(?:(?:\+|00)86[-\s]?\(?0?\d{2,3}\)?|\(?0\d{2,3}\)?)[-\s]?\d{7,8}"
+#: a mobile: 1[3-9] and nine more digits, grouped any way (one space, dash or dot between groups)
+_MOBILE = rf"(?:(?:\+|00)?86{_SEP})?1{_SEP}[3-9](?:{_SEP}\d){{9}}"
+#: a landline: an area code, then a local number of 7-8 digits, whole or split once (123 4567, 1234-5678)
+_LANDLINE = r"(?:(?:\+|00)86[-\s]?\(?0?\d{2,3}\)?|\(?0\d{2,3}\)?)[-\s]?(?:\d{7,8}|\d{3,4}[-\s.]\d{4})"
 #: a digit run long enough to be a number someone could be reached at (not part of a word or decimal)
 _DIGIT_RUN = r"\d{7,}"
 _PHONE = re.compile(
@@ -108,12 +110,13 @@ _RECENT_LIMIT = 4096
 _CREDENTIAL_HINT = re.compile(r"(?i)" + _CREDENTIAL_WORD + r"|sign").search
 _NAME_HINT = re.compile(r"(?i)name|姓名|联系人|客户").search
 _BEARER_HINT = re.compile(r"(?i)bearer|basic").search
-_DIGITS_HINT = re.compile(r"\d{3}").search
-#: what every masked thing contains at least one of: seven digits with at most one separator after
-#: the fourth (every phone number and digit run masked here has them: a mobile's last two groups, a
-#: landline's number), a key/value separator, a scheme or token prefix. A name such as ``task-1024``
-#: has none, so it costs one search
-_SUSPECT = r"\d{4}[-\s.]?\d{3}|[:=：]|(?i:bearer|basic)|eyJ"
+#: three digits in a row, or a mobile grouped so that it has none
+_DIGITS_HINT = re.compile(rf"\d{{3}}|1{_SEP}[3-9](?:{_SEP}\d){{9}}").search
+#: what every masked thing contains at least one of: six digits with at most one separator after
+#: the third (every digit run and landline masked here has them), a mobile however it is grouped,
+#: a key/value separator, a scheme or token prefix. A name such as ``task-1024`` has none, so it
+#: costs one search
+_SUSPECT = rf"\d{{3}}[-\s.]?\d{{3}}|1{_SEP}[3-9](?:{_SEP}\d){{9}}|[:=：]|(?i:bearer|basic)|eyJ"
 
 S = TypeVar("S", bound=msgspec.Struct)
 

@@ -111,6 +111,58 @@ def test_a_mobile_number_never_survives_in_any_spelling(
             assert mobile[3:7] not in out
 
 
+def _grouped(digits: str, cuts: list[int], separators: list[str]) -> str:
+    """``digits`` with a separator at each of ``cuts`` (places between two digits)."""
+    out, last = [], 0
+    for cut, separator in zip(sorted(set(cuts)), separators, strict=False):
+        out += [digits[last:cut], separator]
+        last = cut
+    return "".join([*out, digits[last:]])
+
+
+_SEPARATORS = st.lists(st.sampled_from(["-", " ", "."]), min_size=10, max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=_FILLER,
+    after=_FILLER,
+    mobile=_MOBILE,
+    cuts=st.lists(st.integers(1, 10), max_size=10),
+    separators=_SEPARATORS,
+    prefix=st.sampled_from(["", "+86 ", "0086-", "86"]),
+)
+def test_a_mobile_number_never_survives_however_it_is_grouped(
+    before: str, after: str, mobile: str, cuts: list[int], separators: list[str], prefix: str
+) -> None:
+    text = f"{before} {prefix}{_grouped(mobile, cuts, separators)} {after}"
+    for policy in (PersonalDataPolicy.MASK, PersonalDataPolicy.HASH):
+        redactor = Redactor(privacy=Privacy(policy, salt="s"))
+        for out in (redactor(text), redactor.event_text(text), redactor.kept(text)):
+            assert mobile[3:9] not in _digits(out), out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=_FILLER,
+    after=_FILLER,
+    area=st.from_regex(r"\A0[1-9]\d{1,2}\Z"),
+    local=st.from_regex(r"\A[2-9]\d{6,7}\Z"),
+    split=st.booleans(),
+    separator=st.sampled_from(["-", " ", "."]),
+    style=st.integers(0, 3),
+)
+def test_a_landline_never_survives_with_its_local_number_whole_or_split(
+    before: str, after: str, area: str, local: str, split: bool, separator: str, style: int
+) -> None:
+    number = f"{local[:-4]}{separator}{local[-4:]}" if split else local
+    spelled = [f"{area}-{number}", f"({area}) {number}", f"{area} {number}", f"+86 {area[1:]}-{number}"][
+        style
+    ]
+    out = Redactor()(f"{before} {spelled} {after}")
+    assert local[-6:] not in _digits(out), out
+
+
 @settings(max_examples=200, deadline=None)
 @given(before=_FILLER, after=_FILLER, digits=st.from_regex(r"\A\d{7,20}\Z"))
 def test_any_long_digit_run_is_treated_as_a_number_someone_could_be_reached_at(
