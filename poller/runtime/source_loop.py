@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import anyio
@@ -199,7 +200,8 @@ class SourceLoop:
             failure: tuple[str, str, str] | None = None
             failed_since: datetime | None = None
             observation = None
-            sweep = SweepDiff(
+            new_sweep = partial(
+                SweepDiff,
                 sid,
                 state,
                 self._privacy,
@@ -208,6 +210,7 @@ class SourceLoop:
                 hand_on=source.reuses_snapshots,
                 redactor=self._redactor,
             )
+            sweep = new_sweep()
             with anyio.CancelScope() as scope:
                 self._poll_scopes.add(scope)
                 try:
@@ -241,15 +244,7 @@ class SourceLoop:
             health, health_events = health_transition(sid, state.health, unhealthy, now, unhealthy_since)
             if failure is not None and failure[1] == DegradeReason.PUBLISH_REJECTED:
                 # a page NATS refused was applied but not stored: keep nothing of this cycle
-                sweep = SweepDiff(
-                    sid,
-                    state,
-                    self._privacy,
-                    mass_vanish,
-                    basis,
-                    hand_on=source.reuses_snapshots,
-                    redactor=self._redactor,
-                )
+                sweep = new_sweep()
             # a failed cycle still keeps the pages it applied: their events may be out already
             d = sweep.finish(observation, now) if observation is not None else sweep.unfinished()
             # the basis is checked against the state it is handed with: one that does not match the
