@@ -16,6 +16,7 @@ import msgspec
 import nats
 
 from poller.config import Config, parse_config
+from poller.runtime.kv_keys import kv_keys
 from poller.runtime.service import Service
 from schemas import Event
 from schemas.contract import JSON_SCHEMA_FILE
@@ -192,3 +193,16 @@ async def polls_done(service: Service, n: int = 1) -> None:
         return all(c >= n for c in counts.values())
 
     await wait_until(check, timeout=20)
+
+
+async def bucket_bytes(kv: Any) -> bytes:
+    """Every value a KV bucket holds now, end to end (what left the process into it)."""
+    from nats.js.errors import KeyNotFoundError
+
+    values: list[bytes] = []
+    for key in await kv_keys(kv):
+        try:
+            values.append((await kv.get(key)).value or b"")
+        except KeyNotFoundError:
+            continue  # deleted: only its marker is left
+    return b"".join(values)

@@ -40,10 +40,11 @@ from typing import Any, TypeVar
 
 import anyio
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from poller.pipeline.nats_denials import Denials, SubjectDenied, guarded, kv_subject_prefix
 from poller.pipeline.nats_faults import PermanentFault, permanent_fault
+from poller.runtime.kv_keys import kv_keys
 
 __all__ = [
     "HANDOVER_WINDOW",
@@ -251,18 +252,21 @@ class Ownership:
     async def _read_members(self) -> tuple[set[str], dict[str, tuple[set[Budget], int]]]:
         """The live members (us included until we left), and the fleet limits each other one
         spends with the revision of the record that says so."""
-        try:
-            keys = await self._members_kv.keys()
-        except NoKeysError:
-            keys = []
-        found = {k.removeprefix("member.") for k in keys if k.startswith("member.")}
+        found: set[str] = set()
         others: dict[str, tuple[set[Budget], int]] = {}
-        for member in found - {self.replica_id}:
+        for key in await kv_keys(self._members_kv, "member."):
+            member = key.removeprefix("member.")
+            if member == self.replica_id:
+                continue
             try:
-                entry = await self._members_kv.get(f"member.{member}")
+                entry = await self._members_kv.get(key)
+            except KeyNotFoundError:
+                continue  # left (its delete marker is listed), or gone meanwhile
+            found.add(member)
+            try:
                 record = _decode_member(entry.value)
-            except (KeyNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
-                continue  # gone meanwhile, or an older replica's record: spends nothing we know of
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue  # an older replica's record: live, but it spends nothing we know of
             others[member] = ({_budget(b) for b in record.budgets if "/" in b}, int(entry.revision))
         if not self._left:
             found.add(self.replica_id)

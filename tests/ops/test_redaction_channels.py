@@ -21,13 +21,14 @@ import nats
 from aiohttp import web
 
 from poller.runtime.control import control_subject
+from poller.runtime.kv_keys import kv_keys
 from poller.simulators.base import Fault, json_response
 from poller.simulators.huawei_aicc import CONTENT_TYPE, HuaweiAiccSimulator
 from poller.simulators.tencent_ccc import TencentCccSimulator, _error
 from poller.tools.natsserver import NatsServer, free_port
 from schemas import SourceDegraded, TaskAppeared
 from schemas.vendors.huawei import OAuthError
-from tests.helpers import stream_events, wait_until
+from tests.helpers import bucket_bytes, stream_events, wait_until
 
 CLIENT_ID = "hostile-client"
 #: characters a form body URL-encodes, so the echo carries the secret in its encoded form too
@@ -216,7 +217,7 @@ poll_interval = 0.1
                 async def committed() -> bool:
                     try:
                         kv = await nc.jetstream().key_value("aicc_poller_state")
-                        return bool([k for k in await kv.keys() if k.endswith(".meta")])
+                        return bool([k for k in await kv_keys(kv) if k.endswith(".meta")])
                     except Exception:
                         return False
 
@@ -225,7 +226,7 @@ poll_interval = 0.1
                 with anyio.fail_after(15):
                     assert await process.wait() == 0
             kv = await nc.jetstream().key_value("aicc_poller_state")
-            bucket = b"".join([(await kv.get(key)).value or b"" for key in await kv.keys()])
+            bucket = await bucket_bytes(kv)
         finally:
             await nc.close()
     events = await stream_events(nats_server.url)

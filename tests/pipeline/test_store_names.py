@@ -26,7 +26,7 @@ from poller.pipeline.state import EntityState, SourceState
 from poller.pipeline.store import Meta, StateStore
 from poller.tools.natsserver import NatsServer
 from schemas import EntityKind, TaskAppeared, TaskState, TaskVanished
-from tests.helpers import stream_events
+from tests.helpers import bucket_bytes, stream_events
 
 MOBILE = "13800138000"
 NAME = "王小明"
@@ -58,10 +58,6 @@ def listing(*ids: str) -> Observation:
         ],
         complete=True,
     )
-
-
-async def bucket_bytes(kv: Any) -> bytes:
-    return b"".join([(await kv.get(key)).value or b"" for key in await kv.keys()])
 
 
 def leaks(data: bytes) -> list[str]:
