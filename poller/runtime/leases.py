@@ -455,23 +455,33 @@ class Ownership:
     def held(self) -> list[str]:
         return sorted(self._held)
 
+    def _fence(self, held: _Held) -> float:
+        """When a lease not renewed since is let go (monotonic): a third of the TTL and more before
+        it can expire, so its requests have left the vendor's window when another replica takes it."""
+        return held.renewed + self.ttl * 0.8 - self.refresh_every
+
     async def keep_leases(self) -> None:
-        """Renew every held lease, until cancelled; a lease not renewed for most of the TTL is lost."""
+        """Renew every held lease, until cancelled; a lease not renewed for most of the TTL is lost,
+        at its fence even while a renewal hangs (NATS stalled)."""
         while True:
-            await anyio.sleep(self.refresh_every)
+            fences = [self._fence(held) for held in self._held.values() if not held.lost.is_set()]
+            wait = min([self.refresh_every, *(fence - time.monotonic() for fence in fences)])
+            await anyio.sleep(max(wait, 0.05))
             for account_key, held in list(self._held.items()):
                 if held.lost.is_set():
                     continue
+                fence, began = self._fence(held), time.monotonic()
                 try:
-                    still_ours = await self._renew(account_key)
-                except Exception as exc:  # NATS unreachable: ours until the TTL says otherwise
+                    with anyio.fail_after(max(0.0, fence - began)):
+                        still_ours = await self._renew(account_key)
+                except Exception as exc:  # NATS unreachable: ours until the fence
                     log.warning(
                         "lease renewal failed", extra={"account": account_key, "error": type(exc).__name__}
                     )
-                    still_ours = time.monotonic() - held.renewed < self.ttl * 0.8
+                    still_ours = time.monotonic() < fence
                 else:
                     if still_ours:
-                        held.renewed = time.monotonic()
+                        held.renewed = began  # the TTL runs from the write, which came after this
                 if not still_ours:
                     log.warning("lease lost; stopped polling the account", extra={"account": account_key})
                     held.lost.set()
@@ -487,6 +497,8 @@ class Ownership:
             if entry is None or not entry.value:
                 created = await self._write(LEASE_WRITE, kv, key, partial(kv.create, key, mine))
                 self._revisions[account_key] = int(created)
+                # no record: never held, or expired; an owner whose renewals failed let go at least
+                # a refresh (a third of the TTL) before it expired (keep_leases)
                 return time.time()
             record = _decode_lease(entry.value)
             if record.owner not in ("", self.replica_id):

@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 
 import anyio
+import nats
 
-from poller.runtime.leases import rendezvous_owner
+from poller.config import CoordinationConfig
+from poller.runtime.connection import ensure_coordination
+from poller.runtime.leases import HANDOVER_WINDOW, Ownership, rendezvous_owner
 from poller.simulators.base import max_in_window
 from poller.simulators.tencent_ccc import TencentCccSimulator
 from poller.tools.natsserver import NatsServer
@@ -161,3 +164,38 @@ async def test_a_killed_replicas_accounts_resume_elsewhere_within_the_ttl(
             if poller.poll() is None:
                 poller.kill()
     assert took <= 5.0 + 6.0, took  # the TTL, one refresh, the hand-over window and a loaded machine
+
+
+async def test_a_lease_nats_stops_renewing_is_let_go_a_window_and_more_before_it_can_expire(
+    nats_server: NatsServer,
+) -> None:
+    """NATS stalls (SIGSTOP): every renewal hangs. The owner must stop at its fence, not when a
+    renewal finally fails, so its last requests have left the vendor's window before the lease
+    expires and another replica may take it."""
+    ttl = 3.0
+    nc = await nats.connect(nats_server.url, allow_reconnect=False)
+    assert nats_server.process is not None
+    try:
+        members, leases = await ensure_coordination(nc.jetstream(), CoordinationConfig(lease_ttl=ttl), 1)
+        owner = Ownership(members, leases, "owner", ttl)
+        assert await owner.hold("tencent-ccc.a") is not None
+        held_at = time.monotonic()
+        lost = owner.lost("tencent-ccc.a")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(owner.keep_leases)
+            await anyio.sleep(owner.refresh_every * 1.2)  # one renewal made
+            assert not lost.is_set()
+            renewed = owner._held["tencent-ccc.a"].renewed  # when the last write that landed began
+            assert renewed > held_at
+            os.kill(nats_server.process.pid, signal.SIGSTOP)
+            try:
+                with anyio.fail_after(ttl):
+                    await lost.wait()
+                lost_at = time.monotonic()
+            finally:
+                os.kill(nats_server.process.pid, signal.SIGCONT)
+            tg.cancel_scope.cancel()
+    finally:
+        await nc.close()
+    # the lease can expire a TTL after that write: the owner stopped a hand-over window before
+    assert lost_at <= renewed + ttl - HANDOVER_WINDOW, lost_at - renewed
