@@ -37,7 +37,9 @@ async def test_each_fault_is_one_classified_episode_and_never_a_change(nats_serv
         async with running(config) as service:
             await polls_done(service, 1)
             for fault, _reason in FAULTS:
-                sim.inject(fault)
+                # on the listing only: a fault on every API would hit whichever request comes next,
+                # the listing or this cycle's call records, and the episode would name either
+                sim.inject(fault, api="DescribeAutoCalloutTasks")
                 await wait_until(lambda: any(s.degraded for s in service.statuses.values()), timeout=20)
                 await polls_done_failing(service)
                 sim.clear_faults()
