@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import pytest
@@ -40,6 +41,7 @@ from poller.vendors.byrobot import (
 from poller.vendors.informer import ReadKind
 from schemas import CallFinished, TaskProgress, TaskStatusChanged, TaskVanished
 from tests.helpers import make_config, polls_done, running, stream_events, wait_until
+from tests.vendors.relist import removed_ones_vanish_only_by_a_complete_relist
 from tests.vendors.test_alibaba_vendors import adapters
 from tests.vendors.test_byrobot import APP_KEY, APP_SECRET, COMPANY, byrobot_source
 
@@ -184,29 +186,14 @@ async def test_targeted_cycles_are_partial_and_only_a_complete_relist_vanishes()
     async with simulator() as sim:
         finished, live = world(sim)
         async with adapters(source_entry(sim, max_staleness=4.0)) as (source,):
-            state = SourceState()
-            observations = []
-            vanished_at: int | None = None
-            gone: set[str] = set()
-            for cycle in range(40):
-                observation, state, events = await step(source, state)
-                observations.append(observation)
-                vanishes = {e.entity_id for e in events if isinstance(e, TaskVanished)}
-                assert not vanishes or observation.complete  # only a complete listing vanishes
-                gone |= vanishes
-                if len(gone) >= 2:  # in one pass, or over two (the one under way read one of them)
-                    vanished_at = cycle
-                    break
-                if cycle == 1:
-                    sim.remove_task(live[0])  # a live task: its detail is "no such task" now
-                    sim.remove_task(finished[0])
-    assert observations[0].complete
-    assert vanished_at is not None, "the relist never completed"
-    # targeted cycles are partial; the pass under way when they were removed (it had read them,
-    # or read them by id when it missed them) completes without vanishing them, the next vanishes
-    assert sum(o.complete for o in observations[2:vanished_at]) <= 1
-    assert observations[vanished_at].complete
-    assert gone == {str(live[0]), str(finished[0])}
+
+            def remove() -> None:
+                sim.remove_task(live[0])  # a live task: its detail is "no such task" now
+                sim.remove_task(finished[0])
+
+            state, _ = await removed_ones_vanish_only_by_a_complete_relist(
+                partial(step, source), remove, {str(live[0]), str(finished[0])}
+            )
     assert sum(1 for e in state.entities.values() if e.state != "vanished") == TASKS - 2
 
 

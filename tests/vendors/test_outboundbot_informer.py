@@ -17,15 +17,16 @@ from poller.config import ConfigError
 from poller.pipeline.differ import diff
 from poller.pipeline.identity import SourceId
 from poller.pipeline.privacy import Privacy
-from poller.pipeline.snapshot import EntitySnapshot
+from poller.pipeline.snapshot import EntitySnapshot, Observation
 from poller.pipeline.state import SourceState
 from poller.simulators.alibaba_outboundbot import OutboundBotSimulator
 from poller.simulators.base import max_in_window
 from poller.tools.natsserver import NatsServer
 from poller.vendors.alibaba_outboundbot import LIST_API, LIST_JOBS_API, OutboundBotAccount
 from poller.vendors.informer import ReadKind, RelistPass
-from schemas import CallFinished, EntityKind, JobStatusChanged, TaskState, TaskVanished
+from schemas import CallFinished, EntityKind, JobStatusChanged, TaskState
 from tests.helpers import make_config, polls_done, running, stream_events, wait_until
+from tests.vendors.relist import removed_ones_vanish_only_by_a_complete_relist
 from tests.vendors.test_alibaba_vendors import AK, GROUP, INSTANCE, SECRET, adapters, outboundbot_source
 
 LIMIT = 40
@@ -113,34 +114,19 @@ async def test_targeted_cycles_are_partial_and_only_a_complete_relist_vanishes()
     async with OutboundBotSimulator(credentials={AK: SECRET}, rate_limit=LIMIT) as sim:
         finished, live = world(sim)
         async with adapters(source_entry(sim, max_staleness=4.0)) as (source,):
-            state = SourceState()
-            observations = []
-            removed = False
-            vanished_at: int | None = None
-            gone: set[str] = set()
-            for cycle in range(40):
+
+            async def step(state: SourceState) -> tuple[Observation, SourceState, list[object]]:
                 observation = await source.observe(state)
-                observations.append(observation)
                 result = diff(source_id, state, observation, datetime.now(UTC), Privacy())
-                state = result.state
-                vanishes = {e.entity_id for e in result.events if isinstance(e, TaskVanished)}
-                assert not vanishes or observation.complete  # only a complete listing vanishes
-                gone |= vanishes
-                if len(gone) >= 2:  # in one pass, or over two (the one under way read one of them)
-                    vanished_at = cycle
-                    break
-                if cycle == 1 and not removed:
-                    sim.remove_job(live[0])  # a live job the targeted reads will not find any more
-                    sim.remove_job(finished[0])
-                    removed = True
-    assert observations[0].complete  # the first cycle is one full listing
-    assert vanished_at is not None, "the relist never completed"
-    # every cycle between the removal and the vanish was partial: targeted reads never vanish
-    # targeted cycles are partial; the pass under way when they were removed (it had read them,
-    # or read them by id when it missed them) completes without vanishing them, the next vanishes
-    assert sum(o.complete for o in observations[2:vanished_at]) <= 1
-    assert observations[vanished_at].complete
-    assert gone == {live[0], finished[0]}
+                return observation, result.state, list(result.events)
+
+            def remove() -> None:
+                sim.remove_job(live[0])  # a live job the targeted reads will not find any more
+                sim.remove_job(finished[0])
+
+            state, _ = await removed_ones_vanish_only_by_a_complete_relist(
+                step, remove, {live[0], finished[0]}
+            )
     assert sum(1 for e in state.entities.values() if e.kind == "job" and e.state != "vanished") == JOBS - 2
 
 

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 
 import aiohttp
 import pytest
@@ -40,10 +41,11 @@ from poller.vendors.tencent_ccc import (
     TencentCccSource,
     normalize_read,
 )
-from schemas import CallFinished, TaskAppeared, TaskStatusChanged, TaskVanished
+from schemas import CallFinished, TaskAppeared, TaskStatusChanged
 from schemas.vendors.tencent_ccc import DescribeAutoCalloutTaskResult
 from tests.helpers import make_config
 from tests.system.test_tencent_e2e import SECRET_ID, SECRET_KEY, tencent_source
+from tests.vendors.relist import removed_ones_vanish_only_by_a_complete_relist
 
 APP = 1400000077
 LIMIT = 40
@@ -286,30 +288,16 @@ async def test_only_a_complete_relist_vanishes_a_task() -> None:
     async with TencentCccSimulator(credentials={SECRET_ID: SECRET_KEY}, rate_limit=LIMIT) as sim:
         finished, live = world(sim)
         async with source_of(sim, max_staleness=4.0) as source:
-            state = SourceState()
-            observations = []
-            vanished_at: int | None = None
-            gone: set[str] = set()
-            for cycle in range(40):
-                observation, state, events = await step(source, state)
-                observations.append(observation)
-                vanishes = {e.entity_id for e in events if isinstance(e, TaskVanished)}
-                assert not vanishes or observation.complete  # only a complete listing vanishes
-                gone |= vanishes
-                if len(gone) >= 2:  # in one pass, or over two (the one under way read one of them)
-                    vanished_at = cycle
-                    break
-                if cycle == 1:
-                    # a live task whose own read now says it does not exist, and a finished one
-                    sim.remove_task(APP, live[0])
-                    sim.remove_task(APP, finished[0])
-    assert observations[0].complete
-    assert vanished_at is not None, "the relist never completed"
-    # targeted cycles are partial; the pass under way when they were removed (it had read them,
-    # or read them by id when it missed them) completes without vanishing them, the next vanishes
-    assert vanished_at > 2 and sum(o.complete for o in observations[2:vanished_at]) <= 1
-    assert observations[vanished_at].complete
-    assert gone == {str(live[0]), str(finished[0])}
+
+            def remove() -> None:
+                # a live task whose own read now says it does not exist, and a finished one
+                sim.remove_task(APP, live[0])
+                sim.remove_task(APP, finished[0])
+
+            state, vanished_at = await removed_ones_vanish_only_by_a_complete_relist(
+                partial(step, source), remove, {str(live[0]), str(finished[0])}
+            )
+    assert vanished_at > 2
     assert sum(1 for e in state.entities.values() if e.state != "vanished") == TASKS - 2
 
 
