@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import msgspec
 import nats
+from nats.js.errors import KeyNotFoundError
 
 from poller.config import Config, parse_config
 from poller.runtime.kv_keys import kv_keys
@@ -197,8 +198,6 @@ async def polls_done(service: Service, n: int = 1) -> None:
 
 async def bucket_bytes(kv: Any) -> bytes:
     """Every value a KV bucket holds now, end to end (what left the process into it)."""
-    from nats.js.errors import KeyNotFoundError
-
     values: list[bytes] = []
     for key in await kv_keys(kv):
         try:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
@@ -184,14 +184,7 @@ class Redactor:
         for). Stable: a kept text kept again, or published, is unchanged."""
         if not self._suspect(text):
             return text
-        done = self._kept.get(text)
-        if done is not None:
-            return done
-        redacted = self._personal(self._credentials(text), self._outside)
-        if len(self._kept) >= _RECENT_LIMIT:
-            self._kept.clear()
-        self._kept[text] = redacted
-        return redacted
+        return _remembered(self._kept, text, lambda: self._personal(self._credentials(text), self._outside))
 
     def secrets(self, text: str) -> str:
         """Credentials only (personal data untouched)."""
@@ -218,15 +211,12 @@ class Redactor:
         """For an event's free-text field: personal data as the privacy policy says."""
         if not self._suspect(text):
             return text
-        done = self._recent.get(text)
-        if done is not None:
-            return done
+        return _remembered(self._recent, text, lambda: self._event_text(text))
+
+    def _event_text(self, text: str) -> str:
         redacted = self._credentials(text)
         if self._privacy.policy is not PersonalDataPolicy.KEEP:
             redacted = self._personal(redacted, self._privacy)
-        if len(self._recent) >= _RECENT_LIMIT:
-            self._recent.clear()
-        self._recent[text] = redacted
         return redacted
 
     def event(self, event: S) -> S:
@@ -274,6 +264,17 @@ class Redactor:
         if _has_separator(text) and _NAME_HINT(text):
             text = _KEYED_NAME.sub(name, text)
         return _PHONE.sub(phone, text) if _DIGITS_HINT(text) else text
+
+
+def _remembered(answers: dict[str, str], text: str, redact: Callable[[], str]) -> str:
+    """``redact()`` of ``text``, kept among the last few thousand answers (an entity's name comes
+    back in each of its events and sweeps)."""
+    done = answers.get(text)
+    if done is None:
+        if len(answers) >= _RECENT_LIMIT:
+            answers.clear()
+        done = answers[text] = redact()
+    return done
 
 
 def _has_separator(text: str) -> bool:
